@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each sets up what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-unit lint bench services-build venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	platform/ensure-packages.sh libldap2-dev libsasl2-dev gcc make
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+## make run — the service on embedded defaults, with the local Kubernetes control plane
+run: venv
+	platform/run.sh
+
+## make test — start PostgreSQL, Redis, OpenLDAP and Kubernetes, run every test, stop them all
+test: venv
+	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+## make test-unit — only the tests that need no services (SQLite)
+test-unit: venv
+	SECRET_KEY=test-only-not-a-secret $(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/mypy config requests_app approvals provisioning leases
+
+## build the local Kubernetes control plane binaries now (make run/test do it on first use)
+services-build:
+	platform/k8s/build.sh
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache

@@ -1,0 +1,170 @@
+"""The approval policy: ordered rules, first match wins (CONTRACT.md §4). Parsing and matching; no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from kubernetes.utils import parse_quantity
+
+DEFAULT_POLICY_YAML = """\
+rules:
+  - name: small-dev
+    match: {environment: [dev, test], kind: [namespace], plan: [small], max_lease_days: 14}
+    steps: []
+  - name: prod
+    match: {environment: [prod]}
+    steps:
+      - {name: team-lead, group: "team-{team}-leads", required: 1}
+      - {name: platform, group: platform-approvers, required: 1}
+      - {name: security, group: security-approvers, required: 2}
+  - name: default
+    match: {}
+    steps:
+      - {name: platform, group: platform-approvers, required: 1}
+"""
+
+LIST_KEYS = ("kind", "environment", "team", "plan")
+QUANTITY_KEYS = {"max_cpu": "cpu", "max_memory": "memory", "max_storage": "storage"}
+MATCH_KEYS = (*LIST_KEYS, "max_lease_days", *QUANTITY_KEYS)
+
+
+class PolicyError(ValueError):
+    """The policy document is invalid; the message names the rule and field."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    group: str
+    required: int
+
+    def group_for(self, team: str) -> str:
+        return self.group.replace("{team}", team)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: dict[str, Any]
+    steps: tuple[Step, ...]
+
+    def matches(self, facts: RequestFacts) -> bool:
+        m = self.match
+        for key in LIST_KEYS:
+            if key in m and getattr(facts, key) not in m[key]:
+                return False
+        if "max_lease_days" in m and facts.lease_days > m["max_lease_days"]:
+            return False
+        for key, fact in QUANTITY_KEYS.items():
+            if key in m:
+                asked = facts.quantities.get(fact)
+                if asked is None or asked > parse_quantity(m[key]):
+                    return False
+        return True
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What a rule can match on, taken from a request."""
+
+    kind: str
+    environment: str
+    team: str
+    plan: str | None
+    lease_days: int
+    quantities: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    rules: tuple[Rule, ...]
+
+    def rule_for(self, facts: RequestFacts) -> Rule:
+        for rule in self.rules:
+            if rule.matches(facts):
+                return rule
+        # A policy without a catch-all still routes everything somewhere safe: the platform team.
+        return Rule(name="fallback", match={}, steps=(Step("platform", "platform-approvers", 1),))
+
+
+def _fail(where: str, message: str) -> PolicyError:
+    return PolicyError(f"{where}: {message}")
+
+
+def parse_policy(text: str) -> Policy:
+    """Parse and validate a YAML policy. Raises PolicyError naming the rule and field at fault."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise PolicyError("the document must be a mapping with a list under 'rules'")
+    unknown_top = set(doc) - {"rules"}
+    if unknown_top:
+        raise PolicyError(f"unknown top-level field(s): {', '.join(sorted(unknown_top))}")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(doc["rules"], start=1):
+        where = f"rule #{index}"
+        if not isinstance(raw, dict):
+            raise _fail(where, "must be a mapping with name, match and steps")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _fail(where, "'name' is required")
+        where = f"rule {name!r}"
+        if name in seen:
+            raise _fail(where, "the name is used twice")
+        seen.add(name)
+        unknown = set(raw) - {"name", "match", "steps"}
+        if unknown:
+            raise _fail(where, f"unknown field(s): {', '.join(sorted(unknown))}")
+        match = raw.get("match") or {}
+        if not isinstance(match, dict):
+            raise _fail(where, "'match' must be a mapping")
+        for key, value in match.items():
+            if key not in MATCH_KEYS:
+                raise _fail(where, f"match.{key} is not a known field ({', '.join(MATCH_KEYS)})")
+            if key in LIST_KEYS:
+                if isinstance(value, str):
+                    match[key] = [value]
+                elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                    raise _fail(where, f"match.{key} must be a list of strings")
+            elif key == "max_lease_days":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise _fail(where, "match.max_lease_days must be a positive whole number")
+            else:
+                try:
+                    parse_quantity(value)
+                except (ValueError, TypeError) as exc:
+                    raise _fail(where, f"match.{key} is not a Kubernetes quantity: {value!r}") from exc
+        raw_steps = raw.get("steps", [])
+        if not isinstance(raw_steps, list):
+            raise _fail(where, "'steps' must be a list (empty: approved at once)")
+        steps: list[Step] = []
+        step_names: set[str] = set()
+        for s_index, s in enumerate(raw_steps, start=1):
+            s_where = f"{where} step #{s_index}"
+            if not isinstance(s, dict):
+                raise _fail(s_where, "must be a mapping with name, group and required")
+            unknown = set(s) - {"name", "group", "required"}
+            if unknown:
+                raise _fail(s_where, f"unknown field(s): {', '.join(sorted(unknown))}")
+            s_name, group, required = s.get("name"), s.get("group"), s.get("required", 1)
+            if not isinstance(s_name, str) or not s_name.strip():
+                raise _fail(s_where, "'name' is required")
+            if s_name in step_names:
+                raise _fail(s_where, f"step name {s_name!r} is used twice")
+            step_names.add(s_name)
+            if not isinstance(group, str) or not group.strip():
+                raise _fail(s_where, "'group' is required")
+            if not isinstance(required, int) or isinstance(required, bool) or required < 1:
+                raise _fail(s_where, "'required' must be a whole number of at least 1")
+            steps.append(Step(name=s_name, group=group, required=required))
+        rules.append(Rule(name=name, match=match, steps=tuple(steps)))
+    return Policy(rules=tuple(rules))
+
+
+DEFAULT_POLICY = parse_policy(DEFAULT_POLICY_YAML)

@@ -1,0 +1,206 @@
+"""Leasehold settings: everything comes from environment variables (CONTRACT.md §1).
+
+Production differs from development only by the environment; there are no per-environment branches.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env, secret
+from .ldap import ldap_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = secret("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false.")
+    # Development only: a fresh key per process (sessions do not survive a restart).
+    SECRET_KEY = secrets.token_urlsafe(50)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "requests_app",
+    "approvals",
+    "provisioning",
+    "leases",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- identity -------------------------------------------------------------------------------------
+globals().update(ldap_settings())
+LDAP_TEAM_GROUP_PREFIX = env.str("LDAP_TEAM_GROUP_PREFIX", default="team-")
+LDAP_ADMIN_GROUP = env.str("LDAP_ADMIN_GROUP", default="leasehold-admins")
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- cache and tasks ------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Without a broker, tasks run in-process right after the transaction commits (the embedded default).
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# A failing task records its failure on the request; it must not turn the web request into a 500.
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+# At-least-once delivery: a message is acknowledged only once its task has finished.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+# Longer than any task or retry countdown, so Redis does not redeliver work that is still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+
+# Every periodic job in one place.
+CELERY_BEAT_SCHEDULE = {
+    # Notices are per day and grace is measured in days: a pass every 15 minutes keeps expiry
+    # close to the hour without putting load on the API server.
+    "reclaim-leases": {"task": "leases.tasks.reclaim_leases", "schedule": crontab(minute="*/15")},
+}
+
+# --- Kubernetes -----------------------------------------------------------------------------------
+LEASEHOLD_CLUSTER = env.str("LEASEHOLD_CLUSTER", default="auto")
+if LEASEHOLD_CLUSTER not in ("auto", "kubeconfig", "incluster", "local"):
+    raise ImproperlyConfigured(
+        f"LEASEHOLD_CLUSTER must be auto, kubeconfig, incluster or local, not {LEASEHOLD_CLUSTER!r}."
+    )
+# Where `make run` / `make test` write the local control plane's kubeconfig.
+LEASEHOLD_LOCAL_KUBECONFIG = env.str("LEASEHOLD_LOCAL_KUBECONFIG", default=str(BASE_DIR / ".run" / "kubeconfig"))
+# The namespace the service itself runs in: never touched by the reclaimer.
+LEASEHOLD_SERVICE_NAMESPACE = env.str("LEASEHOLD_SERVICE_NAMESPACE", default="leasehold")
+LEASEHOLD_FIELD_MANAGER = "leasehold"
+LEASEHOLD_K8S_TIMEOUT = env.float("LEASEHOLD_K8S_TIMEOUT", default=15.0)
+
+# --- approvals ------------------------------------------------------------------------------------
+APPROVAL_POLICY_FILE = env.str("APPROVAL_POLICY_FILE", default="")
+
+# --- leases ---------------------------------------------------------------------------------------
+LEASE_DEFAULT_DAYS = env.int("LEASE_DEFAULT_DAYS", default=14)
+LEASE_MAX_DAYS = env.int("LEASE_MAX_DAYS", default=90)
+LEASE_MAX_TOTAL_DAYS = env.int("LEASE_MAX_TOTAL_DAYS", default=180)
+LEASE_GRACE_DAYS = env.int("LEASE_GRACE_DAYS", default=3)
+LEASE_NOTICE_DAYS = [int(d) for d in env.list("LEASE_NOTICE_DAYS", default=["7", "1"])]
+RECLAIM_MAX_PER_RUN = env.int("RECLAIM_MAX_PER_RUN", default=50)
+if LEASE_DEFAULT_DAYS < 1 or LEASE_DEFAULT_DAYS > LEASE_MAX_DAYS:
+    raise ImproperlyConfigured("LEASE_DEFAULT_DAYS must be between 1 and LEASE_MAX_DAYS.")
+
+# --- email ----------------------------------------------------------------------------------------
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leasehold@localhost")
+
+# --- API ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Token`.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "requests_app.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Leasehold API",
+    "DESCRIPTION": "Self-service namespaces, databases and apps on the internal Kubernetes platform.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RequestStateEnum": "requests_app.models.RequestState",
+        "ResourceStateEnum": "requests_app.models.ResourceState",
+        "StepStateEnum": "approvals.models.StepState",
+        "LeaseStateEnum": "leases.models.LeaseState",
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")}},
+}
+
+SILENCED_SYSTEM_CHECKS: list[str] = []

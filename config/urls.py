@@ -1,0 +1,33 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.routers import DefaultRouter
+
+from approvals.api.views import ApprovalViewSet
+from leases.api.views import ResourceViewSet
+from requests_app.api.views import RequestViewSet, me
+
+from .health import healthz, readyz
+
+router = DefaultRouter()
+router.register("requests", RequestViewSet, basename="request")
+router.register("approvals", ApprovalViewSet, basename="approval")
+router.register("resources", ResourceViewSet, basename="resource")
+
+api_v1 = [
+    path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
+    path("me/", me, name="me"),
+    path("", include("provisioning.api.urls")),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("", include("config.web_urls")),
+]

@@ -1,0 +1,21 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from approvals import views as approval_views
+from leases import views as lease_views
+from requests_app import views as request_views
+
+urlpatterns = [
+    path("", request_views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("requests/", request_views.request_list, name="request-list"),
+    path("requests/new/", request_views.request_new, name="request-new"),
+    path("requests/<uuid:pk>/", request_views.request_detail, name="request-detail"),
+    path("requests/<uuid:pk>/cancel/", request_views.request_cancel_view, name="request-cancel"),
+    path("approvals/", approval_views.queue, name="approval-queue"),
+    path("approvals/<uuid:pk>/decide/", approval_views.decide, name="approval-decide"),
+    path("resources/", lease_views.resource_list, name="resource-list"),
+    path("resources/<uuid:pk>/", lease_views.resource_detail, name="resource-detail"),
+    path("resources/<uuid:pk>/release/", lease_views.resource_release_view, name="resource-release"),
+]

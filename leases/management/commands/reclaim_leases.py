@@ -1,0 +1,35 @@
+"""`manage.py reclaim_leases [--dry-run] [--now ISO8601]`: one reclamation pass."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from leases.services import reclaim_pass
+
+
+class Command(BaseCommand):
+    help = "Run one reclamation pass: expired leases into grace, leases past grace deleted and reclaimed."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--dry-run", action="store_true", help="Print what the pass would do; change nothing.")
+        parser.add_argument(
+            "--now", help="Evaluate the pass at this instant (ISO 8601; UTC when no offset is given)."
+        )
+
+    def handle(self, *args, dry_run: bool = False, now: str | None = None, **options) -> None:
+        instant = None
+        if now:
+            instant = parse_datetime(now)
+            if instant is None:
+                raise CommandError(f"--now {now!r} is not an ISO 8601 date and time (e.g. 2026-01-31T12:00:00Z).")
+            if timezone.is_naive(instant):
+                instant = timezone.make_aware(instant, UTC)
+        report = reclaim_pass(now=instant, dry_run=dry_run)
+        for line in report.lines():
+            self.stdout.write(line)
+        if report.errors:
+            raise CommandError(f"{len(report.errors)} lease(s) could not be reclaimed; see above.")

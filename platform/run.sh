@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make run`: Leasehold on embedded defaults — SQLite, tasks in-process, local demo accounts and the
+# built-in approval policy — against the local Kubernetes control plane (or your cluster when
+# KUBECONFIG is set or you run in one).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+py="$root/.venv/bin/python"
+
+export DEBUG="${DEBUG:-true}"
+# One key for the whole run, so sessions survive the development server's reloads.
+SECRET_KEY="${SECRET_KEY:-$("$py" -c 'import secrets; print(secrets.token_urlsafe(50))')}"
+export SECRET_KEY
+port="${PORT:-8000}"
+
+serve() {
+  "$py" manage.py migrate --no-input -v 0
+  "$py" manage.py seed_demo
+  cat <<MSG
+
+  Leasehold is running at http://127.0.0.1:$port/   (API docs: /api/docs/, admin: /admin/)
+  Demo logins, password 'leasehold':
+    dana (team atlas, requester)   tom (team atlas)   lena (atlas team lead)
+    frank, paula (platform approvers)   sam (security approvers)   olga (team zephyr)   ada (admin)
+  Small dev/test namespaces of up to 14 days are approved at once; try a 'medium' plan to see approval.
+  Stop with Ctrl-C.
+
+MSG
+  "$py" manage.py runserver "127.0.0.1:$port"
+}
+
+if [[ "${1:-}" == "--serve-local" ]]; then
+  # Re-entered by with-services.sh below, with the local control plane's KUBECONFIG exported.
+  export LEASEHOLD_CLUSTER=local LEASEHOLD_LOCAL_KUBECONFIG="$KUBECONFIG"
+  unset KUBECONFIG
+  serve
+elif [[ -n "${KUBECONFIG:-}" || -n "${KUBERNETES_SERVICE_HOST:-}" || "${LEASEHOLD_CLUSTER:-auto}" =~ ^(kubeconfig|incluster)$ ]]; then
+  echo "Using your cluster (KUBECONFIG / in-cluster); no local control plane started." >&2
+  serve
+else
+  exec "$here/with-services.sh" k8s -- "$0" --serve-local
+fi

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs a command with the project's own services (PostgreSQL, Redis, OpenLDAP, Kubernetes) started on
+# loopback in a temporary directory, and stops them afterwards, also when the command fails.
+#
+#   platform/with-services.sh postgres redis ldap k8s -- pytest
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+
+services=()
+while [[ $# -gt 0 && "$1" != "--" ]]; do services+=("$1"); shift; done
+[[ $# -gt 0 ]] && shift
+if [[ $# -eq 0 ]]; then
+  echo "usage: $0 SERVICE... -- COMMAND..." >&2
+  exit 2
+fi
+
+dir="$(mktemp -d "${TMPDIR:-/tmp}/leasehold-services.XXXXXX")"
+stop() { "$here/services.sh" down "$dir" >&2 || true; }
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+started=$(date +%s)
+"$here/services.sh" up "$dir" "${services[@]}"
+echo "services ready in $(( $(date +%s) - started ))s: ${services[*]}" >&2
+set -a
+# shellcheck disable=SC1091
+source "$dir/env.sh"
+set +a
+"$@"

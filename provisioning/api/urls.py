@@ -1,0 +1,8 @@
+from django.urls import path
+
+from .views import plan_preview_view, request_plan_view
+
+urlpatterns = [
+    path("plan/", plan_preview_view, name="plan-preview"),
+    path("requests/<uuid:pk>/plan/", request_plan_view, name="request-plan"),
+]

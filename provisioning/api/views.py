@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from provisioning.services import render_request, request_plan
+from requests_app.api.serializers import RequestCreateSerializer
+from requests_app.services import request_build
+from requests_app.selectors import requests_visible_to
+
+PlanSerializer = inline_serializer(
+    "Plan", {"objects": serializers.ListField(child=serializers.DictField())}
+)
+
+
+@extend_schema(responses=PlanSerializer)
+@api_view(["GET"])
+def request_plan_view(request: Request, pk) -> Response:
+    """The Kubernetes objects the request applies (exactly what the worker renders)."""
+    filed = get_object_or_404(requests_visible_to(request.user).select_related("team__group"), pk=pk)
+    return Response({"objects": request_plan(request=filed)})
+
+
+@extend_schema(request=RequestCreateSerializer, responses=PlanSerializer)
+@api_view(["POST"])
+def plan_preview_view(request: Request) -> Response:
+    """The Kubernetes objects a request body would apply, without filing it."""
+    body = RequestCreateSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    unsaved = request_build(requester=request.user, **body.validated_data)
+    return Response({"objects": render_request(unsaved)})

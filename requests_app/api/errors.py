@@ -1,0 +1,23 @@
+"""One exception handler: domain errors become 400/403/409, never a 500."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ValidationFailed):
+        return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, NotAllowed):
+        return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, InvalidState):
+        return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, LeaseholdError | ImproperlyConfigured):
+        # Cluster unreachable and the like: the service cannot do this right now.
+        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from requests_app.models import AuditEvent, Environment, Kind, Resource, ResourceRequest
+from requests_app.sections import request_sections, resource_sections
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["at", "actor", "verb", "detail", "from_state", "to_state"]
+
+    def get_actor(self, obj: AuditEvent) -> str:
+        return obj.actor_name or "system"
+
+
+class RequestSerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    error = serializers.SerializerMethodField()
+    approval = serializers.SerializerMethodField()
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ResourceRequest
+        fields = [
+            "id", "action", "kind", "team", "name", "environment", "lease_days", "justification", "spec",
+            "state", "requester", "created_at", "updated_at", "resource", "error", "approval", "events",
+        ]
+        read_only_fields = fields
+
+    def get_error(self, obj: ResourceRequest) -> str | None:
+        return obj.error or None
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_approval(self, obj: ResourceRequest):
+        render = request_sections.get("approval")
+        return render(obj) if render else None
+
+
+class RequestCreateSerializer(serializers.Serializer):
+    """The body of `POST /api/v1/requests/` and `POST /api/v1/plan/` (types only; the service checks the rest)."""
+
+    kind = serializers.ChoiceField(choices=Kind.choices)
+    team = serializers.CharField(max_length=40)
+    name = serializers.CharField(max_length=63, allow_blank=False)
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    lease_days = serializers.IntegerField(required=False, min_value=1)
+    justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    spec = serializers.JSONField(required=False, default=dict)
+
+    def validate_spec(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object.")
+        return value
+
+
+class ResourceSerializer(serializers.ModelSerializer):
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    namespace = serializers.CharField(source="namespace_name", read_only=True)
+    lease = serializers.SerializerMethodField()
+    objects = serializers.SerializerMethodField()
+    connection = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Resource
+        fields = [
+            "id", "kind", "name", "namespace", "team", "owner", "environment", "state", "spec", "lease_days",
+            "created_by_request", "created_at", "lease", "objects", "connection",
+        ]
+        read_only_fields = fields
+
+    def _section(self, name: str, obj: Resource):
+        render = resource_sections.get(name)
+        return render(obj) if render else None
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_lease(self, obj: Resource):
+        return self._section("lease", obj)
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}})
+    def get_objects(self, obj: Resource):
+        return self._section("objects", obj) or []
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_connection(self, obj: Resource):
+        return self._section("connection", obj)

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class RequestsAppConfig(AppConfig):
+    name = "requests_app"
+    verbose_name = "Requests"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connects the team mirroring receiver)

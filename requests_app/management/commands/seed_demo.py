@@ -1,0 +1,46 @@
+"""`manage.py seed_demo`: local demo accounts and groups for `make run` (never for production)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+DEMO_PASSWORD = "leasehold"
+# The same people and groups as the dev LDAP directory (platform/ldap/dev-directory.ldif).
+DEMO_USERS: dict[str, tuple[str, list[str]]] = {
+    "dana": ("Dana Developer", ["team-atlas"]),
+    "tom": ("Tom Teammate", ["team-atlas"]),
+    "lena": ("Lena Lead", ["team-atlas", "team-atlas-leads"]),
+    "frank": ("Frank Platform", ["platform-approvers"]),
+    "paula": ("Paula Platform", ["platform-approvers"]),
+    "sam": ("Sam Security", ["security-approvers", "team-zephyr"]),
+    "olga": ("Olga Outsider", ["team-zephyr"]),
+    "ada": ("Ada Admin", ["leasehold-admins"]),
+}
+
+
+class Command(BaseCommand):
+    help = "Create the local demo accounts (password 'leasehold') and their groups. Idempotent."
+
+    def handle(self, *args, **options) -> None:
+        if not settings.DEBUG:
+            raise CommandError("seed_demo makes accounts with a known password; it runs only with DEBUG=true.")
+        User = get_user_model()
+        with transaction.atomic():
+            for username, (full_name, groups) in DEMO_USERS.items():
+                first, last = full_name.split(" ", 1)
+                user, created = User.objects.get_or_create(
+                    username=username, defaults={"first_name": first, "last_name": last, "email": f"{username}@example.org"}
+                )
+                if created:
+                    user.set_password(DEMO_PASSWORD)
+                is_admin = settings.LDAP_ADMIN_GROUP in groups
+                user.is_staff = user.is_superuser = is_admin
+                user.save()
+                for name in groups:
+                    group, _ = Group.objects.get_or_create(name=name)
+                    user.groups.add(group)
+        self.stdout.write(f"Demo accounts ready (password '{DEMO_PASSWORD}'): {', '.join(DEMO_USERS)}")

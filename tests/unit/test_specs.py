@@ -1,0 +1,50 @@
+import pytest
+
+from requests_app.errors import ValidationFailed
+from requests_app.specs import NAMESPACE_PLANS, namespace_quota, validate_namespace_name
+
+
+@pytest.mark.parametrize("name", ["Checkout", "-x", "x-", "a_b", "a.b", "", "ü"])
+def test_it_refuses_names_that_are_not_dns_labels(name):
+    assert validate_namespace_name("atlas", name, "leasehold")
+
+
+def test_it_refuses_a_namespace_longer_than_63_characters():
+    errors = validate_namespace_name("atlas", "x" * 58, "leasehold")
+    assert "64 characters" in errors[0]
+    assert validate_namespace_name("atlas", "x" * 57, "leasehold") == []
+
+
+@pytest.mark.parametrize(("team", "name"), [("kube", "system"), ("openshift", "x"), ("lease", "hold")])
+def test_it_refuses_reserved_namespaces(team, name):
+    assert "reserved" in validate_namespace_name(team, name, "lease-hold")[0]
+
+
+def test_plans_give_the_contract_quantities():
+    assert namespace_quota({"plan": "small"}) == NAMESPACE_PLANS["small"]
+    assert (NAMESPACE_PLANS["medium"].cpu, NAMESPACE_PLANS["medium"].memory, NAMESPACE_PLANS["medium"].storage) == (
+        "4", "8Gi", "50Gi")
+
+
+def test_it_accepts_explicit_quantities():
+    quota = namespace_quota({"cpu": "1500m", "memory": "3Gi", "storage": "10Gi"})
+    assert (quota.cpu, quota.memory) == ("1500m", "3Gi")
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"plan": "huge"}, "spec.plan"),
+        ({"cpu": "two", "memory": "1Gi", "storage": "1Gi"}, "spec.cpu"),
+        ({"cpu": "-1", "memory": "1Gi", "storage": "1Gi"}, "spec.cpu"),
+        ({"cpu": "1", "memory": "1Gi"}, "spec.storage"),
+        ({"cpu": "16", "memory": "1Gi", "storage": "1Gi"}, "spec.cpu"),
+        ({"plan": "small", "cpu": "1"}, "spec"),
+        ({"plan": "small", "color": "red"}, "spec"),
+        ({"cpu": True, "memory": "1Gi", "storage": "1Gi"}, "spec.cpu"),
+    ],
+)
+def test_it_names_the_field_of_a_bad_spec(spec, field):
+    with pytest.raises(ValidationFailed) as exc:
+        namespace_quota(spec)
+    assert field in exc.value.errors
