@@ -7,11 +7,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Exists, OuterRef, QuerySet
-
-from requests_app.models import RequestState, ResourceRequest
-from requests_app.specs import namespace_quota, plan_of
-from requests_app.models import Kind
 from kubernetes.utils import parse_quantity
+
+from requests_app.models import Kind, RequestState, ResourceRequest
+from requests_app.specs import namespace_quota, plan_of
 
 from .models import ApprovalPolicy, ApprovalStep, Decision, StepState
 from .policy import DEFAULT_POLICY, Policy, PolicyError, RequestFacts, parse_policy
@@ -38,8 +37,12 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
         quota = namespace_quota(request.spec)
         quantities = {k: parse_quantity(getattr(quota, k)) for k in ("cpu", "memory", "storage")}
     return RequestFacts(
-        kind=request.kind, environment=request.environment, team=request.team.slug,
-        plan=plan_of(request.kind, request.spec), lease_days=request.lease_days, quantities=quantities,
+        kind=request.kind,
+        environment=request.environment,
+        team=request.team.slug,
+        plan=plan_of(request.kind, request.spec),
+        lease_days=request.lease_days,
+        quantities=quantities,
     )
 
 

@@ -22,14 +22,20 @@ def chain_open(*, request: ResourceRequest) -> ApprovalChain:
     chain = ApprovalChain.objects.create(request=request, rule=rule.name, policy=policy_row)
     steps = [
         ApprovalStep(
-            chain=chain, request=request, order=i, name=s.name, group=s.group_for(request.team.slug),
+            chain=chain,
+            request=request,
+            order=i,
+            name=s.name,
+            group=s.group_for(request.team.slug),
             required=s.required,
         )
         for i, s in enumerate(rule.steps)
     ]
     ApprovalStep.objects.bulk_create(steps)
     audit_record(
-        actor=None, verb="approval_routed", target=request,
+        actor=None,
+        verb="approval_routed",
+        target=request,
         detail=f"rule {rule.name}: " + (", ".join(f"{s.name} ({s.group})" for s in steps) or "no steps"),
     )
     if steps:
@@ -88,8 +94,10 @@ def _step_decide(*, step_id, user, verdict: str, comment: str) -> ApprovalStep:
 
     Decision.objects.create(step=step, approver=user, verdict=verdict, comment=comment)
     audit_record(
-        actor=user, verb=f"step_{verdict}d" if verdict == Verdict.APPROVE else "step_rejected",
-        target=request, detail=f"{step.name}: {comment}".rstrip(": "),
+        actor=user,
+        verb=f"step_{verdict}d" if verdict == Verdict.APPROVE else "step_rejected",
+        target=request,
+        detail=f"{step.name}: {comment}".rstrip(": "),
     )
     if verdict == Verdict.REJECT:
         transition_apply(step, "reject", actor=user, verb="step_closed", request=request, detail=step.name)
@@ -116,7 +124,9 @@ def policy_load(*, source: str, origin: str, actor) -> tuple[ApprovalPolicy, Pol
     policy = parse_policy(source)
     row = ApprovalPolicy.objects.create(source=source, origin=origin, loaded_by=actor if actor else None)
     audit_record(
-        actor=actor, verb="policy_loaded", target=row,
+        actor=actor,
+        verb="policy_loaded",
+        target=row,
         detail=f"from {origin}: rules {', '.join(r.name for r in policy.rules)}",
     )
     return row, policy

@@ -21,14 +21,13 @@ def ldap_settings() -> dict[str, Any]:
         return {"AUTHENTICATION_BACKENDS": ["django.contrib.auth.backends.ModelBackend"]}
 
     import ldap
+    from django.core.exceptions import ImproperlyConfigured
     from django_auth_ldap.config import (
         GroupOfNamesType,
         GroupOfUniqueNamesType,
         LDAPSearch,
         PosixGroupType,
     )
-
-    from django.core.exceptions import ImproperlyConfigured
 
     user_base = require("LDAP_USER_BASE", "when LDAP_URI is set")
     group_base = require("LDAP_GROUP_BASE", "when LDAP_URI is set")

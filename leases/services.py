@@ -30,8 +30,12 @@ def lease_open(*, resource: Resource) -> Lease:
     )
     if created:
         audit_record(
-            actor=None, verb="lease_opened", target=lease, resource=resource,
-            request=resource.created_by_request, to_state=lease.state,
+            actor=None,
+            verb="lease_opened",
+            target=lease,
+            resource=resource,
+            request=resource.created_by_request,
+            to_state=lease.state,
             detail=f"expires {lease.expires_at:%Y-%m-%d %H:%M} UTC",
         )
     return lease
@@ -102,8 +106,13 @@ def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
         resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
         grace_until = max(now, lease.expires_at) + timedelta(days=settings.LEASE_GRACE_DAYS)
         transition_apply(
-            lease, "enter_grace", actor=None, verb="lease_expired", resource=resource,
-            request=resource.created_by_request, grace_until=grace_until,
+            lease,
+            "enter_grace",
+            actor=None,
+            verb="lease_expired",
+            resource=resource,
+            request=resource.created_by_request,
+            grace_until=grace_until,
             detail=f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC",
         )
         transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=resource.created_by_request)
@@ -129,7 +138,9 @@ def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
             if lease.grace_until is None or lease.grace_until > now:
                 return False, "still in grace"
             request = resource.created_by_request
-            transition_apply(lease, "start_reclaim", actor=None, verb="reclaim_started", resource=resource, request=request)
+            transition_apply(
+                lease, "start_reclaim", actor=None, verb="reclaim_started", resource=resource, request=request
+            )
             transition_apply(resource, "start_reclaim", actor=None, verb="reclaim_started", request=request)
 
     return _teardown_and_finish(lease_id=lease_id, resource=resource, now=now)
@@ -151,8 +162,16 @@ def _teardown_and_finish(*, lease_id: int, resource: Resource, now: datetime) ->
             return False, note
         resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
         request = ResourceRequest.objects.select_for_update().get(pk=resource.created_by_request_id)
-        transition_apply(lease, "mark_reclaimed", actor=None, verb="lease_reclaimed", resource=resource,
-                         request=request, at=now, detail=note)
+        transition_apply(
+            lease,
+            "mark_reclaimed",
+            actor=None,
+            verb="lease_reclaimed",
+            resource=resource,
+            request=request,
+            at=now,
+            detail=note,
+        )
         transition_apply(resource, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=note)
         if request.state == RequestState.ACTIVE:
             transition_apply(request, "mark_reclaimed", actor=None, verb="reclaimed", resource=resource)

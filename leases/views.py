@@ -24,7 +24,11 @@ def resource_detail(request: HttpRequest, pk) -> HttpResponse:
     return render(
         request,
         "leases/resource_detail.html",
-        {"resource": resource, "objects": resource.managed_objects.all(), "events": resource.events.order_by("at", "id")},
+        {
+            "resource": resource,
+            "objects": resource.managed_objects.all(),
+            "events": resource.events.order_by("at", "id"),
+        },
     )
 
 

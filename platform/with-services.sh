@@ -21,7 +21,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 started=$(date +%s)
-"$here/services.sh" up "$dir" "${services[@]}"
+"$here/services.sh" up "$dir" "${services[@]}" >/dev/null
 echo "services ready in $(( $(date +%s) - started ))s: ${services[*]}" >&2
 set -a
 # shellcheck disable=SC1091

@@ -123,8 +123,12 @@ def apply(manifest: dict) -> dict:
     meta = manifest["metadata"]
     try:
         result = dynamic_client().server_side_apply(
-            res, body=manifest, name=meta["name"], namespace=meta.get("namespace"),
-            field_manager=settings.LEASEHOLD_FIELD_MANAGER, force_conflicts=True,
+            res,
+            body=manifest,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=settings.LEASEHOLD_FIELD_MANAGER,
+            force_conflicts=True,
             _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT,
         )
     except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -153,8 +157,11 @@ def delete(ref: ObjectRef) -> bool:
     res = _resource(ref.api_version, ref.kind)
     try:
         dynamic_client().delete(
-            res, name=ref.name, namespace=ref.namespace or None,
-            body={"propagationPolicy": "Background"}, _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT,
+            res,
+            name=ref.name,
+            namespace=ref.namespace or None,
+            body={"propagationPolicy": "Background"},
+            _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT,
         )
     except (ApiException, DynamicApiError) as exc:
         if getattr(exc, "status", None) == 404:

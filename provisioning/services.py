@@ -66,9 +66,15 @@ def _claim(request_id) -> tuple[ResourceRequest, Resource] | None:
         resource, _ = Resource.objects.get_or_create(
             pk=resource_id_for(request),
             defaults={
-                "kind": request.kind, "name": request.name, "team": request.team, "owner": request.requester,
-                "environment": request.environment, "spec": request.spec, "lease_days": request.lease_days,
-                "created_by_request": request, "activated_at": timezone.now(),
+                "kind": request.kind,
+                "name": request.name,
+                "team": request.team,
+                "owner": request.requester,
+                "environment": request.environment,
+                "spec": request.spec,
+                "lease_days": request.lease_days,
+                "created_by_request": request,
+                "activated_at": timezone.now(),
             },
         )
         request.resource = resource
@@ -92,15 +98,22 @@ def request_provision(*, request_id) -> None:
     for manifest in render_request(request, lease_start=resource.activated_at):
         stored = cluster.apply(manifest)
         meta = stored.get("metadata", {})
+        where = manifest["metadata"].get("namespace", "")
         _, created = ManagedObject.objects.update_or_create(
-            resource=resource, api_version=manifest["apiVersion"], kind=manifest["kind"],
-            namespace=manifest["metadata"].get("namespace", ""), name=manifest["metadata"]["name"],
+            resource=resource,
+            api_version=manifest["apiVersion"],
+            kind=manifest["kind"],
+            namespace=where,
+            name=manifest["metadata"]["name"],
             defaults={"uid": meta.get("uid", ""), "applied_at": timezone.now(), "deleted_at": None},
         )
         if created:
             audit_record(
-                actor=None, verb="object_applied", target=resource, request=request,
-                detail=f"{manifest['kind']} {manifest['metadata'].get('namespace', '') + '/' if manifest['metadata'].get('namespace') else ''}{manifest['metadata']['name']}",
+                actor=None,
+                verb="object_applied",
+                target=resource,
+                request=request,
+                detail=f"{manifest['kind']} {where + '/' if where else ''}{manifest['metadata']['name']}",
             )
     with transaction.atomic():
         request = ResourceRequest.objects.select_for_update().get(pk=request.pk)

@@ -14,7 +14,9 @@ class NamespaceRequestForm(forms.Form):
     """The web form for a namespace; the service does the checking, the form places its messages."""
 
     team = forms.ChoiceField()
-    name = forms.CharField(max_length=63, help_text="Lower-case letters, digits and '-'; the namespace is <team>-<name>.")
+    name = forms.CharField(
+        max_length=63, help_text="Lower-case letters, digits and '-'; the namespace is <team>-<name>."
+    )
     environment = forms.ChoiceField(choices=Environment.choices, initial=Environment.DEV)
     plan = forms.ChoiceField(choices=PLAN_CHOICES, initial="small")
     cpu = forms.CharField(required=False, help_text="e.g. 2 or 500m (custom only)")
@@ -37,8 +39,13 @@ class NamespaceRequestForm(forms.Form):
         else:
             spec = {"plan": data["plan"]}
         return {
-            "kind": "namespace", "team": data["team"], "name": data["name"], "environment": data["environment"],
-            "lease_days": data["lease_days"], "justification": data["justification"], "spec": spec,
+            "kind": "namespace",
+            "team": data["team"],
+            "name": data["name"],
+            "environment": data["environment"],
+            "lease_days": data["lease_days"],
+            "justification": data["justification"],
+            "spec": spec,
         }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:

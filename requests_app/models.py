@@ -77,12 +77,8 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
     lease_days = models.PositiveIntegerField()
     justification = models.TextField(blank=True)
     spec = models.JSONField(default=dict)
-    state = FSMField(
-        max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL, protected=True
-    )
-    resource = models.ForeignKey(
-        "Resource", null=True, blank=True, on_delete=models.SET_NULL, related_name="requests"
-    )
+    state = FSMField(max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL, protected=True)
+    resource = models.ForeignKey("Resource", null=True, blank=True, on_delete=models.SET_NULL, related_name="requests")
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -94,7 +90,9 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
             # One live create request per team, kind and name, also when two are filed at once.
             models.UniqueConstraint(
                 fields=["team", "kind", "name"],
-                condition=models.Q(action="create", state__in=["pending_approval", "approved", "provisioning", "active"]),
+                condition=models.Q(
+                    action="create", state__in=["pending_approval", "approved", "provisioning", "active"]
+                ),
                 name="requests_one_live_create_per_name",
             )
         ]
@@ -155,7 +153,11 @@ class Resource(ConcurrentTransitionMixin, models.Model):
     lease_days = models.PositiveIntegerField()
     state = FSMField(max_length=20, choices=ResourceState.choices, default=ResourceState.PROVISIONING, protected=True)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
         help_text="The namespace resource a database or app lives in.",
     )
     created_by_request = models.OneToOneField(
@@ -214,9 +216,7 @@ class AuditEvent(models.Model):
     verb = models.CharField(max_length=40)
     target_type = models.CharField(max_length=40)
     target_id = models.CharField(max_length=64)
-    request = models.ForeignKey(
-        ResourceRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
-    )
+    request = models.ForeignKey(ResourceRequest, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     resource = models.ForeignKey(Resource, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     from_state = models.CharField(max_length=20, blank=True)
     to_state = models.CharField(max_length=20, blank=True)

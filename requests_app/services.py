@@ -79,14 +79,20 @@ def transition_apply(
             f"The {obj._meta.verbose_name} changed while this was being done; reload and try again."
         ) from exc
     return audit_record(
-        actor=actor, verb=verb, target=obj, detail=detail, from_state=old, to_state=obj.state,
-        request=request, resource=resource,
+        actor=actor,
+        verb=verb,
+        target=obj,
+        detail=detail,
+        from_state=old,
+        to_state=obj.state,
+        request=request,
+        resource=resource,
     )
 
 
 def team_for_group(*, group: Group) -> Team | None:
     """Create the team that a `team-<slug>` group stands for, if it is one."""
-    slug = group.name[len(settings.LDAP_TEAM_GROUP_PREFIX):]
+    slug = group.name[len(settings.LDAP_TEAM_GROUP_PREFIX) :]
     if not TEAM_SLUG.match(slug) or slug.endswith(TEAM_SUFFIXES_NOT_TEAMS):
         return None
     team, _ = Team.objects.get_or_create(slug=slug, defaults={"group": group, "name": slug.title()})
@@ -95,7 +101,10 @@ def team_for_group(*, group: Group) -> Team | None:
 
 def _active_name_taken(team: Team, kind: str, name: str) -> bool:
     open_requests = ResourceRequest.objects.filter(
-        team=team, kind=kind, name=name, action=Action.CREATE,
+        team=team,
+        kind=kind,
+        name=name,
+        action=Action.CREATE,
         state__in=["pending_approval", "approved", "provisioning", "active"],
     )
     return open_requests.exists()
@@ -129,7 +138,11 @@ def request_build(
         errors["environment"] = [f"Must be one of: {', '.join(Environment.values)}."]
     if lease_days is None:
         lease_days = settings.LEASE_DEFAULT_DAYS
-    if not isinstance(lease_days, int) or isinstance(lease_days, bool) or not 1 <= lease_days <= settings.LEASE_MAX_DAYS:
+    if (
+        not isinstance(lease_days, int)
+        or isinstance(lease_days, bool)
+        or not 1 <= lease_days <= settings.LEASE_MAX_DAYS
+    ):
         errors["lease_days"] = [f"Must be a whole number of days from 1 to {settings.LEASE_MAX_DAYS}."]
     if kind == Kind.NAMESPACE and team_obj is not None:
         name_errors = specs.validate_namespace_name(team_obj.slug, name, settings.LEASEHOLD_SERVICE_NAMESPACE)
@@ -147,8 +160,15 @@ def request_build(
     if errors:
         raise ValidationFailed(errors)
     return ResourceRequest(
-        action=Action.CREATE, kind=kind, team=team_obj, requester=requester, name=name,
-        environment=environment, lease_days=lease_days, justification=justification or "", spec=spec,
+        action=Action.CREATE,
+        kind=kind,
+        team=team_obj,
+        requester=requester,
+        name=name,
+        environment=environment,
+        lease_days=lease_days,
+        justification=justification or "",
+        spec=spec,
     )
 
 

@@ -67,5 +67,3 @@ def request_cancel_view(request: HttpRequest, pk) -> HttpResponse:
     except LeaseholdError as exc:
         messages.error(request, str(exc))
     return redirect("request-detail", pk=filed.pk)
-
-

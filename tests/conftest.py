@@ -71,8 +71,13 @@ def unique_name():
 
 def namespace_body(**overrides) -> dict:
     body = {
-        "kind": "namespace", "team": "atlas", "name": "checkout", "environment": "dev", "lease_days": 14,
-        "justification": "load tests for checkout v2", "spec": {"plan": "medium"},
+        "kind": "namespace",
+        "team": "atlas",
+        "name": "checkout",
+        "environment": "dev",
+        "lease_days": 14,
+        "justification": "load tests for checkout v2",
+        "spec": {"plan": "medium"},
     }
     body.update(overrides)
     return body
@@ -81,4 +86,6 @@ def namespace_body(**overrides) -> dict:
 def require_env(*names: str) -> None:
     missing = [n for n in names if not os.environ.get(n)]
     if missing:
-        pytest.fail(f"{', '.join(missing)} not set: run the integration tests with `make test`, which starts the services.")
+        pytest.fail(
+            f"{', '.join(missing)} not set: run the integration tests with `make test`, which starts the services."
+        )

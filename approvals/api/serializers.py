@@ -29,8 +29,18 @@ class RequestSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = ResourceRequest
         fields = [
-            "id", "action", "kind", "team", "name", "environment", "lease_days", "justification", "spec",
-            "state", "requester", "created_at",
+            "id",
+            "action",
+            "kind",
+            "team",
+            "name",
+            "environment",
+            "lease_days",
+            "justification",
+            "spec",
+            "state",
+            "requester",
+            "created_at",
         ]
 
 

@@ -9,12 +9,10 @@ from rest_framework.response import Response
 
 from provisioning.services import render_request, request_plan
 from requests_app.api.serializers import RequestCreateSerializer
-from requests_app.services import request_build
 from requests_app.selectors import requests_visible_to
+from requests_app.services import request_build
 
-PlanSerializer = inline_serializer(
-    "Plan", {"objects": serializers.ListField(child=serializers.DictField())}
-)
+PlanSerializer = inline_serializer("Plan", {"objects": serializers.ListField(child=serializers.DictField())})
 
 
 @extend_schema(responses=PlanSerializer)

@@ -29,8 +29,23 @@ class RequestSerializer(serializers.ModelSerializer):
     class Meta:
         model = ResourceRequest
         fields = [
-            "id", "action", "kind", "team", "name", "environment", "lease_days", "justification", "spec",
-            "state", "requester", "created_at", "updated_at", "resource", "error", "approval", "events",
+            "id",
+            "action",
+            "kind",
+            "team",
+            "name",
+            "environment",
+            "lease_days",
+            "justification",
+            "spec",
+            "state",
+            "requester",
+            "created_at",
+            "updated_at",
+            "resource",
+            "error",
+            "approval",
+            "events",
         ]
         read_only_fields = fields
 
@@ -71,8 +86,21 @@ class ResourceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Resource
         fields = [
-            "id", "kind", "name", "namespace", "team", "owner", "environment", "state", "spec", "lease_days",
-            "created_by_request", "created_at", "lease", "objects", "connection",
+            "id",
+            "kind",
+            "name",
+            "namespace",
+            "team",
+            "owner",
+            "environment",
+            "state",
+            "spec",
+            "lease_days",
+            "created_by_request",
+            "created_at",
+            "lease",
+            "objects",
+            "connection",
         ]
         read_only_fields = fields
 

@@ -12,10 +12,15 @@ def test_it_files_a_namespace_request_as_pending_approval(api, requester, approv
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["state"], body["requester"], body["team"], body["action"]) == (
-        "pending_approval", "dana", "atlas", "create")
+        "pending_approval",
+        "dana",
+        "atlas",
+        "create",
+    )
     assert body["approval"]["rule"] == "default"
     assert [(s["name"], s["group"], s["state"]) for s in body["approval"]["steps"]] == [
-        ("platform", "platform-approvers", "pending")]
+        ("platform", "platform-approvers", "pending")
+    ]
     assert [e["verb"] for e in body["events"]][:1] == ["submitted"]
     assert AuditEvent.objects.filter(request_id=body["id"], verb="submitted", actor_name="dana").count() == 1
 
@@ -119,7 +124,10 @@ def test_the_plan_shows_the_objects_with_the_future_resource_id(api, requester):
 
 def test_me_lists_teams_groups_and_admin_flag(api, requester, admin_user):
     assert api.as_(requester).get("/api/v1/me/").json() == {
-        "username": "dana", "email": "dana@example.org", "teams": ["atlas"], "groups": ["team-atlas"],
+        "username": "dana",
+        "email": "dana@example.org",
+        "teams": ["atlas"],
+        "groups": ["team-atlas"],
         "is_admin": False,
     }
     assert api.as_(admin_user).get("/api/v1/me/").json()["is_admin"] is True

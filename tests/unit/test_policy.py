@@ -25,12 +25,20 @@ def test_a_longer_lease_goes_to_the_platform_team():
 
 def test_prod_needs_three_steps_with_the_team_lead_group_resolved():
     rule = DEFAULT_POLICY.rule_for(facts(environment="prod"))
-    assert [s.group_for("atlas") for s in rule.steps] == ["team-atlas-leads", "platform-approvers", "security-approvers"]
+    assert [s.group_for("atlas") for s in rule.steps] == [
+        "team-atlas-leads",
+        "platform-approvers",
+        "security-approvers",
+    ]
     assert rule.steps[2].required == 2
 
 
 def test_quantity_matches_compare_as_quantities():
-    policy = parse_policy("rules:\n- {name: tiny, match: {max_cpu: '1500m'}, steps: []}\n- {name: rest, match: {}, steps: [{name: p, group: g}]}\n")
+    policy = parse_policy(
+        "rules:\n"
+        "- {name: tiny, match: {max_cpu: '1500m'}, steps: []}\n"
+        "- {name: rest, match: {}, steps: [{name: p, group: g}]}\n"
+    )
     assert policy.rule_for(facts(quantities={"cpu": Decimal("1")})).name == "tiny"
     assert policy.rule_for(facts(quantities={"cpu": Decimal("2")})).name == "rest"
 

@@ -7,8 +7,12 @@ from provisioning.renderers import RenderContext, namespace_manifests
 from requests_app.specs import NAMESPACE_PLANS, Quota
 
 CTX = RenderContext(
-    resource_id="0b5f3c1e-9a43-4c36-9b7b-6c2f1f0d9a11", request_id="5d1b2c3e-1111-4c36-9b7b-6c2f1f0d9a22",
-    team="atlas", team_group="team-atlas", environment="dev", owner="dana",
+    resource_id="0b5f3c1e-9a43-4c36-9b7b-6c2f1f0d9a11",
+    request_id="5d1b2c3e-1111-4c36-9b7b-6c2f1f0d9a22",
+    team="atlas",
+    team_group="team-atlas",
+    environment="dev",
+    owner="dana",
     lease_expires=datetime(2026, 12, 6, 14, 30, 5, 123456, tzinfo=UTC),
 )
 
@@ -46,7 +50,10 @@ def test_every_object_carries_the_contract_labels_and_annotations():
 def test_the_quota_holds_the_plan_values():
     quota = next(m for m in manifests(NAMESPACE_PLANS["medium"]) if m["kind"] == "ResourceQuota")
     assert quota["spec"]["hard"] == {
-        "requests.cpu": "4", "limits.cpu": "4", "requests.memory": "8Gi", "limits.memory": "8Gi",
+        "requests.cpu": "4",
+        "limits.cpu": "4",
+        "requests.memory": "8Gi",
+        "limits.memory": "8Gi",
         "requests.storage": "50Gi",
     }
 

@@ -23,7 +23,10 @@ def test_it_refuses_reserved_namespaces(team, name):
 def test_plans_give_the_contract_quantities():
     assert namespace_quota({"plan": "small"}) == NAMESPACE_PLANS["small"]
     assert (NAMESPACE_PLANS["medium"].cpu, NAMESPACE_PLANS["medium"].memory, NAMESPACE_PLANS["medium"].storage) == (
-        "4", "8Gi", "50Gi")
+        "4",
+        "8Gi",
+        "50Gi",
+    )
 
 
 def test_it_accepts_explicit_quantities():

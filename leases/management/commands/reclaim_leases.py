@@ -16,9 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="Print what the pass would do; change nothing.")
-        parser.add_argument(
-            "--now", help="Evaluate the pass at this instant (ISO 8601; UTC when no offset is given)."
-        )
+        parser.add_argument("--now", help="Evaluate the pass at this instant (ISO 8601; UTC when no offset is given).")
 
     def handle(self, *args, dry_run: bool = False, now: str | None = None, **options) -> None:
         instant = None

@@ -33,7 +33,8 @@ class Command(BaseCommand):
             for username, (full_name, groups) in DEMO_USERS.items():
                 first, last = full_name.split(" ", 1)
                 user, created = User.objects.get_or_create(
-                    username=username, defaults={"first_name": first, "last_name": last, "email": f"{username}@example.org"}
+                    username=username,
+                    defaults={"first_name": first, "last_name": last, "email": f"{username}@example.org"},
                 )
                 if created:
                     user.set_password(DEMO_PASSWORD)
