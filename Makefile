@@ -31,7 +31,7 @@ test-unit: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy config requests_app approvals provisioning leases
 
 ## build the local Kubernetes control plane binaries now (make run/test do it on first use)

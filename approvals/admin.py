@@ -18,7 +18,7 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
 
 class StepInline(admin.TabularInline):
     model = ApprovalStep
-    fields = ["order", "name", "group", "required", "state", "pending_since"]
+    fields = ("order", "name", "group", "required", "state", "pending_since")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -27,7 +27,7 @@ serve() {
   Stop with Ctrl-C.
 
 MSG
-  "$py" manage.py runserver "127.0.0.1:$port"
+  exec "$py" manage.py runserver "127.0.0.1:$port"
 }
 
 if [[ "${1:-}" == "--serve-local" ]]; then

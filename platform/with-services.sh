@@ -15,7 +15,16 @@ if [[ $# -eq 0 ]]; then
 fi
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/leasehold-services.XXXXXX")"
-stop() { "$here/services.sh" down "$dir" >&2 || true; }
+child=""
+stop() {
+  # The command runs in its own process group (setsid below), so this reaches all of it, including
+  # the children it forked (the development server's reloader, a Celery worker started by a test).
+  if [[ -n "$child" ]] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM -- "-$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  "$here/services.sh" down "$dir" >&2 || true
+}
 trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -27,4 +36,10 @@ set -a
 # shellcheck disable=SC1091
 source "$dir/env.sh"
 set +a
-"$@"
+# In the background and waited for, so that INT/TERM reach the traps at once rather than after the
+# command ends; its exit status is ours.
+setsid "$@" &
+child=$!
+status=0
+wait "$child" || status=$?
+exit "$status"

@@ -16,6 +16,7 @@ from requests_app.models import RequestState, Resource, ResourceRequest, Resourc
 from requests_app.services import audit_record, transition_apply
 
 from . import cluster
+from .errors import ClusterError
 from .models import ManagedObject
 from .renderers import LABEL_RESOURCE, RenderContext, manifests_for
 
@@ -137,7 +138,7 @@ def request_fail(*, request_id, reason: str) -> None:
     if resource is not None:
         try:
             resource_teardown(resource=resource)
-        except cluster.ClusterError:
+        except ClusterError:
             log.exception("could not remove the objects of failed resource %s", resource.pk)
 
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 
 from .models import Environment
 from .specs import NAMESPACE_PLANS
@@ -27,10 +30,13 @@ class NamespaceRequestForm(forms.Form):
 
     def __init__(self, *args, teams: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["team"].choices = [(t, t) for t in teams]
-        self.fields["lease_days"].max_value = settings.LEASE_MAX_DAYS
-        self.fields["lease_days"].initial = settings.LEASE_DEFAULT_DAYS
-        self.fields["lease_days"].help_text = f"1 to {settings.LEASE_MAX_DAYS} days"
+        team_field = cast(forms.ChoiceField, self.fields["team"])
+        team_field.choices = [(t, t) for t in teams]
+        lease_field = cast(forms.IntegerField, self.fields["lease_days"])
+        lease_field.max_value = settings.LEASE_MAX_DAYS
+        lease_field.validators.append(MaxValueValidator(settings.LEASE_MAX_DAYS))
+        lease_field.initial = settings.LEASE_DEFAULT_DAYS
+        lease_field.help_text = f"1 to {settings.LEASE_MAX_DAYS} days"
 
     def service_fields(self) -> dict:
         data = self.cleaned_data
@@ -50,7 +56,6 @@ class NamespaceRequestForm(forms.Form):
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
         for key, messages in errors.items():
-            field = key.removeprefix("spec.")
-            field = field if field in self.fields else None
+            name = key.removeprefix("spec.")
             for message in messages:
-                self.add_error(field, message)
+                self.add_error(name if name in self.fields else None, message)

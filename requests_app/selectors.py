@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from .models import AuditEvent, Resource, ResourceRequest, Team
-
-User = AbstractBaseUser | AnonymousUser
 
 
 def user_is_admin(user) -> bool:

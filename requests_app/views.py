@@ -20,7 +20,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "requests_app/home.html",
         {
             "teams": teams_of(request.user),
-            "requests": requests_visible_to(request.user).filter(requester=request.user)[:10],
+            "requests": requests_visible_to(request.user).filter(requester_id=request.user.pk)[:10],
             "resources": resources_visible_to(request.user).exclude(state="reclaimed")[:10],
         },
     )

@@ -7,7 +7,7 @@ from requests_app.models import ResourceRequest
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approver = serializers.CharField(source="approver.username", read_only=True)
 
     class Meta:
         model = Decision
@@ -23,8 +23,8 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class RequestSummarySerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    team = serializers.CharField(source="team.slug", read_only=True)
+    requester = serializers.CharField(source="requester.username", read_only=True)
 
     class Meta:
         model = ResourceRequest

@@ -1,3 +1,5 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from provisioning.models import ManagedObject
@@ -9,6 +11,6 @@ class ManagedObjectSerializer(serializers.ModelSerializer):
         fields = ["api_version", "kind", "namespace", "name", "uid", "applied_at", "deleted_at"]
 
 
-def objects_section(resource) -> list[dict]:
+def objects_section(resource) -> Any:
     """The `objects` part of a resource's representation."""
     return ManagedObjectSerializer(resource.managed_objects.all(), many=True).data

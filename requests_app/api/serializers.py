@@ -20,8 +20,8 @@ class EventSerializer(serializers.ModelSerializer):
 
 
 class RequestSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    team = serializers.CharField(source="team.slug", read_only=True)
+    requester = serializers.CharField(source="requester.username", read_only=True)
     error = serializers.SerializerMethodField()
     approval = serializers.SerializerMethodField()
     events = EventSerializer(many=True, read_only=True)
@@ -76,8 +76,8 @@ class RequestCreateSerializer(serializers.Serializer):
 
 
 class ResourceSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    team = serializers.CharField(source="team.slug", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True)
     namespace = serializers.CharField(source="namespace_name", read_only=True)
     lease = serializers.SerializerMethodField()
     objects = serializers.SerializerMethodField()

@@ -67,7 +67,7 @@ def me(request: Request) -> Response:
     return Response(
         {
             "username": user.get_username(),
-            "email": user.email,
+            "email": getattr(user, "email", ""),
             "teams": list(teams_of(user).values_list("slug", flat=True)),
             "groups": sorted(user.groups.values_list("name", flat=True)),
             "is_admin": user_is_admin(user),
