@@ -5,9 +5,16 @@ class ApprovalsConfig(AppConfig):
     name = "approvals"
 
     def ready(self) -> None:
-        from requests_app.sections import request_sections
+        from django.db.models import Q
+
+        from requests_app.sections import request_prefetch, request_sections, request_select, request_visibility
 
         from . import receivers  # noqa: F401  (opens a chain when a request is filed)
-        from .api.serializers import approval_section
+        from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section
+        from .selectors import user_group_names
 
         request_sections["approval"] = approval_section
+        request_select.append("approval_chain")
+        request_prefetch.extend(APPROVAL_SECTION_PREFETCH)
+        # Approvers see the requests whose steps their groups decide (the queue links to them).
+        request_visibility.append(lambda user: Q(approval_steps__group__in=list(user_group_names(user))))

@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 from kubernetes.utils import parse_quantity
 
+from requests_app.models import Environment, Kind
+from requests_app.specs import DATABASE_PLANS, NAMESPACE_PLANS
+
 DEFAULT_POLICY_YAML = """\
 rules:
   - name: small-dev
@@ -29,6 +32,14 @@ rules:
 LIST_KEYS = ("kind", "environment", "team", "plan")
 QUANTITY_KEYS = {"max_cpu": "cpu", "max_memory": "memory", "max_storage": "storage"}
 MATCH_KEYS = (*LIST_KEYS, "max_lease_days", *QUANTITY_KEYS)
+# A typo in a closed vocabulary would make a rule silently never match (and, say, route prod requests
+# to a laxer rule), so these values are checked against what requests can carry.
+KNOWN_VALUES: dict[str, tuple[str, ...]] = {
+    "kind": tuple(Kind.values),
+    "environment": tuple(Environment.values),
+    "plan": tuple(dict.fromkeys([*NAMESPACE_PLANS, *DATABASE_PLANS])),
+}
+PLACEHOLDER = "{team}"
 
 
 class PolicyError(ValueError):
@@ -37,12 +48,19 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a rule: `required` approvals from members of `group`; after the escalation delay,
+    members of `escalate_to` (optional) are asked too and may decide it."""
+
     name: str
     group: str
     required: int
+    escalate_to: str = ""
 
     def group_for(self, team: str) -> str:
         return self.group.replace("{team}", team)
+
+    def escalate_to_for(self, team: str) -> str:
+        return self.escalate_to.replace("{team}", team)
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,13 @@ def parse_policy(text: str) -> Policy:
                     match[key] = [value]
                 elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                     raise _fail(where, f"match.{key} must be a list of strings")
+                known = KNOWN_VALUES.get(key)
+                bad = [v for v in match[key] if known is not None and v not in known]
+                if bad:
+                    raise _fail(
+                        where,
+                        f"match.{key} has unknown value(s) {', '.join(map(repr, bad))} ({', '.join(known or ())})",
+                    )
             elif key == "max_lease_days":
                 if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                     raise _fail(where, "match.max_lease_days must be a positive whole number")
@@ -148,8 +173,8 @@ def parse_policy(text: str) -> Policy:
         for s_index, s in enumerate(raw_steps, start=1):
             s_where = f"{where} step #{s_index}"
             if not isinstance(s, dict):
-                raise _fail(s_where, "must be a mapping with name, group and required")
-            unknown = set(s) - {"name", "group", "required"}
+                raise _fail(s_where, "must be a mapping with name, group, required and escalate_to (optional)")
+            unknown = set(s) - {"name", "group", "required", "escalate_to"}
             if unknown:
                 raise _fail(s_where, f"unknown field(s): {', '.join(sorted(unknown))}")
             s_name, group, required = s.get("name"), s.get("group"), s.get("required", 1)
@@ -160,11 +185,28 @@ def parse_policy(text: str) -> Policy:
             step_names.add(s_name)
             if not isinstance(group, str) or not group.strip():
                 raise _fail(s_where, "'group' is required")
+            _check_group(s_where, "group", group)
             if not isinstance(required, int) or isinstance(required, bool) or required < 1:
                 raise _fail(s_where, "'required' must be a whole number of at least 1")
-            steps.append(Step(name=s_name, group=group, required=required))
+            escalate_to = s.get("escalate_to", "")
+            if escalate_to is None:
+                escalate_to = ""
+            if not isinstance(escalate_to, str):
+                raise _fail(s_where, "'escalate_to' must be a group name")
+            _check_group(s_where, "escalate_to", escalate_to)
+            if escalate_to and escalate_to == group:
+                raise _fail(s_where, "'escalate_to' must name another group than 'group'")
+            steps.append(Step(name=s_name, group=group, required=required, escalate_to=escalate_to.strip()))
+        if rules and not rules[-1].match:
+            raise _fail(where, f"can never match: rule {rules[-1].name!r} before it matches every request")
         rules.append(Rule(name=name, match=match, steps=tuple(steps)))
     return Policy(rules=tuple(rules))
+
+
+def _check_group(where: str, field_name: str, value: str) -> None:
+    """Only `{team}` may be substituted into a group name; anything else in braces is a typo."""
+    if "{" in value.replace(PLACEHOLDER, "") or "}" in value.replace(PLACEHOLDER, ""):
+        raise _fail(where, f"{field_name!r} may only contain the placeholder {PLACEHOLDER}: {value!r}")
 
 
 DEFAULT_POLICY = parse_policy(DEFAULT_POLICY_YAML)

@@ -1,19 +1,35 @@
-"""Reads for the approval engine: the policy in force and what a user may decide now."""
+"""Reads for the approval engine: the policy in force, what a user may decide now, delegations."""
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
+from django.utils import timezone
 from kubernetes.utils import parse_quantity
 
 from requests_app.models import Kind, RequestState, ResourceRequest
-from requests_app.specs import namespace_quota, plan_of
+from requests_app.specs import database_usage, namespace_quota, plan_of
 
-from .models import ApprovalPolicy, ApprovalStep, Decision, StepState
+from .directory import user_group_names
+from .models import ApprovalPolicy, ApprovalStep, Decision, Delegation, StepState
 from .policy import DEFAULT_POLICY, Policy, PolicyError, RequestFacts, parse_policy
+
+__all__ = [
+    "active_delegations_to",
+    "delegations_of",
+    "policy_in_force",
+    "request_facts",
+    "request_size",
+    "step_recipients",
+    "steps_decidable_by",
+    "user_group_names",
+]
 
 
 def policy_in_force() -> tuple[Policy, ApprovalPolicy | None]:
@@ -30,12 +46,34 @@ def policy_in_force() -> tuple[Policy, ApprovalPolicy | None]:
     return DEFAULT_POLICY, None
 
 
+def policy_source_in_force() -> str:
+    """The YAML text of the policy in force (what the admin form starts from)."""
+    row = ApprovalPolicy.objects.order_by("-loaded_at", "-id").first()
+    if row is not None:
+        return row.source
+    if settings.APPROVAL_POLICY_FILE:
+        try:
+            return Path(settings.APPROVAL_POLICY_FILE).read_text()
+        except OSError:
+            pass
+    from .policy import DEFAULT_POLICY_YAML
+
+    return DEFAULT_POLICY_YAML
+
+
 def request_facts(request: ResourceRequest) -> RequestFacts:
-    """What the policy may match on for this request."""
+    """What the policy may match on for this request.
+
+    Namespaces carry their quota; databases their plan's CPU and memory limits and their storage. Apps
+    carry no quantities, so a rule with max_cpu/max_memory/max_storage never matches an app.
+    """
     quantities = {}
     if request.kind == Kind.NAMESPACE:
         quota = namespace_quota(request.spec)
         quantities = {k: parse_quantity(getattr(quota, k)) for k in ("cpu", "memory", "storage")}
+    elif request.kind == Kind.DATABASE and request.spec.get("plan") and request.spec.get("storage"):
+        usage = database_usage(request.spec)
+        quantities = {"cpu": usage.cpu, "memory": usage.memory, "storage": usage.storage}
     return RequestFacts(
         kind=request.kind,
         environment=request.environment,
@@ -46,26 +84,121 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
     )
 
 
-def user_group_names(user) -> set[str]:
-    return set(user.groups.values_list("name", flat=True))
+def request_size(request: ResourceRequest) -> str:
+    """A short human size for the queue: the plan, or the quantities asked for."""
+    spec = request.spec if isinstance(request.spec, dict) else {}
+    if request.kind == Kind.NAMESPACE:
+        if spec.get("plan"):
+            return str(spec["plan"])
+        return " / ".join(str(spec.get(k, "?")) for k in ("cpu", "memory", "storage"))
+    if request.kind == Kind.DATABASE:
+        return f"{spec.get('plan', '?')}, {spec.get('storage', '?')}"
+    return f"{spec.get('template', '?')} × {spec.get('replicas', 1)}"
 
 
-def steps_decidable_by(user) -> QuerySet[ApprovalStep]:
-    """Pending steps the user may decide now, oldest first.
+def active_delegations_to(user, day: datetime.date | None = None) -> list[Delegation]:
+    """Delegations that let `user` decide in someone else's place on `day` (today by default), in the
+    order the engine tries them."""
+    if not user.is_authenticated:
+        return []
+    day = day or timezone.localdate()
+    return list(
+        Delegation.objects.filter(delegate=user, revoked_at__isnull=True, starts_on__lte=day, ends_on__gte=day)
+        .exclude(delegator=user)
+        .select_related("delegator")
+        .order_by("id")
+    )
 
-    Excludes the user's own requests and requests where the user already decided a step.
+
+def delegations_of(user) -> QuerySet[Delegation]:
+    """Delegations the user gave or received that are not over yet."""
+    today = timezone.localdate()
+    return (
+        Delegation.objects.filter(Q(delegator=user) | Q(delegate=user), revoked_at__isnull=True, ends_on__gte=today)
+        .select_related("delegator", "delegate")
+        .order_by("starts_on", "id")
+    )
+
+
+def _decided_on_request(person_id) -> Exists:
+    return Exists(
+        Decision.objects.filter(step__request=OuterRef("request")).filter(
+            Q(approver_id=person_id) | Q(on_behalf_of_id=person_id)
+        )
+    )
+
+
+def _may_decide_as(person_id, groups: set[str]) -> Q:
+    """Steps `person_id` (with `groups`) may decide: their group's (or, once escalated, the escalation
+    group's), not on their own request, and not on a request where they decided a step already."""
+    names = sorted(groups)
+    in_group = Q(group__in=names) | Q(escalate_to__in=names, escalated_at__isnull=False)
+    return in_group & ~Q(request__requester_id=person_id) & Q(~_decided_on_request(person_id))
+
+
+def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[ApprovalStep]:
+    """Pending steps the user may decide now, in their own name or as someone's delegate, oldest first.
+
+    Each step carries `acting_for`: "" in their own name, else the username of the person they would
+    decide for. A constant number of queries, however long the queue (the delegators' groups are read
+    in one query).
     """
     if not user.is_authenticated:
         return ApprovalStep.objects.none()
-    already = Decision.objects.filter(step__request=OuterRef("request"), approver=user)
+    own = _may_decide_as(user.pk, user_group_names(user))
+    delegations = active_delegations_to(user, day)
+    groups_by_delegator: dict[int, set[str]] = {d.delegator_id: set() for d in delegations}
+    if delegations:
+        for user_id, name in (
+            get_user_model()
+            .groups.through.objects.filter(user_id__in=groups_by_delegator)
+            .values_list("user_id", "group__name")
+        ):
+            groups_by_delegator[user_id].add(name)
+    whens = [When(own, then=Value(""))]
+    eligible = own
+    for d in delegations:
+        as_delegate = _may_decide_as(d.delegator_id, groups_by_delegator[d.delegator_id])
+        whens.append(When(as_delegate, then=Value(d.delegator.get_username())))
+        eligible |= as_delegate
     return (
-        ApprovalStep.objects.filter(
-            state=StepState.PENDING,
-            request__state=RequestState.PENDING_APPROVAL,
-            group__in=list(user_group_names(user)),
-        )
+        ApprovalStep.objects.filter(eligible, state=StepState.PENDING, request__state=RequestState.PENDING_APPROVAL)
+        # Whoever clicks must not be the requester nor have decided on the request, whoever they act for.
         .exclude(request__requester=user)
-        .exclude(Exists(already))
+        .exclude(_decided_on_request(user.pk))
+        .annotate(acting_for=Case(*whens, default=Value(""), output_field=CharField()))
         .select_related("request", "request__team", "request__requester", "chain")
-        .order_by("pending_since", "request__created_at")
+        .order_by("pending_since", "request__created_at", "id")
     )
+
+
+@dataclass(frozen=True)
+class Recipient:
+    username: str
+    email: str
+    on_behalf_of: str = ""
+
+
+def step_recipients(step: ApprovalStep, *, groups: tuple[str, ...] | None = None) -> list[Recipient]:
+    """Who to tell that `step` waits for them: active members of its deciding groups (or `groups`) with an
+    email address, and the delegates standing in for them today; never the requester, nor anyone who
+    decided on the request already."""
+    users = get_user_model()
+    groups = groups or step.deciding_groups
+    request = step.request
+    decided = set(Decision.objects.filter(step__request_id=request.pk).values_list("approver_id", flat=True)) | set(
+        Decision.objects.filter(step__request_id=request.pk, on_behalf_of__isnull=False).values_list(
+            "on_behalf_of_id", flat=True
+        )
+    )
+    excluded = decided | {request.requester_id}
+    members = list(users.objects.filter(groups__name__in=groups, is_active=True).exclude(pk__in=excluded).distinct())
+    out = {m.pk: Recipient(m.get_username(), m.email) for m in members if m.email}
+    today = timezone.localdate()
+    for d in Delegation.objects.filter(
+        delegator__in=members, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
+    ).select_related("delegate", "delegator"):
+        if d.delegate_id in excluded or d.delegate_id in out or not d.delegate.is_active or not d.delegate.email:
+            continue
+        out[d.delegate_id] = Recipient(d.delegate.get_username(), d.delegate.email, d.delegator.get_username())
+    return sorted(out.values(), key=lambda r: r.username)

@@ -1,17 +1,30 @@
-"""The approval engine: open a chain from the policy, record decisions, advance or reject."""
+"""The approval engine: open a chain from the policy, record decisions, advance or reject; delegations,
+reminders and escalation; loading the policy. Every change is audited."""
 
 from __future__ import annotations
 
+import datetime
+import difflib
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
+from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed
 from requests_app.models import RequestState, ResourceRequest
 from requests_app.services import audit_record, request_approve, request_reject, transition_apply
 
-from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, StepState, Verdict
+from . import notifications
+from .directory import groups_at_decision_time
+from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, Delegation, StepState, Verdict
 from .policy import Policy, parse_policy
-from .selectors import policy_in_force, request_facts, user_group_names
+from .selectors import active_delegations_to, policy_in_force, policy_source_in_force, request_facts
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -28,38 +41,86 @@ def chain_open(*, request: ResourceRequest) -> ApprovalChain:
             name=s.name,
             group=s.group_for(request.team.slug),
             required=s.required,
+            escalate_to=s.escalate_to_for(request.team.slug),
         )
         for i, s in enumerate(rule.steps)
     ]
     ApprovalStep.objects.bulk_create(steps)
+    version = f"policy #{policy_row.pk}" if policy_row else "the default policy"
     audit_record(
         actor=None,
         verb="approval_routed",
         target=request,
-        detail=f"rule {rule.name}: " + (", ".join(f"{s.name} ({s.group})" for s in steps) or "no steps"),
+        detail=f"rule {rule.name} of {version}: "
+        + (", ".join(f"{s.name} ({s.group}, {s.required} needed)" for s in steps) or "no steps"),
     )
     if steps:
-        _open_step(steps[0])
+        _step_open(steps[0], request=request)
     else:
         request_approve(request=request, actor=None, detail=f"auto-approved by rule {rule.name}")
     return chain
 
 
-def _open_step(step: ApprovalStep) -> None:
-    step.open()
+def chain_close(*, request: ResourceRequest, reason: str) -> int:
+    """Skip the steps still waiting or pending on a request that left approval without a decision (it was
+    cancelled), so they leave every queue and reminder. Runs inside the caller's transaction."""
+    open_steps = request.approval_steps.filter(state__in=[StepState.WAITING, StepState.PENDING])
+    closed = 0
+    for step in open_steps:
+        transition_apply(step, "skip", actor=None, verb="step_closed", request=request, detail=f"{step.name}: {reason}")
+        closed += 1
+    return closed
+
+
+def _step_open(step: ApprovalStep, *, request: ResourceRequest) -> None:
     step.pending_since = timezone.now()
-    step.save()
+    transition_apply(
+        step, "open", actor=None, verb="step_opened", request=request, detail=f"{step.name} ({step.group})"
+    )
+    notifications.after_commit(notifications.notify_step_pending, step.pk)
 
 
-def step_decide(*, step_id, user, verdict: str, comment: str = "") -> ApprovalStep:
+# --- decisions -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Who may decide what, read from the directory once, before any row is locked."""
+
+    user_id: int
+    groups: frozenset[str] | None  # None: the directory did not confirm the account
+    delegations: tuple[tuple[Delegation, frozenset[str]], ...] = field(default=())
+
+
+def standing_of(user, *, day: datetime.date | None = None) -> Standing:
+    """The user's groups and those of the people they stand in for today, as the directory says now.
+
+    A delegator the directory does not confirm lends nothing.
+    """
+    groups = groups_at_decision_time(user)
+    lent = []
+    for delegation in active_delegations_to(user, day or timezone.localdate()):
+        delegator_groups = groups_at_decision_time(delegation.delegator)
+        if delegator_groups:
+            lent.append((delegation, frozenset(delegator_groups)))
+    return Standing(user.pk, None if groups is None else frozenset(groups), tuple(lent))
+
+
+def step_decide(*, step_id, user, verdict: str, comment: str = "", standing: Standing | None = None) -> ApprovalStep:
     """Record `user`'s verdict on a pending step and move the chain on.
 
-    Raises NotAllowed (separation of duties, group membership), InvalidState (decided already,
-    request no longer pending) or ValidationFailed (a rejection without a comment). A refusal is
-    audited even though nothing else changes.
+    The decider's groups are read from the directory now (see directory.py). A delegate decides for the
+    delegator: the decision is recorded as "user on behalf of delegator" and counts as the delegator's.
+
+    Raises NotAllowed (separation of duties, group membership), InvalidState (decided already, request no
+    longer pending, a concurrent decision won) or ValidationFailed (a rejection without a comment). A
+    refusal is audited even though nothing else changes. Emails go out after the commit.
     """
+    if standing is None:
+        # Outside the transaction: a slow directory must not hold row locks.
+        standing = standing_of(user)
     try:
-        return _step_decide(step_id=step_id, user=user, verdict=verdict, comment=comment)
+        return _step_decide(step_id=step_id, user=user, verdict=verdict, comment=comment, standing=standing)
     except NotAllowed as exc:
         step = ApprovalStep.objects.select_related("request").filter(pk=step_id).first()
         if step is not None:
@@ -67,38 +128,84 @@ def step_decide(*, step_id, user, verdict: str, comment: str = "") -> ApprovalSt
         raise
 
 
+def _principal(step: ApprovalStep, request: ResourceRequest, user, standing: Standing):
+    """Whom `user` decides `step` for: themselves, or the first delegator who could decide it. Returns
+    (principal, delegation); raises NotAllowed when nobody."""
+    deciding = set(step.deciding_groups)
+    if standing.groups is None:
+        raise NotAllowed(
+            "The directory does not confirm your account or groups right now, so you cannot decide; "
+            "try again later or ask an administrator."
+        )
+    if standing.groups & deciding:
+        return user, None
+    lent_by_requester = False
+    for delegation, groups in standing.delegations:
+        if not groups & deciding:
+            continue
+        if delegation.delegator_id == request.requester_id:
+            lent_by_requester = True
+            continue
+        if (
+            Decision.objects.filter(step__request=request)
+            .filter(Q(approver_id=delegation.delegator_id) | Q(on_behalf_of_id=delegation.delegator_id))
+            .exclude(step=step)
+            .exists()
+        ):
+            continue
+        return delegation.delegator, delegation
+    if lent_by_requester:
+        raise NotAllowed("Nobody may decide on a request they filed, not even through a delegate.")
+    raise NotAllowed(f"Only members of {' or '.join(sorted(deciding))} decide the {step.name} step.")
+
+
 @transaction.atomic
-def _step_decide(*, step_id, user, verdict: str, comment: str) -> ApprovalStep:
+def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standing) -> ApprovalStep:
     if verdict not in Verdict.values:
         raise ValidationFailed({"verdict": [f"Must be one of: {', '.join(Verdict.values)}."]})
     comment = (comment or "").strip()
     if verdict == Verdict.REJECT and not comment:
         raise ValidationFailed({"comment": ["Say why the request is rejected."]})
-    # Lock the request first: every decision on one request is serialised on this row, so two
-    # approvers racing for the last approval produce exactly one transition.
-    step = ApprovalStep.objects.select_related("request").get(pk=step_id)
-    request = ResourceRequest.objects.select_for_update().select_related("team").get(pk=step.request_id)
+    # Lock the request first: every decision on one request (and a cancel) is serialised on this row, so
+    # two approvers racing for the last approval produce exactly one transition; the loser then reads
+    # the step as decided and gets a 409.
+    request_id = ApprovalStep.objects.values_list("request_id", flat=True).get(pk=step_id)
+    request = ResourceRequest.objects.select_for_update().select_related("team", "requester").get(pk=request_id)
     step = ApprovalStep.objects.select_for_update().get(pk=step_id)
     step.request = request
 
     if request.requester_id == user.pk:
         raise NotAllowed("Nobody may decide on a request they filed.")
-    if step.group not in user_group_names(user):
-        raise NotAllowed(f"Only members of {step.group} decide the {step.name} step.")
+    principal, delegation = _principal(step, request, user, standing)
     if request.state != RequestState.PENDING_APPROVAL or step.state != StepState.PENDING:
-        raise InvalidState(f"This step is {step.state} and the request is {request.state}; nothing to decide.")
-    if Decision.objects.filter(step__request=request, approver=user).exclude(step=step).exists():
+        raise InvalidState(
+            f"The {step.name} step is {step.state} and the request is {request.get_state_display().lower()}: "
+            "there is nothing to decide any more (someone else may have decided it just now)."
+        )
+    people = {user.pk, principal.pk}
+    involved = Decision.objects.filter(step__request=request).filter(
+        Q(approver_id__in=people) | Q(on_behalf_of_id__in=people)
+    )
+    if involved.exclude(step=step).exists():
         raise NotAllowed("Nobody may decide two steps of the same request.")
-    if Decision.objects.filter(step=step, approver=user).exists():
-        raise InvalidState("You have already decided this step.")
+    if involved.filter(step=step).exists():
+        raise InvalidState("This step has already been decided by you or by the person you stand in for.")
 
-    Decision.objects.create(step=step, approver=user, verdict=verdict, comment=comment)
+    decision = Decision.objects.create(
+        step=step,
+        approver=user,
+        on_behalf_of=principal if delegation else None,
+        delegation=delegation,
+        verdict=verdict,
+        comment=comment,
+    )
     audit_record(
         actor=user,
-        verb=f"step_{verdict}d" if verdict == Verdict.APPROVE else "step_rejected",
+        verb="step_approved" if verdict == Verdict.APPROVE else "step_rejected",
         target=request,
-        detail=f"{step.name}: {comment}".rstrip(": "),
+        detail=f"{step.name}: {decision.decided_by}" + (f": {comment}" if comment else ""),
     )
+    notifications.after_commit(notifications.notify_decision, decision.pk)
     if verdict == Verdict.REJECT:
         transition_apply(step, "reject", actor=user, verb="step_closed", request=request, detail=step.name)
         for later in request.approval_steps.filter(state__in=[StepState.WAITING, StepState.PENDING]):
@@ -112,21 +219,230 @@ def _step_decide(*, step_id, user, verdict: str, comment: str) -> ApprovalStep:
     transition_apply(step, "approve", actor=user, verb="step_closed", request=request, detail=step.name)
     following = request.approval_steps.filter(state=StepState.WAITING).order_by("order").first()
     if following is not None:
-        _open_step(following)
+        _step_open(following, request=request)
     else:
         request_approve(request=request, actor=user, detail=f"all steps of rule {request.approval_chain.rule} approved")
     return step
 
 
+@dataclass(frozen=True)
+class Outcome:
+    step_id: str
+    ok: bool
+    detail: str
+
+
+def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
+    """Approve several steps at once (the queue's "approve selected"). Each step is its own decision in
+    its own transaction, so one refusal or lost race does not undo the others."""
+    standing = standing_of(user)
+    outcomes = []
+    for step_id in dict.fromkeys(str(s) for s in step_ids):
+        try:
+            step = step_decide(step_id=step_id, user=user, verdict=Verdict.APPROVE, comment=comment, standing=standing)
+        except (ApprovalStep.DoesNotExist, DjangoValidationError):
+            outcomes.append(Outcome(step_id, False, "No such step."))
+        except LeaseholdError as exc:
+            outcomes.append(Outcome(step_id, False, str(exc)))
+        else:
+            outcomes.append(Outcome(step_id, True, f"{step.name} approved"))
+    return outcomes
+
+
+# --- delegation ------------------------------------------------------------------------------------
+
+
+def delegation_errors(
+    *, delegator, delegate, starts_on: datetime.date, ends_on: datetime.date, today: datetime.date | None = None
+) -> dict[str, list[str]]:
+    """What is wrong with a delegation, by field (empty: nothing)."""
+    today = today or timezone.localdate()
+    errors: dict[str, list[str]] = {}
+    if delegate is None:
+        errors["delegate"] = ["No such person."]
+    elif delegator is not None and delegate.pk == delegator.pk:
+        errors["delegate"] = ["Delegate to someone else."]
+    elif not delegate.is_active:
+        errors["delegate"] = [f"{delegate} cannot log in."]
+    if ends_on < starts_on:
+        errors["ends_on"] = ["The last day comes before the first."]
+    elif ends_on < today:
+        errors["ends_on"] = ["The range is over already."]
+    return errors
+
+
 @transaction.atomic
-def policy_load(*, source: str, origin: str, actor) -> tuple[ApprovalPolicy, Policy]:
-    """Validate a YAML policy and make it the one in force (audited). Open chains keep their steps."""
+def delegation_create(
+    *,
+    delegator,
+    delegate,
+    starts_on: datetime.date,
+    ends_on: datetime.date,
+    reason: str = "",
+    actor,
+    today: datetime.date | None = None,
+) -> Delegation:
+    """Let `delegate` decide in `delegator`'s place from `starts_on` to `ends_on` (both included).
+    Only the delegator themselves or an admin may create one (the caller checks who `actor` is)."""
+    errors = delegation_errors(
+        delegator=delegator, delegate=delegate, starts_on=starts_on, ends_on=ends_on, today=today
+    )
+    if errors:
+        raise ValidationFailed(errors)
+    delegation = Delegation.objects.create(
+        delegator=delegator,
+        delegate=delegate,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        reason=(reason or "").strip(),
+        created_by=actor,
+    )
+    audit_record(
+        actor=actor,
+        verb="delegation_created",
+        target=delegation,
+        detail=f"{delegate} decides on behalf of {delegator} from {starts_on} to {ends_on}"
+        + (f": {delegation.reason}" if delegation.reason else ""),
+    )
+    notifications.after_commit(notifications.notify_delegation, delegation.pk)
+    return delegation
+
+
+@transaction.atomic
+def delegation_revoke(*, delegation: Delegation, actor, is_admin: bool = False) -> Delegation:
+    """End a delegation now (the delegator, the delegate or an admin). Delegations are revoked, not deleted."""
+    if not (is_admin or actor.pk in (delegation.delegator_id, delegation.delegate_id)):
+        raise NotAllowed("Only the delegator, the delegate or an administrator can revoke a delegation.")
+    now = timezone.now()
+    if not Delegation.objects.filter(pk=delegation.pk, revoked_at__isnull=True).update(
+        revoked_at=now, revoked_by=actor
+    ):
+        raise InvalidState("This delegation is revoked already.")
+    delegation.refresh_from_db()
+    audit_record(actor=actor, verb="delegation_revoked", target=delegation, detail=str(delegation))
+    return delegation
+
+
+# --- reminders and escalation ------------------------------------------------------------------------
+
+
+@dataclass
+class NudgeResult:
+    reminded: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+
+
+def approvals_nudge(*, now: datetime.datetime | None = None) -> NudgeResult:
+    """One pass of reminders and escalation (the periodic task calls this; `now` is injectable).
+
+    A pending step that has waited longer than APPROVAL_ESCALATION_HOURS and names an escalation group
+    is escalated once: that group is asked and may decide it from then on. A pending step whose last
+    nudge (or opening) is older than APPROVAL_REMINDER_HOURS reminds its approvers (again every
+    APPROVAL_REMINDER_HOURS). Each step is claimed with a compare-and-set, so concurrent passes send one
+    notice, and each notice is audited.
+    """
+    now = now or timezone.now()
+    result = NudgeResult()
+    pending = ApprovalStep.objects.filter(
+        state=StepState.PENDING, request__state=RequestState.PENDING_APPROVAL, pending_since__isnull=False
+    )
+    escalate_before = now - datetime.timedelta(hours=settings.APPROVAL_ESCALATION_HOURS)
+    for step_id in (
+        pending.filter(escalated_at__isnull=True, pending_since__lt=escalate_before)
+        .exclude(escalate_to="")
+        .values_list("pk", flat=True)
+    ):
+        if _step_escalate(step_id=step_id, now=now):
+            result.escalated.append(str(step_id))
+    remind_before = now - datetime.timedelta(hours=settings.APPROVAL_REMINDER_HOURS)
+    due = pending.filter(
+        Q(reminded_at__isnull=True, pending_since__lt=remind_before) | Q(reminded_at__lt=remind_before)
+    ).exclude(pk__in=result.escalated)
+    for step_id, last in due.values_list("pk", "reminded_at"):
+        if _step_remind(step_id=step_id, last=last, now=now):
+            result.reminded.append(str(step_id))
+    return result
+
+
+@transaction.atomic
+def _step_escalate(*, step_id, now: datetime.datetime) -> bool:
+    claimed = ApprovalStep.objects.filter(pk=step_id, state=StepState.PENDING, escalated_at__isnull=True).update(
+        escalated_at=now, reminded_at=now
+    )
+    if not claimed:
+        return False
+    step = ApprovalStep.objects.select_related("request").get(pk=step_id)
+    waited = now - step.pending_since if step.pending_since else datetime.timedelta(0)
+    audit_record(
+        actor=None,
+        verb="step_escalated",
+        target=step.request,
+        detail=f"{step.name}: waited {_hours(waited)} for {step.group}; {step.escalate_to} may decide it now",
+    )
+    notifications.after_commit(_notify_waiting, step_id, True)
+    return True
+
+
+@transaction.atomic
+def _step_remind(*, step_id, last: datetime.datetime | None, now: datetime.datetime) -> bool:
+    claimed = (
+        ApprovalStep.objects.filter(pk=step_id, state=StepState.PENDING, reminded_at=last)
+        if last
+        else (ApprovalStep.objects.filter(pk=step_id, state=StepState.PENDING, reminded_at__isnull=True))
+    )
+    if not claimed.update(reminded_at=now, reminders_sent=F("reminders_sent") + 1):
+        return False
+    step = ApprovalStep.objects.select_related("request").get(pk=step_id)
+    waited = now - step.pending_since if step.pending_since else datetime.timedelta(0)
+    audit_record(
+        actor=None,
+        verb="step_reminded",
+        target=step.request,
+        detail=f"{step.name}: reminder #{step.reminders_sent} to {' and '.join(step.deciding_groups)} "
+        f"after {_hours(waited)}",
+    )
+    notifications.after_commit(_notify_waiting, step_id, False)
+    return True
+
+
+def _notify_waiting(step_id, escalated: bool) -> None:
+    recipients = notifications.notify_step_waiting(step_id, escalated=escalated)
+    logger.info(
+        "%s for step %s sent to %s",
+        "Escalation" if escalated else "Reminder",
+        step_id,
+        ", ".join(r.username for r in recipients) or "nobody",
+    )
+
+
+def _hours(delta: datetime.timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.0f} h"
+
+
+# --- policy ------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def policy_load(*, source: str, origin: str, actor, note: str = "") -> tuple[ApprovalPolicy, Policy]:
+    """Validate a YAML policy and make it the one in force, as a new version (audited with who, where
+    from and a diff against the previous version). Raises PolicyError and changes nothing on a bad
+    document. Open chains keep the steps they were given."""
     policy = parse_policy(source)
-    row = ApprovalPolicy.objects.create(source=source, origin=origin, loaded_by=actor if actor else None)
+    previous = policy_source_in_force()
+    row = ApprovalPolicy.objects.create(
+        source=source, origin=origin, loaded_by=actor if actor else None, note=(note or "").strip()
+    )
+    diff = "".join(
+        difflib.unified_diff(
+            previous.splitlines(keepends=True), source.splitlines(keepends=True), "in force", f"policy #{row.pk}"
+        )
+    )
     audit_record(
         actor=actor,
         verb="policy_loaded",
         target=row,
-        detail=f"from {origin}: rules {', '.join(r.name for r in policy.rules)}",
+        detail=f"policy #{row.pk} from {origin}: rules {', '.join(r.name for r in policy.rules)}"
+        + (f"\nnote: {row.note}" if row.note else "")
+        + ("\n" + diff if diff else "\n(no change to the text)"),
     )
     return row, policy

@@ -1,26 +1,122 @@
+"""The approval queue page: decide one step, approve several at once, manage your delegations."""
+
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
 
-from requests_app.errors import LeaseholdError
+from requests_app.errors import LeaseholdError, ValidationFailed
+from requests_app.selectors import user_is_admin
 
-from .models import ApprovalStep, Verdict
-from .selectors import steps_decidable_by
-from .services import step_decide
+from .forms import DelegationForm
+from .models import ApprovalStep, Delegation, Verdict
+from .selectors import delegations_of, request_size, steps_decidable_by
+from .services import delegation_create, delegation_revoke, step_decide, steps_approve_many
+
+QUEUE_PAGE_SIZE = 100
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("approval-queue")
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def queue(request: HttpRequest) -> HttpResponse:
-    return render(request, "approvals/queue.html", {"steps": steps_decidable_by(request.user)})
+    """GET: what the caller may decide now, oldest first. POST: approve the selected steps, or give or
+    revoke a delegation (`op`)."""
+    form = DelegationForm()
+    if request.method == "POST":
+        op = request.POST.get("op", "")
+        if op == "approve-selected":
+            _approve_selected(request)
+            return redirect("approval-queue")
+        if op == "revoke":
+            _revoke(request)
+            return redirect("approval-queue")
+        if op == "delegate":
+            form = DelegationForm(request.POST)
+            if form.is_valid() and _delegate(request, form):
+                return redirect("approval-queue")
+        else:
+            messages.error(request, "Unknown action.")
+            return redirect("approval-queue")
+    page = Paginator(steps_decidable_by(request.user), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(step, request_size(step.request)) for step in page]
+    return render(
+        request,
+        "approvals/queue.html",
+        {"page": page, "rows": rows, "delegations": delegations_of(request.user), "form": form},
+    )
+
+
+def _approve_selected(request: HttpRequest) -> None:
+    ids = request.POST.getlist("steps")
+    if not ids:
+        messages.error(request, "Select the requests to approve first.")
+        return
+    outcomes = steps_approve_many(step_ids=ids, user=request.user, comment=request.POST.get("comment", ""))
+    approved = [o for o in outcomes if o.ok]
+    if approved:
+        messages.success(request, f"Approved {len(approved)} step{'s' if len(approved) != 1 else ''}.")
+    for o in outcomes:
+        if not o.ok:
+            messages.error(request, f"Not approved: {o.detail}")
+
+
+def _delegate(request: HttpRequest, form: DelegationForm) -> bool:
+    data = form.cleaned_data
+    try:
+        delegation = delegation_create(
+            delegator=request.user,
+            delegate=data["delegate"],
+            starts_on=data["starts_on"],
+            ends_on=data["ends_on"],
+            reason=data["reason"],
+            actor=request.user,
+        )
+    except ValidationFailed as exc:
+        for name, errors in exc.errors.items():
+            for error in errors:
+                form.add_error(name if name in form.fields else None, error)
+        return False
+    messages.success(
+        request, f"{delegation.delegate} decides for you from {delegation.starts_on} to {delegation.ends_on}."
+    )
+    return True
+
+
+def _revoke(request: HttpRequest) -> None:
+    admin = user_is_admin(request.user)
+    candidates = (
+        Delegation.objects.all()
+        if admin
+        else Delegation.objects.filter(Q(delegator=request.user) | Q(delegate=request.user))
+    )
+    pk = request.POST.get("delegation", "")
+    delegation = get_object_or_404(candidates, pk=pk) if pk.isdigit() else None
+    if delegation is None:
+        raise Http404
+    try:
+        delegation_revoke(delegation=delegation, actor=request.user, is_admin=admin)
+        messages.success(request, "Delegation revoked.")
+    except LeaseholdError as exc:
+        messages.error(request, str(exc))
 
 
 @login_required
 @require_POST
 def decide(request: HttpRequest, pk) -> HttpResponse:
+    """Approve or reject one step, from the queue or from the request page."""
     verdict = request.POST.get("verdict", "")
     if not ApprovalStep.objects.filter(pk=pk).exists():
         raise Http404
@@ -29,4 +125,4 @@ def decide(request: HttpRequest, pk) -> HttpResponse:
         messages.success(request, "Approved." if verdict == Verdict.APPROVE else "Rejected.")
     except LeaseholdError as exc:
         messages.error(request, str(exc))
-    return redirect(request.POST.get("next") or "approval-queue")
+    return _back(request)

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "django_htmx",
     "drf_spectacular",
     "requests_app",
     "approvals",
@@ -49,6 +50,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -131,6 +133,24 @@ CELERY_BEAT_SCHEDULE = {
     # Notices are per day and grace is measured in days: a pass every 15 minutes keeps expiry
     # close to the hour without putting load on the API server.
     "reclaim-leases": {"task": "leases.tasks.reclaim_leases", "schedule": crontab(minute="*/15")},
+    # Reminder and escalation delays are counted in hours: a pass every 15 minutes sends each notice
+    # within a quarter of an hour of being due, and an idle pass is one indexed query.
+    "nudge-waiting-approvals": {"task": "approvals.tasks.nudge_waiting_approvals", "schedule": crontab(minute="*/15")},
+    # A lost provisioning message (broker restart, worker killed before the ack) delays a request by at
+    # most LEASEHOLD_PROVISION_STUCK_MINUTES plus this interval; an idle pass is one indexed query.
+    # `expires`: a pass that waited longer than its interval is dropped, the next one does the same work.
+    "sweep-stuck-provisioning": {
+        "task": "provisioning.tasks.sweep_stuck_requests",
+        "schedule": env.float("LEASEHOLD_SWEEP_SECONDS", default=60.0),
+        "options": {"expires": env.float("LEASEHOLD_SWEEP_SECONDS", default=60.0)},
+    },
+    # Drift is repaired within five minutes; each pass reads every recorded object once, so a much
+    # shorter interval would mostly add load on the API server.
+    "reconcile-resources": {
+        "task": "provisioning.tasks.reconcile_resources",
+        "schedule": env.float("LEASEHOLD_RECONCILE_SECONDS", default=300.0),
+        "options": {"expires": env.float("LEASEHOLD_RECONCILE_SECONDS", default=300.0)},
+    },
 }
 
 # --- Kubernetes -----------------------------------------------------------------------------------
@@ -145,9 +165,61 @@ LEASEHOLD_LOCAL_KUBECONFIG = env.str("LEASEHOLD_LOCAL_KUBECONFIG", default=str(B
 LEASEHOLD_SERVICE_NAMESPACE = env.str("LEASEHOLD_SERVICE_NAMESPACE", default="leasehold")
 LEASEHOLD_FIELD_MANAGER = "leasehold"
 LEASEHOLD_K8S_TIMEOUT = env.float("LEASEHOLD_K8S_TIMEOUT", default=15.0)
+# How databases are made: `statefulset` (the official image; any cluster) or `cloudnativepg` (a CNPG Cluster).
+LEASEHOLD_DATABASE_PROVIDER = env.str("LEASEHOLD_DATABASE_PROVIDER", default="statefulset")
+if LEASEHOLD_DATABASE_PROVIDER not in ("statefulset", "cloudnativepg"):
+    raise ImproperlyConfigured(
+        f"LEASEHOLD_DATABASE_PROVIDER must be statefulset or cloudnativepg, not {LEASEHOLD_DATABASE_PROVIDER!r}."
+    )
+# The IngressClass for app hosts; empty: the cluster's default class.
+LEASEHOLD_INGRESS_CLASS = env.str("LEASEHOLD_INGRESS_CLASS", default="")
+
+# --- reliable provisioning (provisioning/) ----------------------------------------------------------
+# Per API call: transient errors (429, 5xx, timeouts, resets) are retried this many times in-process,
+# with full-jitter exponential backoff from LEASEHOLD_K8S_BACKOFF_SECONDS up to ..._MAX_SECONDS (a longer
+# Retry-After goes to the task instead).
+LEASEHOLD_K8S_RETRIES = env.int("LEASEHOLD_K8S_RETRIES", default=3)
+LEASEHOLD_K8S_BACKOFF_SECONDS = env.float("LEASEHOLD_K8S_BACKOFF_SECONDS", default=0.5)
+LEASEHOLD_K8S_BACKOFF_MAX_SECONDS = env.float("LEASEHOLD_K8S_BACKOFF_MAX_SECONDS", default=8.0)
+# Per task: a run that still fails transiently is retried after an exponential, jittered delay (at
+# least Retry-After), at most ..._MAX_SECONDS; after LEASEHOLD_MAX_DELIVERIES runs (retries, and
+# redeliveries after a worker died) the request fails with the reason.
+LEASEHOLD_RETRY_BACKOFF_SECONDS = env.float("LEASEHOLD_RETRY_BACKOFF_SECONDS", default=5.0)
+LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS = env.float("LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS", default=300.0)
+LEASEHOLD_MAX_DELIVERIES = env.int("LEASEHOLD_MAX_DELIVERIES", default=8)
+# A worker holds a request for this long and renews the claim after every object; one that dies
+# leaves a claim that runs out. Longer than the slowest single step (a call and its in-process retries).
+LEASEHOLD_PROVISION_CLAIM_SECONDS = env.float("LEASEHOLD_PROVISION_CLAIM_SECONDS", default=120.0)
+# A request approved or provisioning with no claim, no retry due and nothing enqueued for this long is
+# enqueued again by the sweep (see CELERY_BEAT_SCHEDULE).
+LEASEHOLD_PROVISION_STUCK_MINUTES = env.float("LEASEHOLD_PROVISION_STUCK_MINUTES", default=10.0)
+LEASEHOLD_SWEEP_MAX_PER_RUN = env.int("LEASEHOLD_SWEEP_MAX_PER_RUN", default=200)
+# Readiness: the namespace must be Active. With LEASEHOLD_WAIT_FOR_READY (clusters with nodes),
+# Deployments and StatefulSets must also become available within LEASEHOLD_READY_TIMEOUT_SECONDS,
+# checked every LEASEHOLD_READY_POLL_SECONDS without holding a worker; otherwise the request fails.
+LEASEHOLD_WAIT_FOR_READY = env.bool("LEASEHOLD_WAIT_FOR_READY", default=False)
+LEASEHOLD_READY_TIMEOUT_SECONDS = env.float("LEASEHOLD_READY_TIMEOUT_SECONDS", default=600.0)
+LEASEHOLD_READY_POLL_SECONDS = env.float("LEASEHOLD_READY_POLL_SECONDS", default=10.0)
+# Redis redelivers an unacknowledged message after visibility_timeout, also one that is still running
+# or waiting for its countdown: it must be longer than any task plus any retry delay.
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= CELERY_TASK_TIME_LIMIT + max(
+    LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS, LEASEHOLD_READY_POLL_SECONDS
+):
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_TRANSPORT_OPTIONS visibility_timeout must exceed CELERY_TASK_TIME_LIMIT plus "
+        "LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS (and LEASEHOLD_READY_POLL_SECONDS)."
+    )
 
 # --- approvals ------------------------------------------------------------------------------------
 APPROVAL_POLICY_FILE = env.str("APPROVAL_POLICY_FILE", default="")
+# A pending step that waited longer than this reminds its approvers (and again every this many hours);
+# after APPROVAL_ESCALATION_HOURS a step whose policy names `escalate_to` is escalated to that group.
+APPROVAL_REMINDER_HOURS = env.int("APPROVAL_REMINDER_HOURS", default=24)
+APPROVAL_ESCALATION_HOURS = env.int("APPROVAL_ESCALATION_HOURS", default=48)
+if APPROVAL_REMINDER_HOURS < 1 or APPROVAL_ESCALATION_HOURS < 1:
+    raise ImproperlyConfigured("APPROVAL_REMINDER_HOURS and APPROVAL_ESCALATION_HOURS must be at least 1.")
+# The address people use to reach the web pages: links in notification emails start with it.
+LEASEHOLD_BASE_URL = env.str("LEASEHOLD_BASE_URL", default="http://localhost:8000").rstrip("/")
 
 # --- leases ---------------------------------------------------------------------------------------
 LEASE_DEFAULT_DAYS = env.int("LEASE_DEFAULT_DAYS", default=14)
@@ -156,6 +228,13 @@ LEASE_MAX_TOTAL_DAYS = env.int("LEASE_MAX_TOTAL_DAYS", default=180)
 LEASE_GRACE_DAYS = env.int("LEASE_GRACE_DAYS", default=3)
 LEASE_NOTICE_DAYS = [int(d) for d in env.list("LEASE_NOTICE_DAYS", default=["7", "1"])]
 RECLAIM_MAX_PER_RUN = env.int("RECLAIM_MAX_PER_RUN", default=50)
+# Backups before deletion: pg_dump Jobs run in this namespace and write to this volume claim in it.
+# The namespace carries the label `leasehold.io/backups: "true"`, which team namespaces' network
+# policy admits, so the Job reaches the databases.
+LEASEHOLD_BACKUP_NAMESPACE = env.str("LEASEHOLD_BACKUP_NAMESPACE", default="leasehold-backups")
+LEASEHOLD_BACKUP_PVC = env.str("LEASEHOLD_BACKUP_PVC", default="leasehold-backups")
+# Who hears about failed backups (comma list of addresses); empty: the Django admins (staff with email).
+LEASEHOLD_ALERT_EMAILS = env.list("LEASEHOLD_ALERT_EMAILS", default=[])
 if LEASE_DEFAULT_DAYS < 1 or LEASE_DEFAULT_DAYS > LEASE_MAX_DAYS:
     raise ImproperlyConfigured("LEASE_DEFAULT_DAYS must be between 1 and LEASE_MAX_DAYS.")
 
@@ -165,6 +244,8 @@ if env.str("EMAIL_URL", default=""):
 else:
     EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leasehold@localhost")
+# A hung mail server must not stall the request or pass that sends a notice.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from approvals.api.views import ApprovalViewSet
 from leases.api.views import ResourceViewSet
-from requests_app.api.views import RequestViewSet, me
+from requests_app.api.views import RequestViewSet, catalog_view, me
 
 from .health import healthz, readyz
 
@@ -18,6 +18,7 @@ router.register("resources", ResourceViewSet, basename="resource")
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
     path("me/", me, name="me"),
+    path("catalog/", catalog_view, name="catalog"),
     path("", include("provisioning.api.urls")),
     path("", include(router.urls)),
 ]

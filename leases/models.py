@@ -29,6 +29,12 @@ class Lease(ConcurrentTransitionMixin, models.Model):
     notices_sent = models.JSONField(default=list, blank=True, help_text="Days-before-expiry already notified.")
     reclaimed_at = models.DateTimeField(null=True, blank=True)
     last_report = models.TextField(blank=True, help_text="What the last reclamation pass found.")
+    quarantined_replicas = models.JSONField(
+        default=dict, blank=True, help_text="Replica counts of the workloads scaled to zero in grace, to restore."
+    )
+    last_manifests = models.JSONField(
+        default=list, blank=True, help_text="The objects as last rendered (no secrets), kept to restore from."
+    )
 
     class Meta:
         ordering = ["expires_at"]
@@ -40,6 +46,10 @@ class Lease(ConcurrentTransitionMixin, models.Model):
     def enter_grace(self, grace_until) -> None:
         self.grace_until = grace_until
 
+    @transition(field=state, source=LeaseState.GRACE, target=LeaseState.ACTIVE)
+    def restore(self) -> None:
+        self.grace_until = None
+
     @transition(field=state, source=[LeaseState.ACTIVE, LeaseState.GRACE], target=LeaseState.RECLAIMING)
     def start_reclaim(self) -> None:
         pass
@@ -47,3 +57,28 @@ class Lease(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=LeaseState.RECLAIMING, target=LeaseState.RECLAIMED)
     def mark_reclaimed(self, at) -> None:
         self.reclaimed_at = at
+
+
+class BackupState(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Backup(models.Model):
+    """A pg_dump of a database taken by a Kubernetes Job before the database is deleted."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="backups")
+    job_namespace = models.CharField(max_length=63)
+    job_name = models.CharField(max_length=63)
+    location = models.CharField(max_length=500, help_text="Where the dump is, e.g. pvc://leasehold-backups/atlas/...")
+    state = models.CharField(max_length=10, choices=BackupState.choices, default=BackupState.RUNNING)
+    detail = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"backup of {self.resource} ({self.state})"

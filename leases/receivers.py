@@ -1,14 +1,22 @@
 """Opens a lease when a resource becomes active."""
 
+from django.db import transaction
 from django.dispatch import receiver
 from django_fsm.signals import post_transition
 
-from requests_app.models import Resource
+from requests_app.models import Action, Resource, ResourceRequest
 
-from .services import lease_open
+from .services import extension_fulfil, lease_open
 
 
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
 def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) -> None:
     if name == "activate":
         lease_open(resource=instance)
+
+
+@receiver(post_transition, sender=ResourceRequest, dispatch_uid="leases.fulfil_extension")
+def fulfil_extension_on_approval(sender, instance: ResourceRequest, name: str, **kwargs) -> None:
+    if name == "approve" and instance.action == Action.EXTEND:
+        request_id = instance.pk
+        transaction.on_commit(lambda: extension_fulfil(request_id=request_id), robust=True)

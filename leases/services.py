@@ -1,34 +1,62 @@
-"""Lease lifecycle: open on activation, grace after expiry, reclamation after grace."""
+"""Lease lifecycle: open on activation, notices, extension, grace (quarantine), backup, reclamation."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from provisioning import cluster
 from provisioning.errors import ClusterError
-from provisioning.services import resource_teardown
-from requests_app.errors import InvalidState
-from requests_app.models import RequestState, Resource, ResourceRequest
-from requests_app.services import audit_record, transition_apply
+from provisioning.services import render_request, resource_teardown
+from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
+from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
+from requests_app.selectors import teams_of, user_is_admin
+from requests_app.services import audit_record, request_file_followup, transition_apply
 
-from .models import Lease, LeaseState
+from . import backup, notices, workloads
+from .models import Backup, BackupState, Lease, LeaseState
 
 log = logging.getLogger(__name__)
+BACKUP_RETRY_AFTER = timedelta(hours=1)
+
+
+def database_now() -> datetime:
+    """The database's clock in UTC: a worker with a skewed clock or time zone must not reclaim early."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CURRENT_TIMESTAMP")
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite returns text in UTC
+        value = datetime.fromisoformat(value)
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value.astimezone(UTC)
+
+
+def _parent_expiry(resource: Resource) -> datetime | None:
+    if not resource.parent_id:
+        return None
+    return Lease.objects.filter(resource_id=resource.parent_id).values_list("expires_at", flat=True).first()
 
 
 def lease_open(*, resource: Resource) -> Lease:
-    """Start the lease of a resource that just became active: it expires `lease_days` after activation."""
+    """Start the lease of a resource that just became active: it expires `lease_days` after activation,
+    and never after the lease of the namespace it lives in."""
     starts = resource.activated_at or timezone.now()
+    expires = starts + timedelta(days=resource.lease_days)
+    parent_expiry = _parent_expiry(resource)
+    if parent_expiry is not None:
+        expires = min(expires, parent_expiry)
     lease, created = Lease.objects.get_or_create(
-        resource=resource,
-        defaults={"starts_at": starts, "expires_at": starts + timedelta(days=resource.lease_days)},
+        resource=resource, defaults={"starts_at": starts, "expires_at": expires}
     )
     if created:
+        Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
         audit_record(
             actor=None,
             verb="lease_opened",
@@ -41,16 +69,118 @@ def lease_open(*, resource: Resource) -> Lease:
     return lease
 
 
-def database_now() -> datetime:
-    """The database's clock in UTC: a worker with a skewed clock must not reclaim early."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT CURRENT_TIMESTAMP")
-        value = cursor.fetchone()[0]
-    if isinstance(value, str):  # SQLite returns text in UTC
-        value = datetime.fromisoformat(value)
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, UTC)
-    return value
+# --- extension ------------------------------------------------------------------------------------
+
+
+def _may_manage(user, resource: Resource) -> bool:
+    return user_is_admin(user) or teams_of(user).filter(pk=resource.team_id).exists()
+
+
+def lease_extend(
+    *, resource: Resource, actor, days: int, justification: str, now: datetime | None = None
+) -> tuple[str, Lease | ResourceRequest]:
+    """Extend a lease by `days`: at once within policy (`("extended", lease)`), else through approval
+    (`("requested", extend request)`). The owner, a teammate or an admin may ask."""
+    if not _may_manage(actor, resource):
+        raise NotAllowed("Only the owner's team can extend this lease.")
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= settings.LEASE_MAX_DAYS:
+        raise ValidationFailed({"days": [f"Must be a whole number of days from 1 to {settings.LEASE_MAX_DAYS}."]})
+    if not (justification or "").strip():
+        raise ValidationFailed({"justification": ["Say why the resource is still needed."]})
+    now = now or database_now()
+    lease = Lease.objects.filter(resource=resource).first()
+    if lease is None or lease.state not in (LeaseState.ACTIVE, LeaseState.GRACE):
+        raise InvalidState(f"Only an active or quarantined resource can be extended; this one is {resource.state}.")
+    new_expiry = _extended_expiry(lease, days, now)
+    parent_expiry = _parent_expiry(resource)
+    if parent_expiry is not None and new_expiry > parent_expiry:
+        raise ValidationFailed(
+            {"days": [f"The namespace's lease ends {parent_expiry:%Y-%m-%d %H:%M} UTC: extend the namespace first."]}
+        )
+    total = (new_expiry - lease.starts_at).days
+    if total > settings.LEASE_MAX_TOTAL_DAYS:
+        request = request_file_followup(
+            requester=actor, resource=resource, action=Action.EXTEND, lease_days=days, justification=justification
+        )
+        return "requested", request
+    return "extended", lease_apply_extension(lease_id=lease.pk, days=days, actor=actor, now=now, reason=justification)
+
+
+def _extended_expiry(lease: Lease, days: int, now: datetime) -> datetime:
+    # During grace the new term runs from now, not from the past expiry.
+    return max(lease.expires_at, now) + timedelta(days=days)
+
+
+def lease_apply_extension(*, lease_id: int, days: int, actor, now: datetime, reason: str = "") -> Lease:
+    """Move the expiry, leave grace (restoring the workloads), re-stamp the objects' annotation."""
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("resource").get(pk=lease_id)
+        if lease.state not in (LeaseState.ACTIVE, LeaseState.GRACE):
+            raise InvalidState(f"The lease is {lease.state}; it can no longer be extended.")
+        resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
+        request = resource.created_by_request
+        old = lease.expires_at
+        lease.expires_at = _extended_expiry(lease, days, now)
+        lease.extensions += 1
+        lease.notices_sent = []  # the notices count down to the new expiry
+        counts = dict(lease.quarantined_replicas)
+        was_in_grace = lease.state == LeaseState.GRACE
+        if was_in_grace:
+            transition_apply(lease, "restore", actor=actor, verb="lease_restored", resource=resource, request=request)
+            transition_apply(resource, "restore", actor=actor, verb="restored", request=request)
+            lease.quarantined_replicas = {}
+        lease.save()
+        Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
+        resource.lease_expires_at = lease.expires_at
+        audit_record(
+            actor=actor,
+            verb="lease_extended",
+            target=lease,
+            resource=resource,
+            request=request,
+            detail=f"{old:%Y-%m-%d %H:%M} → {lease.expires_at:%Y-%m-%d %H:%M} UTC (+{days} days): {reason}".strip(),
+        )
+    try:
+        if was_in_grace:
+            for line in workloads.restore(resource, counts):
+                audit_record(actor=None, verb="workload_restored", target=resource, request=request, detail=line)
+        restamp_objects(resource)
+    except ClusterError as exc:
+        # The database holds the new expiry; the objects' annotation is repaired by the next re-apply.
+        log.warning("extension of %s: could not update the cluster yet: %s", resource.pk, exc)
+    return lease
+
+
+def restamp_objects(resource: Resource) -> None:
+    """Re-apply the resource's objects so `leasehold.io/lease-expires` shows the current expiry."""
+    request = resource.created_by_request
+    password = backup.database_password(resource) if resource.kind == Kind.DATABASE else None
+    for manifest in render_request(
+        request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at, password=password
+    ):
+        cluster.apply(manifest)
+
+
+def extension_fulfil(*, request_id) -> None:
+    """An approved extend request takes effect."""
+    request = ResourceRequest.objects.select_related("resource").get(pk=request_id)
+    if request.state != RequestState.APPROVED or request.action != Action.EXTEND or request.resource is None:
+        return
+    lease = Lease.objects.get(resource=request.resource)
+    lease_apply_extension(
+        lease_id=lease.pk,
+        days=request.lease_days,
+        actor=None,
+        now=database_now(),
+        reason=f"approved request {request.pk}: {request.justification}",
+    )
+    with transaction.atomic():
+        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
+        if request.state == RequestState.APPROVED:
+            transition_apply(request, "fulfil", actor=None, verb="extended", resource=request.resource)
+
+
+# --- reclamation ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -59,37 +189,129 @@ class ReclaimReport:
 
     now: datetime
     dry_run: bool
+    notices: list[str] = field(default_factory=list)
+    handed_over: list[str] = field(default_factory=list)
     to_grace: list[str] = field(default_factory=list)
+    backups: list[str] = field(default_factory=list)
     reclaimed: list[str] = field(default_factory=list)
     in_progress: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        mode = "dry run: would" if self.dry_run else "did"
-        out = [f"Reclamation pass at {self.now.isoformat()} ({'dry run' if self.dry_run else 'live'})"]
-        for title, items in (
-            (f"{mode} move to grace", self.to_grace),
-            (f"{mode} reclaim", self.reclaimed),
+    def sections(self) -> list[tuple[str, list[str]]]:
+        would = "would " if self.dry_run else ""
+        return [
+            (f"{would}notify", self.notices),
+            (f"{would}hand over to the team", self.handed_over),
+            (f"{would}move to grace (quarantine)", self.to_grace),
+            (f"{would}back up", self.backups),
+            (f"{would}reclaim (delete)", self.reclaimed),
             ("still going away", self.in_progress),
             (f"left for the next pass (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN})", self.deferred),
             ("left alone (not ours, or protected)", self.refused),
             ("errors", self.errors),
-        ):
+        ]
+
+    def lines(self) -> list[str]:
+        out = [f"Reclamation pass at {self.now.isoformat()} ({'dry run' if self.dry_run else 'live'})"]
+        for title, items in self.sections():
             out.append(f"{title}: {len(items)}")
             out.extend(f"  - {item}" for item in items)
         return out
 
 
-def _expired_active(now: datetime):
-    return Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
+def _label(lease: Lease) -> str:
+    r = lease.resource
+    where = r.namespace_name if r.kind == Kind.NAMESPACE else f"{r.namespace_name}/{r.name}"
+    return f"{r.kind} {where} (resource {r.pk}, lease expires {lease.expires_at:%Y-%m-%d %H:%M})"
 
 
-def _due(now: datetime):
-    return Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now) | Lease.objects.filter(
-        state=LeaseState.RECLAIMING
-    )
+def _thresholds_due(lease: Lease, now: datetime) -> list[int]:
+    left = lease.expires_at - now
+    return [
+        d
+        for d in settings.LEASE_NOTICE_DAYS
+        if d not in lease.notices_sent and timedelta(0) < left <= timedelta(days=d)
+    ]
+
+
+def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None:
+    """One email per crossed threshold of LEASE_NOTICE_DAYS, never twice (even with concurrent passes)."""
+    horizon = now + timedelta(days=max(settings.LEASE_NOTICE_DAYS, default=0))
+    candidates = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now, expires_at__lte=horizon)
+    for lease in candidates.select_related("resource", "resource__team", "resource__parent"):
+        due = _thresholds_due(lease, now)
+        if not due:
+            continue
+        if dry_run:
+            report.notices.append(f"{_label(lease)}: {min(due)} day(s) left")
+            continue
+        with transaction.atomic():
+            locked = Lease.objects.select_for_update(skip_locked=True).filter(pk=lease.pk).first()
+            if locked is None:
+                continue
+            due = _thresholds_due(locked, now)
+            if not due:
+                continue
+            locked.notices_sent = sorted({*locked.notices_sent, *due})
+            locked.save(update_fields=["notices_sent"])
+            resource = lease.resource
+            audit_record(
+                actor=None,
+                verb="lease_notice",
+                target=locked,
+                resource=resource,
+                request=resource.created_by_request,
+                detail=f"{min(due)} day(s) before expiry, to {', '.join(notices.owner_and_team(resource))}",
+            )
+            notices.expiry_notice(resource, locked.expires_at, min(due))
+        report.notices.append(f"{_label(lease)}: {min(due)} day(s) left")
+
+
+def _owner_still_in_team(owner, team, cache: dict[int, set[str] | None]) -> bool:
+    if owner.pk not in cache:
+        cache[owner.pk] = _current_groups(owner)
+    groups = cache[owner.pk]
+    return groups is not None and owner.is_active and team.group.name in groups
+
+
+def _current_groups(user) -> set[str] | None:
+    """The user's groups, read from the directory when LDAP is configured; None when the account is gone."""
+    # Directory accounts have no usable local password; local accounts are judged by their groups here.
+    if "django_auth_ldap.backend.LDAPBackend" in settings.AUTHENTICATION_BACKENDS and not user.has_usable_password():
+        from django_auth_ldap.backend import LDAPBackend
+
+        refreshed = LDAPBackend().populate_user(user.get_username())
+        if refreshed is None:
+            return None
+        user = refreshed
+    return set(user.groups.values_list("name", flat=True))
+
+
+def hand_over_departed(*, dry_run: bool, report: ReclaimReport) -> None:
+    """Resources whose owner left the team (or the directory) pass to the team, audited and notified."""
+    cache: dict[int, set[str] | None] = {}
+    live = Resource.objects.filter(owner__isnull=False).exclude(state__in=Resource.TERMINAL)
+    for resource in live.select_related("owner", "team__group").order_by("pk"):
+        if _owner_still_in_team(resource.owner, resource.team, cache):
+            continue
+        former = resource.owner.get_username()
+        report.handed_over.append(f"{resource.kind} {resource.name} of {former} → team {resource.team.slug}")
+        if dry_run:
+            continue
+        with transaction.atomic():
+            if Resource.objects.filter(pk=resource.pk, owner_id=resource.owner_id).update(owner=None) != 1:
+                continue
+            resource.owner = None
+            audit_record(
+                actor=None,
+                verb="owner_left",
+                target=resource,
+                request=resource.created_by_request,
+                detail=f"{former} is no longer in team {resource.team.slug}; the team owns it now",
+            )
+            notices.handover_notice(resource, former)
 
 
 def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
@@ -105,30 +327,118 @@ def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
             return False
         resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
         grace_until = max(now, lease.expires_at) + timedelta(days=settings.LEASE_GRACE_DAYS)
+        request = resource.created_by_request
         transition_apply(
             lease,
             "enter_grace",
             actor=None,
             verb="lease_expired",
             resource=resource,
-            request=resource.created_by_request,
+            request=request,
             grace_until=grace_until,
             detail=f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC",
         )
-        transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=resource.created_by_request)
+        if resource.state == ResourceState.ACTIVE:
+            transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=request)
     return True
 
 
-def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
-    """Delete a lease's objects and mark lease, resource and request reclaimed.
+def lease_quarantine(*, lease_id: int) -> int:
+    """Scale a lease's workloads to zero (idempotent); remembers the counts to restore. Returns how many."""
+    lease = Lease.objects.select_related("resource").get(pk=lease_id)
+    counts = workloads.quarantine(lease.resource, lease.quarantined_replicas)
+    with transaction.atomic():
+        locked = Lease.objects.select_for_update().get(pk=lease_id)
+        if locked.state == LeaseState.GRACE and locked.quarantined_replicas != counts:
+            locked.quarantined_replicas = counts
+            locked.save(update_fields=["quarantined_replicas"])
+    return len(counts)
 
-    Returns (done, note). Not done while objects are still going away; the next pass finishes.
+
+def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
+    """Start (or check) a backup Job for every database the deletion would destroy.
+
+    Returns (all succeeded, note). A failed backup is audited and alerted once, and blocks deletion.
+    """
+    notes = []
+    ready = True
+    for database in backup.databases_to_back_up(resource):
+        current = database.backups.order_by("-started_at").first()
+        # A failed backup is tried again at most hourly, so a broken backup volume alerts hourly, not per pass.
+        retry = current is not None and current.state == BackupState.FAILED and current.finished_at is not None
+        if current is None or (retry and current.finished_at <= now - BACKUP_RETRY_AFTER):
+            current = _start_backup(database=database, now=now)
+        if current.state == BackupState.RUNNING:
+            outcome = backup.job_outcome(
+                cluster.read(cluster.ObjectRef("batch/v1", "Job", current.job_namespace, current.job_name))
+            )
+            if outcome != BackupState.RUNNING:
+                _finish_backup(current, outcome, now)
+        if current.state != BackupState.SUCCEEDED:
+            ready = False
+        notes.append(f"backup of {database.name}: {current.state} ({current.location})")
+    return ready, "; ".join(notes)
+
+
+def _start_backup(*, database: Resource, now: datetime) -> Backup:
+    manifests = backup.backup_manifests(database=database, password=backup.database_password(database), at=now)
+    job = manifests[-1]
+    record = Backup.objects.create(
+        resource=database,
+        job_namespace=job["metadata"]["namespace"],
+        job_name=job["metadata"]["name"],
+        location=backup.backup_location(backup.backup_path(database, now)),
+        started_at=now,
+    )
+    try:
+        for manifest in manifests:
+            cluster.apply(manifest)
+    except ClusterError as exc:
+        _finish_backup(record, BackupState.FAILED, now, detail=f"the backup Job could not be created: {exc}")
+        return record
+    audit_record(
+        actor=None,
+        verb="backup_started",
+        target=database,
+        request=database.created_by_request,
+        detail=f"Job {record.job_namespace}/{record.job_name} → {record.location}",
+    )
+    return record
+
+
+def _finish_backup(record: Backup, outcome: str, now: datetime, detail: str = "") -> None:
+    record.state = outcome
+    record.finished_at = now
+    record.detail = detail or f"Job {record.job_namespace}/{record.job_name} {outcome}"
+    record.save()
+    database = record.resource
+    audit_record(
+        actor=None,
+        verb="backup_succeeded" if outcome == BackupState.SUCCEEDED else "backup_failed",
+        target=database,
+        request=database.created_by_request,
+        detail=f"{record.location}: {record.detail}",
+    )
+    if outcome == BackupState.FAILED:
+        notices.backup_failed_alert(database, record.detail)
+    # The password copy in the backup namespace is needed only while the Job runs.
+    try:
+        cluster.delete(cluster.ObjectRef("v1", "Secret", record.job_namespace, record.job_name))
+    except ClusterError:
+        log.warning("could not delete the backup Secret %s/%s", record.job_namespace, record.job_name)
+
+
+def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
+    """Back up, then delete a lease's objects, then mark lease, resource and request reclaimed.
+
+    The lease row stays locked for the whole step, so concurrent passes (several cron hosts) skip it:
+    each lease is reclaimed once. Returns (done, note); not done while a backup runs or failed, or
+    objects are still going away (the next pass carries on).
     """
     with transaction.atomic():
         lease = (
             Lease.objects.select_for_update(skip_locked=True)
             .filter(pk=lease_id, state__in=[LeaseState.GRACE, LeaseState.RECLAIMING])
-            .select_related("resource")
             .first()
         )
         if lease is None:
@@ -142,44 +452,97 @@ def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
                 lease, "start_reclaim", actor=None, verb="reclaim_started", resource=resource, request=request
             )
             transition_apply(resource, "start_reclaim", actor=None, verb="reclaim_started", request=request)
+        return _teardown_and_finish(lease=lease, resource=resource, now=now)
 
-    return _teardown_and_finish(lease_id=lease_id, resource=resource, now=now)
 
+def _teardown_and_finish(*, lease: Lease, resource: Resource, now: datetime) -> tuple[bool, str]:
+    """Back up, keep the manifests, delete the objects; when all are gone mark everything reclaimed.
 
-def _teardown_and_finish(*, lease_id: int, resource: Resource, now: datetime) -> tuple[bool, str]:
-    """Delete a reclaiming resource's objects; when all are gone, mark lease, resource and request reclaimed."""
+    Runs inside the caller's transaction, with the lease and resource rows locked.
+    """
+    backed_up, backup_note = _ensure_backups(resource=resource, now=now)
+    if not backed_up:
+        lease.last_report = backup_note
+        lease.save(update_fields=["last_report"])
+        return False, backup_note
+    if not lease.last_manifests:
+        lease.last_manifests = _manifests_to_keep(resource)
     report = resource_teardown(resource=resource)
     note = "; ".join(
-        [f"deleted {', '.join(report.deleted)}"] * bool(report.deleted)
+        ([backup_note] if backup_note else [])
+        + [f"deleted {', '.join(report.deleted)}"] * bool(report.deleted)
         + [f"pending {', '.join(report.pending)}"] * bool(report.pending)
         + [f"left alone {', '.join(report.refused)}"] * bool(report.refused)
     )
-    with transaction.atomic():
-        lease = Lease.objects.select_for_update().get(pk=lease_id)
-        lease.last_report = note
-        lease.save(update_fields=["last_report"])
-        if not report.complete:
-            return False, note
-        resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
-        request = ResourceRequest.objects.select_for_update().get(pk=resource.created_by_request_id)
-        transition_apply(
-            lease,
-            "mark_reclaimed",
-            actor=None,
-            verb="lease_reclaimed",
-            resource=resource,
-            request=request,
-            at=now,
-            detail=note,
-        )
-        transition_apply(resource, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=note)
-        if request.state == RequestState.ACTIVE:
-            transition_apply(request, "mark_reclaimed", actor=None, verb="reclaimed", resource=resource)
+    lease.last_report = note
+    lease.save(update_fields=["last_report", "last_manifests"])
+    if not report.complete:
+        return False, note
+    request = ResourceRequest.objects.select_for_update().get(pk=resource.created_by_request_id)
+    transition_apply(
+        lease,
+        "mark_reclaimed",
+        actor=None,
+        verb="lease_reclaimed",
+        resource=resource,
+        request=request,
+        at=now,
+        detail=note,
+    )
+    transition_apply(resource, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=note)
+    if request.state == RequestState.ACTIVE:
+        transition_apply(request, "mark_reclaimed", actor=None, verb="reclaimed", resource=resource)
+    _reclaim_children(namespace=resource, now=now)
     return True, note
 
 
+def _manifests_to_keep(resource: Resource) -> list[dict[str, Any]]:
+    """The objects as rendered now, without any password: what a restore re-creates."""
+    try:
+        return render_request(
+            resource.created_by_request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at
+        )
+    except (ValueError, KeyError, InvalidState):
+        return []
+
+
+def _reclaim_children(*, namespace: Resource, now: datetime) -> None:
+    """Databases and apps went with their namespace: record them reclaimed too."""
+    detail = f"went with namespace {namespace.namespace_name}"
+    for child in Resource.objects.select_for_update().filter(parent=namespace).exclude(state__in=Resource.TERMINAL):
+        request = ResourceRequest.objects.select_for_update().get(pk=child.created_by_request_id)
+        lease = Lease.objects.select_for_update().filter(resource=child).first()
+        if lease is not None and lease.state in (LeaseState.ACTIVE, LeaseState.GRACE):
+            transition_apply(
+                lease, "start_reclaim", actor=None, verb="reclaim_started", resource=child, request=request
+            )
+        if lease is not None and lease.state == LeaseState.RECLAIMING:
+            transition_apply(
+                lease,
+                "mark_reclaimed",
+                actor=None,
+                verb="lease_reclaimed",
+                resource=child,
+                request=request,
+                at=now,
+                detail=detail,
+            )
+        if child.state in (ResourceState.ACTIVE, ResourceState.GRACE):
+            transition_apply(child, "start_reclaim", actor=None, verb="reclaim_started", request=request)
+        if child.state == ResourceState.RECLAIMING:
+            transition_apply(child, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=detail)
+        child.managed_objects.filter(deleted_at__isnull=True).update(deleted_at=now)
+        if request.state == RequestState.ACTIVE:
+            transition_apply(request, "mark_reclaimed", actor=None, verb="reclaimed", resource=child)
+
+
 def resource_release(*, resource: Resource, actor) -> tuple[bool, str]:
-    """Give a resource back now: no grace, its objects are deleted at once (CONTRACT.md §3 release)."""
+    """Give a resource back now: no grace; databases are backed up first (CONTRACT.md §3 release).
+
+    When a backup is still running or the namespace still terminating, reclamation passes finish it.
+    """
+    if not _may_manage(actor, resource):
+        raise NotAllowed("Only the owner's team can release this resource.")
     now = database_now()
     with transaction.atomic():
         lease = Lease.objects.select_for_update().filter(resource=resource).first()
@@ -189,29 +552,45 @@ def resource_release(*, resource: Resource, actor) -> tuple[bool, str]:
         request = resource.created_by_request
         transition_apply(lease, "start_reclaim", actor=actor, verb="released", resource=resource, request=request)
         transition_apply(resource, "start_reclaim", actor=actor, verb="released", request=request)
-    return _teardown_and_finish(lease_id=lease.pk, resource=resource, now=now)
-
-
-def _label(lease: Lease) -> str:
-    r = lease.resource
-    return f"{r.kind} {r.namespace_name or r.name} (resource {r.pk}, lease expired {lease.expires_at:%Y-%m-%d %H:%M})"
+        return _teardown_and_finish(lease=lease, resource=resource, now=now)
 
 
 def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
-    """One reclamation pass: expired leases into grace, leases past grace reclaimed (capped)."""
+    """One reclamation pass: notices, hand-overs, expired leases into grace (quarantined), and leases past
+    grace backed up and reclaimed, at most RECLAIM_MAX_PER_RUN of them. Idempotent; safe in parallel."""
     now = now or database_now()
     report = ReclaimReport(now=now, dry_run=dry_run)
-    for lease in _expired_active(now).select_related("resource", "resource__team", "resource__parent"):
+    send_notices(now=now, dry_run=dry_run, report=report)
+    hand_over_departed(dry_run=dry_run, report=report)
+
+    expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
+    for lease in expired.select_related("resource", "resource__team", "resource__parent"):
         if dry_run or lease_enter_grace(lease_id=lease.pk, now=now):
             report.to_grace.append(_label(lease))
+    if not dry_run:
+        for lease in Lease.objects.filter(state=LeaseState.GRACE, grace_until__gt=now).select_related("resource"):
+            try:
+                scaled = lease_quarantine(lease_id=lease.pk)
+            except ClusterError as exc:
+                report.errors.append(f"{_label(lease)}: quarantine: {exc}")
+                continue
+            if _label(lease) in report.to_grace:
+                notices.quarantine_notice(lease.resource, lease.grace_until, scaled)
+
     budget = settings.RECLAIM_MAX_PER_RUN
-    for lease in _due(now).select_related("resource", "resource__team").order_by("grace_until", "pk"):
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now) | Lease.objects.filter(
+        state=LeaseState.RECLAIMING
+    )
+    for lease in due.select_related("resource", "resource__team", "resource__parent").order_by("grace_until", "pk"):
         if budget <= 0:
             report.deferred.append(_label(lease))
             continue
+        budget -= 1
         if dry_run:
-            report.reclaimed.append(_label(lease))
-            budget -= 1
+            databases = backup.databases_to_back_up(lease.resource)
+            report.backups.extend(f"database {d.namespace_name}/{d.name}" for d in databases)
+            objects = lease.resource.managed_objects.filter(deleted_at__isnull=True)
+            report.reclaimed.append(f"{_label(lease)}: {', '.join(str(o) for o in objects) or 'no objects'}")
             continue
         try:
             done, note = lease_reclaim(lease_id=lease.pk, now=now)
@@ -219,6 +598,9 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
             log.warning("reclaiming lease %s failed: %s", lease.pk, exc)
             report.errors.append(f"{_label(lease)}: {exc}")
             continue
-        budget -= 1
+        if "backup" in note and not done:
+            report.backups.append(f"{_label(lease)}: {note}")
         (report.reclaimed if done else report.in_progress).append(f"{_label(lease)}: {note}" if note else _label(lease))
+        if "backup" in note and "failed" in note:
+            report.errors.append(f"{_label(lease)}: {note} — nothing was deleted")
     return report

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from requests_app.errors import LeaseholdError
-from requests_app.selectors import resources_visible_to
+from requests_app.errors import LeaseholdError, ValidationFailed
+from requests_app.sections import resource_sections
+from requests_app.selectors import resources_visible_to, user_is_admin
 
-from .services import resource_release
+from .selectors import dashboard
+from .services import database_now, lease_extend, reclaim_pass, resource_release
 
 
 @login_required
@@ -28,6 +31,9 @@ def resource_detail(request: HttpRequest, pk) -> HttpResponse:
             "resource": resource,
             "objects": resource.managed_objects.all(),
             "events": resource.events.order_by("at", "id"),
+            "backups": resource.backups.all(),
+            "connection": resource_sections["connection"](resource) if "connection" in resource_sections else None,
+            "max_days": settings.LEASE_MAX_DAYS,
         },
     )
 
@@ -42,3 +48,47 @@ def resource_release_view(request: HttpRequest, pk) -> HttpResponse:
     except LeaseholdError as exc:
         messages.error(request, str(exc))
     return redirect("resource-detail", pk=resource.pk)
+
+
+@login_required
+@require_POST
+def resource_extend_view(request: HttpRequest, pk) -> HttpResponse:
+    resource = get_object_or_404(resources_visible_to(request.user), pk=pk)
+    try:
+        days = int(request.POST.get("days", ""))
+    except ValueError:
+        messages.error(request, "Days: give a whole number.")
+        return redirect("resource-detail", pk=resource.pk)
+    try:
+        outcome, result = lease_extend(
+            resource=resource, actor=request.user, days=days, justification=request.POST.get("justification", "")
+        )
+    except ValidationFailed as exc:
+        messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
+    except LeaseholdError as exc:
+        messages.error(request, str(exc))
+    else:
+        if outcome == "requested":
+            messages.info(request, "That goes beyond the lease policy: an extension request now waits for approval.")
+            return redirect("request-detail", pk=result.pk)
+        messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+    next_page = request.POST.get("next", "")
+    if next_page.startswith("/") and not next_page.startswith("//"):
+        return redirect(next_page)
+    return redirect("resource-detail", pk=resource.pk)
+
+
+@login_required
+def lease_dashboard(request: HttpRequest) -> HttpResponse:
+    return render(request, "leases/dashboard.html", {"d": dashboard(request.user, database_now())})
+
+
+@login_required
+def reclaim_forecast(request: HttpRequest) -> HttpResponse:
+    """What the next reclamation pass would do: the dry run, as a page (admins see all, others theirs)."""
+    report = reclaim_pass(dry_run=True)
+    if not user_is_admin(request.user):
+        mine = {str(pk) for pk in resources_visible_to(request.user).values_list("pk", flat=True)}
+        for _, items in report.sections():
+            items[:] = [i for i in items if any(pk in i for pk in mine)]
+    return render(request, "leases/forecast.html", {"report": report})

@@ -9,9 +9,9 @@ class ProvisioningConfig(AppConfig):
 
         from . import receivers  # noqa: F401  (enqueues provisioning when a request is approved)
         from .api.serializers import objects_section
-        from .services import plan_yaml
+        from .services import connection_section, plan_yaml, provisioning_progress
 
         resource_sections["objects"] = objects_section
         request_sections["plan_yaml"] = plan_yaml
-        # Only databases have connection details; namespaces have none.
-        resource_sections.setdefault("connection", lambda resource: None)
+        request_sections["provisioning"] = provisioning_progress
+        resource_sections["connection"] = connection_section

@@ -3,14 +3,27 @@
 `LEASEHOLD_CLUSTER` picks the credentials: `incluster` (the pod's ServiceAccount), `kubeconfig`
 (`KUBECONFIG` or ~/.kube/config), `local` (the control plane started by `make run`/`make test`), or
 `auto`: in-cluster when running in a pod, else a kubeconfig when there is one, else the local one.
+
+Every call is sorted into transient (429, 5xx, timeouts, dropped connections: retried here a few times
+with exponential backoff and full jitter, honouring `Retry-After`, then raised as TransientClusterError
+for the task to retry later) and permanent (403, 404 on a write, 422, ...: raised at once as
+PermanentClusterError). The kinds Leasehold writes are addressed from a fixed table, so that a call
+is exactly one HTTP request (no API discovery on the way that could fail or need extra rights); other
+kinds fall back to discovery.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import urllib3
 from django.conf import settings
@@ -22,9 +35,30 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from .errors import PermanentClusterError, TransientClusterError
 
+log = logging.getLogger(__name__)
+
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 _lock = threading.Lock()
 _clients: dict[str, DynamicClient] = {}
+_api_clients: dict[str, client.ApiClient] = {}
+T = TypeVar("T")
+
+# apiVersion, kind → (plural, namespaced) for every kind Leasehold writes (and that platform/rbac grants).
+KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "ResourceQuota"): ("resourcequotas", True),
+    ("v1", "LimitRange"): ("limitranges", True),
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
+    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("postgresql.cnpg.io/v1", "Cluster"): ("clusters", True),
+}
 
 
 def cluster_mode() -> str:
@@ -47,7 +81,9 @@ def api_client(mode: str | None = None) -> client.ApiClient:
         if mode == "incluster":
             config.load_incluster_config(client_configuration=configuration)
         elif mode == "kubeconfig":
-            config.load_kube_config(client_configuration=configuration)
+            # Read KUBECONFIG now: the client library's default is fixed when it is first imported.
+            path = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+            config.load_kube_config(config_file=path, client_configuration=configuration)
         else:
             path = settings.LEASEHOLD_LOCAL_KUBECONFIG
             if not Path(path).exists():
@@ -58,19 +94,27 @@ def api_client(mode: str | None = None) -> client.ApiClient:
             config.load_kube_config(config_file=path, client_configuration=configuration)
     except config.ConfigException as exc:
         raise ImproperlyConfigured(f"Kubernetes client configuration ({mode}): {exc}") from exc
-    # A dead API server must fail a task quickly, not hang a worker.
+    # No hidden retries in urllib3: the retry policy (and its bound) is ours, below.
     configuration.retries = False
     return client.ApiClient(configuration)
 
 
+def _shared_api_client() -> client.ApiClient:
+    mode = cluster_mode()
+    with _lock:
+        if mode not in _api_clients:
+            _api_clients[mode] = api_client(mode)
+        return _api_clients[mode]
+
+
 def dynamic_client() -> DynamicClient:
-    """One DynamicClient per process and mode (API discovery is done once)."""
+    """One DynamicClient per process and mode (API discovery is done once); only for unknown kinds."""
     mode = cluster_mode()
     with _lock:
         if mode not in _clients:
             try:
                 _clients[mode] = DynamicClient(api_client(mode))
-            except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _classify(exc) from exc
         return _clients[mode]
 
@@ -79,34 +123,101 @@ def reset_clients() -> None:
     """Forget cached clients (after the cluster or the credentials changed)."""
     with _lock:
         _clients.clear()
+        _api_clients.clear()
+
+
+def _retry_after(exc: Exception) -> float | None:
+    headers = getattr(exc, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _classify(exc: Exception) -> Exception:
     status = getattr(exc, "status", None)
-    if status is None and isinstance(exc, DynamicApiError):
-        status = exc.status
-    if status is None:
+    if not status:
         return TransientClusterError(f"Kubernetes API unreachable: {exc.__class__.__name__}: {exc}")
     reason = getattr(exc, "reason", "") or ""
     body = getattr(exc, "body", "") or ""
-    message = f"Kubernetes API answered {status} {reason}: {str(body)[:500]}".strip()
-    if status in TRANSIENT_STATUSES:
-        headers = getattr(exc, "headers", None) or {}
-        retry_after = headers.get("Retry-After") if hasattr(headers, "get") else None
-        try:
-            after = float(retry_after) if retry_after is not None else None
-        except ValueError:
-            after = None
-        return TransientClusterError(message, retry_after=after)
-    return PermanentClusterError(message)
-
-
-def _resource(api_version: str, kind: str):
-    dyn = dynamic_client()
     try:
-        return dyn.resources.get(api_version=api_version, kind=kind)
-    except ResourceNotFoundError as exc:
-        raise PermanentClusterError(f"The cluster does not serve {kind} in {api_version}.") from exc
+        detail = json.loads(body).get("message") or body
+    except (ValueError, AttributeError):
+        detail = body
+    message = f"Kubernetes API answered {status} {reason}: {str(detail)[:500]}".strip()
+    if status in TRANSIENT_STATUSES:
+        return TransientClusterError(message, retry_after=_retry_after(exc))
+    return PermanentClusterError(message, status=status)
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)]."""
+    return random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311 (jitter, not cryptography)
+
+
+def with_retries(call: Callable[[], T], *, what: str) -> T:
+    """Run `call`, retrying transient errors a few times in-process (LEASEHOLD_K8S_RETRIES).
+
+    A `Retry-After` longer than LEASEHOLD_K8S_BACKOFF_MAX_SECONDS is not slept here: the error goes
+    up, and the task retries after that long without holding a worker.
+    """
+    attempts = max(1, settings.LEASEHOLD_K8S_RETRIES)
+    for attempt in range(attempts):
+        try:
+            return call()
+        except TransientClusterError as exc:
+            cap = settings.LEASEHOLD_K8S_BACKOFF_MAX_SECONDS
+            if attempt + 1 >= attempts or (exc.retry_after or 0) > cap:
+                raise
+            pause = max(
+                backoff_delay(attempt, base=settings.LEASEHOLD_K8S_BACKOFF_SECONDS, cap=cap), exc.retry_after or 0
+            )
+            log.info("%s: %s; retrying in %.2fs", what, exc, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def _path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    known = KNOWN_KINDS.get((api_version, kind))
+    if known is not None:
+        plural, namespaced = known
+    else:
+        try:
+            res = dynamic_client().resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError as exc:
+            raise PermanentClusterError(f"The cluster does not serve {kind} in {api_version}.") from exc
+        except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _classify(exc) from exc
+        plural, namespaced = res.name, res.namespaced
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespaced:
+        if not namespace:
+            raise PermanentClusterError(f"{kind} {name} needs a namespace.")
+        base += f"/namespaces/{namespace}"
+    return f"{base}/{plural}" + (f"/{name}" if name else "")
+
+
+def _request(
+    method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None, content_type: str = ""
+) -> dict:
+    """One HTTP call to the API server; the decoded JSON answer. Raises a classified ClusterError."""
+    api = _shared_api_client()
+    headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
+    try:
+        params = api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = api.call_api(*params, _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _classify(exc) from exc
+    try:
+        return json.loads(data) if data else {}
+    except ValueError as exc:
+        raise TransientClusterError(f"Kubernetes API sent an unreadable answer to {method} {path}") from exc
 
 
 @dataclass(frozen=True)
@@ -116,65 +227,71 @@ class ObjectRef:
     namespace: str
     name: str
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
-def apply(manifest: dict) -> dict:
-    """Server-side apply `manifest` with field manager `leasehold`; returns the object as stored."""
-    res = _resource(manifest["apiVersion"], manifest["kind"])
+
+def ref_of(manifest: dict) -> ObjectRef:
     meta = manifest["metadata"]
-    try:
-        result = dynamic_client().server_side_apply(
-            res,
-            body=manifest,
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=settings.LEASEHOLD_FIELD_MANAGER,
-            force_conflicts=True,
-            _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT,
-        )
-    except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _classify(exc) from exc
-    return result.to_dict()
+    return ObjectRef(manifest["apiVersion"], manifest["kind"], meta.get("namespace") or "", meta["name"])
+
+
+def apply(manifest: dict, *, field_manager: str | None = None) -> dict:
+    """Server-side apply `manifest` with field manager `leasehold`; returns the object as stored.
+
+    Another `field_manager` applies a partial object that owns only its own fields (quarantine
+    sets replicas to zero as `leasehold-quarantine` without dropping what `leasehold` applied).
+    Conflicts are forced: Leasehold owns the fields it renders. Re-running converges; a lost answer
+    is simply applied again (never a create, so never a 409).
+    """
+    ref = ref_of(manifest)
+    path = _path_of(ref.api_version, ref.kind, ref.namespace or None, ref.name)
+    query = [("fieldManager", field_manager or settings.LEASEHOLD_FIELD_MANAGER), ("force", "true")]
+    return with_retries(
+        lambda: _request("PATCH", path, body=manifest, query=query, content_type="application/apply-patch+yaml"),
+        what=f"apply {ref}",
+    )
 
 
 def read(ref: ObjectRef) -> dict | None:
     """The object, or None when it does not exist."""
-    res = _resource(ref.api_version, ref.kind)
-    try:
-        obj = dynamic_client().get(
-            res, name=ref.name, namespace=ref.namespace or None, _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT
-        )
-    except (ApiException, DynamicApiError) as exc:
-        if getattr(exc, "status", None) == 404:
-            return None
-        raise _classify(exc) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _classify(exc) from exc
-    return obj.to_dict()
+    path = _path_of(ref.api_version, ref.kind, ref.namespace or None, ref.name)
+
+    def get() -> dict | None:
+        try:
+            return _request("GET", path)
+        except PermanentClusterError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    return with_retries(get, what=f"read {ref}")
 
 
 def delete(ref: ObjectRef) -> bool:
     """Delete the object (background propagation). False when it was already gone."""
-    res = _resource(ref.api_version, ref.kind)
-    try:
-        dynamic_client().delete(
-            res,
-            name=ref.name,
-            namespace=ref.namespace or None,
-            body={"propagationPolicy": "Background"},
-            _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT,
-        )
-    except (ApiException, DynamicApiError) as exc:
-        if getattr(exc, "status", None) == 404:
-            return False
-        raise _classify(exc) from exc
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _classify(exc) from exc
-    return True
+    path = _path_of(ref.api_version, ref.kind, ref.namespace or None, ref.name)
+
+    def remove() -> bool:
+        try:
+            _request("DELETE", path, body={"propagationPolicy": "Background"})
+        except PermanentClusterError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    return with_retries(remove, what=f"delete {ref}")
 
 
 def ping() -> None:
     """Raise a ClusterError when the API server is not ready."""
+    api = _shared_api_client()
     try:
-        dynamic_client().request("get", "/readyz", _request_timeout=5)
-    except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
+        params = api.param_serialize("GET", "/readyz", header_params={}, auth_settings=["BearerToken"])
+        response = api.call_api(*params, _request_timeout=5)
+        response.read()
+        if response.status != 200:
+            raise ApiException(http_resp=response)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise _classify(exc) from exc

@@ -16,4 +16,12 @@ class TransientClusterError(ClusterError):
 
 
 class PermanentClusterError(ClusterError):
-    """Retrying cannot help: forbidden, invalid, conflicting."""
+    """Retrying cannot help: forbidden, invalid, not found, conflicting. `status` is the HTTP status, if any."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class ClaimLost(LeaseholdError):
+    """Another worker took over this request's provisioning (ours outlived its claim): stop quietly."""

@@ -1,16 +1,15 @@
-"""Enqueues provisioning once an approval is committed."""
+"""Enqueues provisioning once an approval (or an admin's retry) is committed."""
 
-from django.db import transaction
 from django.dispatch import receiver
 from django_fsm.signals import post_transition
 
-from requests_app.models import ResourceRequest
+from requests_app.models import Action, ResourceRequest
 
-from .tasks import provision_request
+from .services import provisioning_enqueue
 
 
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="provisioning.enqueue_on_approval")
 def enqueue_on_approval(sender, instance: ResourceRequest, name: str, **kwargs) -> None:
-    if name == "approve":
-        request_id = str(instance.pk)
-        transaction.on_commit(lambda: provision_request.delay(request_id))
+    # Only create requests make objects; extensions and releases are the leases app's.
+    if name in ("approve", "retry") and instance.action == Action.CREATE:
+        provisioning_enqueue(request=instance, reset=name == "retry")

@@ -1,11 +1,14 @@
 """Pure functions: a request's spec in, the Kubernetes manifests (dicts) out.
 
-Only APIs that are valid on Kubernetes 1.20 and on current clusters are used (core v1, rbac v1,
-networking.k8s.io/v1). Every object carries the labels and annotations of CONTRACT.md §5.
+Only APIs that are valid on Kubernetes 1.20 and on current clusters are used (core v1, apps/v1, rbac v1,
+networking.k8s.io/v1; and the CloudNativePG `Cluster` when that provider is chosen). Every object carries
+the labels and annotations of CONTRACT.md §5. No I/O, no ORM: the same input renders the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,7 +16,10 @@ from decimal import Decimal
 from kubernetes.utils import parse_quantity
 
 from requests_app.models import Kind
-from requests_app.specs import Quota, namespace_quota
+
+# ComputeResources, DATABASE_PLANS and POSTGRES_VERSIONS are defined once, with the request specs that
+# validate against them, and re-exported here: the renderers' interface names them too.
+from requests_app.specs import DATABASE_PLANS, POSTGRES_VERSIONS, ComputeResources, Quota, namespace_quota
 
 MANAGED_BY = "leasehold"
 LABEL_RESOURCE = "leasehold.io/resource"
@@ -23,6 +29,7 @@ ANNOTATION_REQUEST = "leasehold.io/request"
 ANNOTATION_OWNER = "leasehold.io/owner"
 ANNOTATION_LEASE_EXPIRES = "leasehold.io/lease-expires"
 OBJECT_NAME = "leasehold"
+BACKUPS_LABEL = "leasehold.io/backups"
 
 # Container defaults inside a namespace, so that pods without resources still pass the quota.
 DEFAULT_REQUEST = {"cpu": "100m", "memory": "128Mi"}
@@ -115,8 +122,11 @@ def namespace_manifests(*, namespace: str, quota: Quota, ctx: RenderContext) -> 
             "spec": {
                 "podSelector": {},
                 "policyTypes": ["Ingress"],
-                # Only pods of the same namespace may connect; everything else is denied.
-                "ingress": [{"from": [{"podSelector": {}}]}],
+                # Only pods of the same namespace may connect, and the backup Jobs of Leasehold (in
+                # the namespace labelled `leasehold.io/backups: "true"`); everything else is denied.
+                "ingress": [
+                    {"from": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {BACKUPS_LABEL: "true"}}}]}
+                ],
             },
         },
     ]
@@ -127,3 +137,395 @@ def manifests_for(*, kind: str, team: str, name: str, spec: dict, ctx: RenderCon
     if kind == Kind.NAMESPACE:
         return namespace_manifests(namespace=f"{team}-{name}", quota=namespace_quota(spec), ctx=ctx)
     raise ValueError(f"no renderer for kind {kind!r}")
+
+
+# --- shared helpers for workloads -------------------------------------------------------------------------
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+ANNOTATION_CONFIG_HASH = "leasehold.io/config-hash"
+
+# Labels that never change over a resource's life. Only these go on pod templates (a changing annotation
+# there, such as the lease expiry, would restart every pod at each extension) and on the StatefulSet's
+# volumeClaimTemplates (immutable once created). They also let the reclaimer find the PVCs a StatefulSet
+# leaves behind.
+_STABLE_CONTRACT_LABELS = ("app.kubernetes.io/managed-by", LABEL_RESOURCE, LABEL_TEAM, LABEL_ENVIRONMENT)
+
+
+def _stable_labels(ctx: RenderContext) -> dict[str, str]:
+    labels = object_metadata(ctx, "unused")["labels"]
+    return {k: labels[k] for k in _STABLE_CONTRACT_LABELS}
+
+
+def _metadata(ctx: RenderContext, name: str, namespace: str, extra_labels: dict[str, str]) -> dict:
+    meta = object_metadata(ctx, name, namespace)
+    meta["labels"] = {**meta["labels"], **extra_labels}
+    return meta
+
+
+def _resources(res: ComputeResources) -> dict:
+    return {
+        "requests": {"cpu": res.cpu_request, "memory": res.memory_request},
+        "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit},
+    }
+
+
+def _secret_env(name: str, secret_name: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+# Containers run as an unprivileged user with no extra capabilities (the "restricted" Pod Security level).
+_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": False,
+}
+
+
+# --- databases ----------------------------------------------------------------------------------------------
+
+POSTGRES_IMAGE = "docker.io/library/postgres"
+CNPG_IMAGE = "ghcr.io/cloudnative-pg/postgresql"
+POSTGRES_PORT = 5432
+POSTGRES_UID = 999  # the `postgres` user of the official Debian-based image
+POSTGRES_DATA_MOUNT = "/var/lib/postgresql/data"
+# A directory below the mount point: a fresh volume's root may hold `lost+found`, which initdb refuses.
+POSTGRES_PGDATA = f"{POSTGRES_DATA_MOUNT}/pgdata"
+DATABASE_PROVIDERS = ("statefulset", "cloudnativepg")
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    name: str  # DNS label, the resource name, e.g. "orders"
+    namespace: str  # e.g. "atlas-checkout"
+    version: str  # major, one of POSTGRES_VERSIONS
+    storage: str  # quantity, e.g. "10Gi"
+    plan: str  # key of DATABASE_PLANS
+
+
+def database_secret_name(name: str) -> str:
+    return f"{name}-credentials"
+
+
+def _database_service(db: DatabaseSpec, provider: str) -> str:
+    if provider == "statefulset":
+        return db.name
+    if provider == "cloudnativepg":
+        return f"{db.name}-rw"  # CloudNativePG's read-write Service, always pointing at the primary
+    raise ValueError(f"unknown database provider {provider!r}; expected one of {', '.join(DATABASE_PROVIDERS)}")
+
+
+def database_connection(db: DatabaseSpec, provider: str) -> dict:
+    """How an app reaches the database. Never the password: that stays in the Secret."""
+    return {
+        "host": f"{_database_service(db, provider)}.{db.namespace}.svc",
+        "port": POSTGRES_PORT,
+        "database": db.name,
+        "user": db.name,
+        "secret_name": database_secret_name(db.name),
+    }
+
+
+def _check_database(db: DatabaseSpec, provider: str) -> ComputeResources:
+    _database_service(db, provider)  # rejects an unknown provider
+    if db.version not in POSTGRES_VERSIONS:
+        raise ValueError(f"unsupported PostgreSQL version {db.version!r}; expected one of {POSTGRES_VERSIONS}")
+    if db.plan not in DATABASE_PLANS:
+        raise ValueError(f"unknown database plan {db.plan!r}; expected one of {', '.join(DATABASE_PLANS)}")
+    try:
+        parse_quantity(db.storage)
+    except ValueError as e:
+        raise ValueError(f"invalid storage quantity {db.storage!r}") from e
+    return DATABASE_PLANS[db.plan]
+
+
+def _database_labels(db: DatabaseSpec) -> dict[str, str]:
+    # `name` is the software, `instance` the database: an app of another name in the same namespace never
+    # selects these pods (app and database names share the Service namespace, so they cannot be equal).
+    return {LABEL_NAME: "postgresql", LABEL_INSTANCE: db.name}
+
+
+def _database_secret(db: DatabaseSpec, password: str, ctx: RenderContext, provider: str) -> dict:
+    conn = database_connection(db, provider)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(ctx, database_secret_name(db.name), db.namespace, _database_labels(db)),
+        # basic-auth with the key names of CloudNativePG's app secret, so apps bind the same way to either.
+        "type": "kubernetes.io/basic-auth",
+        "stringData": {
+            "username": conn["user"],
+            "password": password,
+            "dbname": conn["database"],
+            "host": conn["host"],
+            "port": str(conn["port"]),
+        },
+    }
+
+
+def _pg_isready_probe(**timing: int) -> dict:
+    # Exec probes are not run through a shell and Kubernetes does not expand $(VAR) in them, so a shell reads
+    # the user and database from the container's environment (which the probe process inherits).
+    command = 'exec pg_isready -h 127.0.0.1 -p 5432 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+    return {"exec": {"command": ["sh", "-c", command]}, **timing}
+
+
+def _statefulset_manifests(db: DatabaseSpec, ctx: RenderContext, plan: ComputeResources) -> list[dict]:
+    labels = _database_labels(db)
+    secret = database_secret_name(db.name)
+    container = {
+        "name": "postgres",
+        "image": f"{POSTGRES_IMAGE}:{db.version}",
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            _secret_env("POSTGRES_USER", secret, "username"),
+            _secret_env("POSTGRES_PASSWORD", secret, "password"),
+            _secret_env("POSTGRES_DB", secret, "dbname"),
+            {"name": "PGDATA", "value": POSTGRES_PGDATA},
+        ],
+        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT, "protocol": "TCP"}],
+        # initdb on a first start can take a while: the startup probe holds off the others until it is done.
+        "startupProbe": _pg_isready_probe(periodSeconds=5, timeoutSeconds=5, failureThreshold=60),
+        "readinessProbe": _pg_isready_probe(periodSeconds=10, timeoutSeconds=5, failureThreshold=3),
+        "livenessProbe": _pg_isready_probe(periodSeconds=20, timeoutSeconds=5, failureThreshold=6),
+        "resources": _resources(plan),
+        "securityContext": dict(_CONTAINER_SECURITY),
+        "volumeMounts": [{"name": "data", "mountPath": POSTGRES_DATA_MOUNT}],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(ctx, db.name, db.namespace, labels),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": dict(labels),
+                "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": POSTGRES_PORT, "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": _metadata(ctx, db.name, db.namespace, labels),
+            "spec": {
+                "replicas": 1,
+                "serviceName": db.name,
+                "selector": {"matchLabels": dict(labels)},
+                "template": {
+                    "metadata": {"labels": {**_stable_labels(ctx), **labels}},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 30,
+                        "securityContext": {
+                            "runAsUser": POSTGRES_UID,
+                            "runAsGroup": POSTGRES_UID,
+                            "fsGroup": POSTGRES_UID,
+                            "runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data", "labels": {**_stable_labels(ctx), **labels}},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": db.storage}}},
+                    }
+                ],
+            },
+        },
+    ]
+
+
+def _cnpg_manifests(db: DatabaseSpec, ctx: RenderContext, plan: ComputeResources) -> list[dict]:
+    return [
+        {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Cluster",
+            "metadata": _metadata(ctx, db.name, db.namespace, _database_labels(db)),
+            "spec": {
+                "instances": 1,
+                "imageName": f"{CNPG_IMAGE}:{db.version}",
+                "storage": {"size": db.storage},
+                "resources": _resources(plan),
+                "bootstrap": {
+                    "initdb": {
+                        "database": db.name,
+                        "owner": db.name,
+                        "secret": {"name": database_secret_name(db.name)},
+                    }
+                },
+            },
+        }
+    ]
+
+
+def database_manifests(
+    *, db: DatabaseSpec, password: str, ctx: RenderContext, provider: str = "statefulset"
+) -> list[dict]:
+    """The Secret `<name>-credentials` first, then the database itself: a StatefulSet with its Service on
+    any cluster, or a CloudNativePG `Cluster` where that operator runs. The password is in the Secret only."""
+    plan = _check_database(db, provider)
+    secret = _database_secret(db, password, ctx, provider)
+    if provider == "cloudnativepg":
+        return [secret, *_cnpg_manifests(db, ctx, plan)]
+    return [secret, *_statefulset_manifests(db, ctx, plan)]
+
+
+# --- apps ---------------------------------------------------------------------------------------------------
+
+APP_SERVICE_PORT = 80
+
+# The variables libpq (and most PostgreSQL clients) read, each from a key of the bound database's Secret.
+DATABASE_ENV = {
+    "PGHOST": "host",
+    "PGPORT": "port",
+    "PGDATABASE": "dbname",
+    "PGUSER": "username",
+    "PGPASSWORD": "password",
+}
+
+
+@dataclass(frozen=True)
+class AppTemplateSpec:
+    slug: str
+    image_repository: str
+    container_port: int
+    health_path: str
+    default_env: dict[str, str]
+    resources: ComputeResources
+    accepts_database: bool
+
+
+@dataclass(frozen=True)
+class DatabaseBinding:
+    secret_name: str  # the bound database's Secret
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    namespace: str
+    template: AppTemplateSpec
+    image_tag: str
+    replicas: int
+    env: dict[str, str]  # overrides on top of template.default_env
+    host: str | None = None  # Ingress host when given
+    database: DatabaseBinding | None = None
+    ingress_class: str | None = None
+
+
+def _app_env(app: AppSpec) -> list[dict]:
+    literal = {**app.template.default_env, **app.env}
+    entries = {name: {"name": name, "value": str(value)} for name, value in literal.items()}
+    if app.database is not None:
+        # The binding wins over a template default or a user value of the same name: a literal PGPASSWORD
+        # (or a PGHOST pointing elsewhere) would silently detach the app from the database it was bound to.
+        for name, key in DATABASE_ENV.items():
+            entries[name] = _secret_env(name, app.database.secret_name, key)
+    return [entries[name] for name in sorted(entries)]
+
+
+def _app_container(app: AppSpec) -> dict:
+    template = app.template
+    http_get = {"path": template.health_path, "port": "http", "scheme": "HTTP"}
+    return {
+        "name": "app",
+        "image": f"{template.image_repository}:{app.image_tag}",
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": template.container_port, "protocol": "TCP"}],
+        "env": _app_env(app),
+        "readinessProbe": {
+            "httpGet": dict(http_get),
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": dict(http_get),
+            "initialDelaySeconds": 30,
+            "periodSeconds": 20,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "resources": _resources(template.resources),
+        "securityContext": dict(_CONTAINER_SECURITY),
+    }
+
+
+def config_hash(container: dict) -> str:
+    """sha256 of a container spec in canonical JSON: it changes exactly when the rendered container does."""
+    return hashlib.sha256(_canonical_json(container).encode()).hexdigest()
+
+
+def app_manifests(*, app: AppSpec, ctx: RenderContext) -> list[dict]:
+    """Deployment and Service `<name>`, and an Ingress `<name>` when the app has a host."""
+    if app.database is not None and not app.template.accepts_database:
+        raise ValueError(f"app template {app.template.slug!r} does not accept a database")
+    if app.replicas < 0:
+        raise ValueError("replicas must not be negative")
+    labels = {LABEL_NAME: app.name, LABEL_INSTANCE: app.name}
+    container = _app_container(app)
+    manifests = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(ctx, app.name, app.namespace, labels),
+            "spec": {
+                "replicas": app.replicas,
+                "selector": {"matchLabels": dict(labels)},
+                "template": {
+                    "metadata": {
+                        "labels": {**_stable_labels(ctx), **labels},
+                        "annotations": {ANNOTATION_CONFIG_HASH: config_hash(container)},
+                    },
+                    "spec": {
+                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [container],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(ctx, app.name, app.namespace, labels),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": dict(labels),
+                "ports": [{"name": "http", "port": APP_SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+    ]
+    if app.host:
+        spec: dict = {}
+        if app.ingress_class:
+            spec["ingressClassName"] = app.ingress_class
+        spec["rules"] = [
+            {
+                "host": app.host,
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": app.name, "port": {"number": APP_SERVICE_PORT}}},
+                        }
+                    ]
+                },
+            }
+        ]
+        manifests.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": _metadata(ctx, app.name, app.namespace, labels),
+                "spec": spec,
+            }
+        )
+    return manifests

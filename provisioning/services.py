@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import random
+import secrets
+import socket
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import yaml
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from requests_app.models import RequestState, Resource, ResourceRequest, ResourceState
+from requests_app.errors import InvalidState
+from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.services import audit_record, transition_apply
 
 from . import cluster
-from .errors import ClusterError
-from .models import ManagedObject
-from .renderers import LABEL_RESOURCE, RenderContext, manifests_for
+from .errors import ClaimLost, ClusterError, PermanentClusterError, TransientClusterError
+from .models import ManagedObject, Phase, ProvisioningJob
+from .renderers import (
+    LABEL_RESOURCE,
+    AppSpec,
+    AppTemplateSpec,
+    ComputeResources,
+    DatabaseBinding,
+    DatabaseSpec,
+    RenderContext,
+    app_manifests,
+    database_connection,
+    database_manifests,
+    database_secret_name,
+    manifests_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +52,25 @@ def resource_id_for(request: ResourceRequest) -> uuid.UUID:
     return uuid.uuid5(RESOURCE_ID_NAMESPACE, str(request.pk))
 
 
-def render_request(request: ResourceRequest, *, lease_start: datetime | None = None) -> list[dict]:
-    """The manifests a create request applies. Before provisioning, the lease is taken to start now."""
+# The plan shows where the generated password goes, never a password.
+PASSWORD_PLACEHOLDER = "(generated when applied)"
+
+
+def render_request(
+    request: ResourceRequest,
+    *,
+    lease_start: datetime | None = None,
+    password: str | None = None,
+    lease_expires: datetime | None = None,
+) -> list[dict]:
+    """The manifests a create request applies. Before provisioning, the lease is taken to start now.
+
+    Uses only the request and what was frozen on it when it was filed, so the plan an approver saw is
+    what the worker applies. `password` is given only by the worker, for a database's Secret.
+    """
     start = lease_start or timezone.now()
+    # An extended lease (kept on the resource by the leases app) wins over the first term.
+    expires = lease_expires or start + timedelta(days=request.lease_days)
     ctx = RenderContext(
         resource_id=str(resource_id_for(request)),
         request_id=str(request.pk),
@@ -41,15 +78,84 @@ def render_request(request: ResourceRequest, *, lease_start: datetime | None = N
         team_group=request.team.group.name,
         environment=request.environment,
         owner=request.requester.get_username(),
-        lease_expires=start + timedelta(days=request.lease_days),
+        lease_expires=expires,
     )
-    return manifests_for(kind=request.kind, team=request.team.slug, name=request.name, spec=request.spec, ctx=ctx)
+    spec = request.spec
+    if request.kind == Kind.NAMESPACE:
+        return manifests_for(kind=request.kind, team=request.team.slug, name=request.name, spec=spec, ctx=ctx)
+    namespace = request.parent.namespace_name if request.parent else ""
+    if request.kind == Kind.DATABASE:
+        return database_manifests(
+            db=database_spec_of(request.name, namespace, spec),
+            password=password or PASSWORD_PLACEHOLDER,
+            ctx=ctx,
+            provider=request.frozen.get("provider", "statefulset"),
+        )
+    template = request.frozen["template"]
+    binding = None
+    if spec.get("database"):
+        bound = (
+            Resource.objects.filter(pk=spec["database"], kind=Kind.DATABASE)
+            .exclude(state__in=Resource.TERMINAL)
+            .first()
+        )
+        if bound is None:
+            raise InvalidState(f"The database {spec['database']} that this app binds to no longer exists.")
+        binding = DatabaseBinding(secret_name=database_secret_name(bound.name))
+    app = AppSpec(
+        name=request.name,
+        namespace=namespace,
+        template=AppTemplateSpec(
+            slug=template["slug"],
+            image_repository=template["image_repository"],
+            container_port=template["container_port"],
+            health_path=template["health_path"],
+            default_env=template["default_env"],
+            resources=ComputeResources(
+                template["cpu_request"], template["cpu_limit"], template["memory_request"], template["memory_limit"]
+            ),
+            accepts_database=template["accepts_database"],
+        ),
+        image_tag=spec["image_tag"],
+        replicas=spec["replicas"],
+        env=spec.get("env") or {},
+        host=spec.get("host"),
+        database=binding,
+        ingress_class=request.frozen.get("ingress_class"),
+    )
+    return app_manifests(app=app, ctx=ctx)
+
+
+def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
+    return DatabaseSpec(
+        name=name, namespace=namespace, version=spec["version"], storage=spec["storage"], plan=spec["plan"]
+    )
+
+
+def connection_section(resource: Resource) -> dict | None:
+    """How to reach a database (never its password): the `connection` part of a resource."""
+    if resource.kind != Kind.DATABASE or resource.parent is None:
+        return None
+    provider = resource.created_by_request.frozen.get("provider", "statefulset")
+    return database_connection(database_spec_of(resource.name, resource.parent.namespace_name, resource.spec), provider)
+
+
+def _database_password(request: ResourceRequest) -> str:
+    """The password already in the cluster (a re-run must not rotate it), else a new one."""
+    namespace = request.parent.namespace_name if request.parent else ""
+    existing = cluster.read(cluster.ObjectRef("v1", "Secret", namespace, database_secret_name(request.name)))
+    data = (existing or {}).get("data") or {}
+    if data.get("password"):
+        return base64.b64decode(data["password"]).decode()
+    return secrets.token_urlsafe(24)
 
 
 def request_plan(*, request: ResourceRequest) -> list[dict]:
     """What the request applies (or applied): the same render the worker uses."""
     resource = Resource.objects.filter(pk=resource_id_for(request)).first()
-    return render_request(request, lease_start=resource.activated_at if resource else None)
+    if resource is None:
+        return render_request(request)
+    return render_request(request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at)
 
 
 def plan_yaml(request: ResourceRequest) -> str:
@@ -59,10 +165,98 @@ def plan_yaml(request: ResourceRequest) -> str:
     return yaml.safe_dump_all(request_plan(request=request), sort_keys=False)
 
 
+# --- provisioning: claim, apply, readiness, activation ------------------------------------------------------
+
+
+class DeliveriesExhausted(Exception):
+    """The request was delivered LEASEHOLD_MAX_DELIVERIES times without finishing: it is failed."""
+
+
+@dataclass
+class Claim:
+    """A worker's hold on one request's provisioning, renewed after every step."""
+
+    request: ResourceRequest
+    resource: Resource
+    job: ProvisioningJob
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class ProvisionOutcome:
+    """What a provisioning run ended with: finished (or nothing to do), or waiting for readiness."""
+
+    retry_in: float | None = None
+
+
+def _claim_seconds() -> timedelta:
+    return timedelta(seconds=settings.LEASEHOLD_PROVISION_CLAIM_SECONDS)
+
+
+def _session_identity() -> str:
+    """This worker's database session, host, process and thread: who holds a claim."""
+    where = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return f"pg:{cursor.fetchone()[0]}@{where}"
+    return f"proc@{where}"
+
+
+def claim_alive(job: ProvisioningJob, *, me: str | None = None) -> bool:
+    """Whether another worker still holds the job: its claim has not run out and, on PostgreSQL, its
+    database session still exists (a worker killed with -9 loses its session at once). The same
+    session as ours cannot be running another provisioning of it: its earlier run is over."""
+    if job.claimed_until is None or job.claimed_until <= timezone.now():
+        return False
+    if me is not None and job.claimed_by == me:
+        return False
+    if job.claimed_by.startswith("pg:") and connection.vendor == "postgresql":
+        backend = job.claimed_by[3:].split("@", 1)[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", [int(backend)])
+            return bool(cursor.fetchone()[0])
+    return True
+
+
 @transaction.atomic
-def _claim(request_id) -> tuple[ResourceRequest, Resource] | None:
-    """Move an approved request to provisioning (creating its resource), or pick up one in progress."""
-    request = ResourceRequest.objects.select_for_update().select_related("team", "requester").get(pk=request_id)
+def _claim(request_id) -> Claim | None:
+    """Take the request for this worker: a row lock, a re-read of the state, a claim that runs out.
+
+    Moves an approved request to provisioning (creating its resource), or picks up one in progress.
+    Returns None when there is nothing to do (done, no longer wanted, or another worker holds it).
+    Every claim except a readiness re-check counts as one delivery; raises DeliveriesExhausted when
+    the request has had LEASEHOLD_MAX_DELIVERIES of them already.
+    """
+    request = (
+        ResourceRequest.objects.select_for_update().select_related("team", "requester").filter(pk=request_id).first()
+    )
+    if (
+        request is None
+        or request.action != Action.CREATE
+        or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING)
+    ):
+        return None
+    job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
+    now = timezone.now()
+    me = _session_identity()
+    if claim_alive(job, me=me):
+        return None
+    if job.phase != Phase.READINESS:
+        if request.deliveries >= settings.LEASEHOLD_MAX_DELIVERIES:
+            last = job.last_error or "the worker was lost while provisioning"
+            raise DeliveriesExhausted(
+                f"Stopped after {request.deliveries} deliveries without finishing (last error: {last})."
+            )
+        ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") + 1)
+        request.deliveries += 1
+    job.claim_token = uuid.uuid4()
+    job.claimed_until = now + _claim_seconds()
+    job.claimed_by = me
+    job.retry_at = None
+    if job.phase not in (Phase.READINESS,):
+        job.phase = Phase.APPLYING
+    job.save()
     if request.state == RequestState.APPROVED:
         resource, _ = Resource.objects.get_or_create(
             pk=resource_id_for(request),
@@ -75,54 +269,239 @@ def _claim(request_id) -> tuple[ResourceRequest, Resource] | None:
                 "spec": request.spec,
                 "lease_days": request.lease_days,
                 "created_by_request": request,
-                "activated_at": timezone.now(),
+                "parent": request.parent,
+                "activated_at": now,
             },
         )
         request.resource = resource
         transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
-        return request, resource
-    if request.state == RequestState.PROVISIONING and request.resource is not None:
-        return request, request.resource
-    return None
+        return Claim(request, resource, job, job.claim_token)
+    if request.resource is None:
+        return None
+    return Claim(request, request.resource, job, job.claim_token)
 
 
-def request_provision(*, request_id) -> None:
-    """Apply an approved request's objects, record them, and mark request and resource active.
+def _renew(claim: Claim, **fields) -> None:
+    """Extend the claim (and save `fields` on the job); ClaimLost when another worker took it over."""
+    updated = ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
+        claimed_until=timezone.now() + _claim_seconds(), updated_at=timezone.now(), **fields
+    )
+    if not updated:
+        raise ClaimLost(f"the claim on request {claim.request.pk} ran out and was taken over")
+    for name, value in fields.items():
+        setattr(claim.job, name, value)
 
-    Idempotent: a re-run (redelivery, retry) re-applies the same objects with server-side apply,
-    which converges, and a request that is already active or no longer wanted is left alone.
-    """
-    claimed = _claim(request_id)
-    if claimed is None:
-        return
-    request, resource = claimed
-    for manifest in render_request(request, lease_start=resource.activated_at):
-        stored = cluster.apply(manifest)
-        meta = stored.get("metadata", {})
-        where = manifest["metadata"].get("namespace", "")
-        _, created = ManagedObject.objects.update_or_create(
-            resource=resource,
-            api_version=manifest["apiVersion"],
-            kind=manifest["kind"],
-            namespace=where,
-            name=manifest["metadata"]["name"],
-            defaults={"uid": meta.get("uid", ""), "applied_at": timezone.now(), "deleted_at": None},
+
+def _release(claim: Claim) -> None:
+    ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
+        claim_token=None, claimed_until=None, claimed_by=""
+    )
+
+
+def _rendered(request: ResourceRequest, resource: Resource) -> list[dict]:
+    password = _database_password(request) if request.kind == Kind.DATABASE else None
+    return render_request(
+        request,
+        lease_start=resource.activated_at,
+        lease_expires=getattr(resource, "lease_expires_at", None),
+        password=password,
+    )
+
+
+@transaction.atomic
+def _record_intent(resource: Resource, manifests: list[dict]) -> dict[cluster.ObjectRef, ManagedObject]:
+    """A row for every object before anything is applied: whatever reaches the cluster is known."""
+    rows = {}
+    for manifest in manifests:
+        ref = cluster.ref_of(manifest)
+        row, _ = ManagedObject.objects.get_or_create(
+            resource=resource, api_version=ref.api_version, kind=ref.kind, namespace=ref.namespace, name=ref.name
         )
-        if created:
-            audit_record(
-                actor=None,
-                verb="object_applied",
-                target=resource,
-                request=request,
-                detail=f"{manifest['kind']} {where + '/' if where else ''}{manifest['metadata']['name']}",
-            )
+        if row.deleted_at is not None:  # torn down after an earlier failure; applied afresh now
+            row.applied_at = row.ready_at = row.deleted_at = None
+            row.uid = ""
+            row.save(update_fields=["applied_at", "ready_at", "deleted_at", "uid"])
+        rows[ref] = row
+    return rows
+
+
+def _check_ownership(ref: cluster.ObjectRef, row: ManagedObject, resource: Resource) -> None:
+    """Refuse to take over an object that exists and is not this resource's; wait for one going away."""
+    live = cluster.read(ref)
+    if live is None:
+        return
+    meta = live.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        raise TransientClusterError(f"{ref} is still being deleted; it is applied again once it is gone.")
+    owner = (meta.get("labels") or {}).get(LABEL_RESOURCE)
+    if owner == str(resource.pk) or (row.uid and meta.get("uid") == row.uid):
+        return
+    # Never ours (or no longer): forget the row, so that teardown never touches that object.
+    ManagedObject.objects.filter(pk=row.pk).update(
+        deleted_at=timezone.now(), drift="exists and belongs to someone else: left alone", drift_at=timezone.now()
+    )
+    raise PermanentClusterError(
+        f"{ref} already exists and does not belong to this request ({LABEL_RESOURCE}={owner!r}); "
+        "it was left as it is. Choose another name."
+    )
+
+
+def _record_applied(row: ManagedObject, stored: dict, request: ResourceRequest, resource: Resource) -> None:
+    """Note the object's uid; the first confirmed apply of an object writes one audit event."""
+    uid = (stored.get("metadata") or {}).get("uid", "")
     with transaction.atomic():
-        request = ResourceRequest.objects.select_for_update().get(pk=request.pk)
-        resource = Resource.objects.select_for_update().get(pk=resource.pk)
-        if request.state != RequestState.PROVISIONING:
-            return
-        transition_apply(resource, "activate", actor=None, verb="activated", request=request)
-        transition_apply(request, "activate", actor=None, verb="activated", resource=resource)
+        first = ManagedObject.objects.filter(pk=row.pk, applied_at__isnull=True).update(
+            applied_at=timezone.now(), uid=uid
+        )
+        if first:
+            audit_record(actor=None, verb="object_applied", target=resource, request=request, detail=str(row))
+        elif row.uid != uid:
+            ManagedObject.objects.filter(pk=row.pk).update(uid=uid)
+
+
+def _apply_all(claim: Claim) -> None:
+    request, resource = claim.request, claim.resource
+    manifests = _rendered(request, resource)
+    rows = _record_intent(resource, manifests)
+    for manifest in manifests:
+        ref = cluster.ref_of(manifest)
+        _check_ownership(ref, rows[ref], resource)
+        stored = cluster.apply(manifest)
+        _record_applied(rows[ref], stored, request, resource)
+        _renew(claim)
+    deadline = timezone.now() + timedelta(seconds=settings.LEASEHOLD_READY_TIMEOUT_SECONDS)
+    _renew(claim, phase=Phase.READINESS, ready_deadline=deadline, last_error="")
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+def workload_unready(live: dict | None) -> str:
+    """Why a Deployment or StatefulSet is not available yet; empty when it is."""
+    if live is None:
+        return "does not exist"
+    meta, spec, status = live.get("metadata") or {}, live.get("spec") or {}, live.get("status") or {}
+    want = spec.get("replicas", 1)
+    if status.get("observedGeneration", 0) < meta.get("generation", 1):
+        return "its latest spec is not observed yet"
+    have = status.get("availableReplicas" if live.get("kind") == "Deployment" else "readyReplicas") or 0
+    if have < want:
+        return f"{have}/{want} replicas available"
+    return ""
+
+
+def _unready(claim: Claim) -> list[str]:
+    """What is not ready yet; marks the objects that are. The namespace must be Active; with
+    LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too."""
+    resource = claim.resource
+    waiting: list[str] = []
+    ns_name = resource.namespace_name
+    ns = cluster.read(cluster.ObjectRef("v1", "Namespace", "", ns_name))
+    if ns is None:
+        raise PermanentClusterError(f"Namespace {ns_name} does not exist (deleted while provisioning?).")
+    ns_phase = (ns.get("status") or {}).get("phase")
+    if ns_phase != "Active":
+        waiting.append(f"Namespace {ns_name} is {ns_phase or 'not active yet'}")
+    for row in resource.managed_objects.filter(deleted_at__isnull=True, ready_at__isnull=True):
+        if row.kind == "Namespace" and row.api_version == "v1" and ns_phase != "Active":
+            continue
+        if settings.LEASEHOLD_WAIT_FOR_READY and row.kind in WORKLOAD_KINDS:
+            why = workload_unready(cluster.read(cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)))
+            if why:
+                waiting.append(f"{row}: {why}")
+                continue
+        ManagedObject.objects.filter(pk=row.pk).update(ready_at=timezone.now())
+    return waiting
+
+
+@transaction.atomic
+def _activate(claim: Claim) -> None:
+    request = ResourceRequest.objects.select_for_update().get(pk=claim.request.pk)
+    resource = Resource.objects.select_for_update().get(pk=claim.resource.pk)
+    if request.state != RequestState.PROVISIONING:
+        return
+    count = resource.managed_objects.filter(deleted_at__isnull=True).count()
+    transition_apply(resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects")
+    transition_apply(request, "activate", actor=None, verb="activated", resource=resource)
+    _renew(claim, phase=Phase.DONE, last_error="")
+
+
+def request_provision(*, request_id) -> ProvisionOutcome:
+    """Apply an approved request's objects, record them, wait for readiness, and mark request and
+    resource active.
+
+    Idempotent and safe to deliver any number of times, also concurrently: the run claims the request
+    (one worker at a time), re-reads its state and does nothing when it is done; objects are recorded
+    before they are applied and written with server-side apply, so a re-run converges on the same
+    objects. Raises TransientClusterError (retry later), PermanentClusterError or InvalidState (fail),
+    or returns how long to wait before checking readiness again.
+    """
+    try:
+        claim = _claim(request_id)
+    except DeliveriesExhausted as exc:
+        request_fail(request_id=request_id, reason=str(exc))
+        return ProvisionOutcome()
+    if claim is None:
+        return ProvisionOutcome()
+    try:
+        if claim.job.phase != Phase.READINESS:
+            _apply_all(claim)
+        waiting = _unready(claim)
+        if waiting:
+            deadline = claim.job.ready_deadline or timezone.now()
+            if timezone.now() >= deadline:
+                raise PermanentClusterError(
+                    f"Not ready within {settings.LEASEHOLD_READY_TIMEOUT_SECONDS:g}s: {'; '.join(waiting)}."
+                )
+            poll = settings.LEASEHOLD_READY_POLL_SECONDS
+            _renew(
+                claim,
+                last_error=f"waiting for: {'; '.join(waiting)}",
+                retry_at=timezone.now() + timedelta(seconds=poll),
+            )
+            return ProvisionOutcome(retry_in=poll)
+        _activate(claim)
+        return ProvisionOutcome()
+    finally:
+        _release(claim)
+
+
+def retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter for the `attempt`-th retry (from 1), at least `Retry-After`,
+    at most LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS."""
+    base = settings.LEASEHOLD_RETRY_BACKOFF_SECONDS * (2 ** max(0, attempt - 1))
+    jittered = base * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not cryptography)
+    return min(settings.LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS, max(jittered, retry_after or 0))
+
+
+def provisioning_retry_later(*, request_id, error: Exception) -> float | None:
+    """After a transient failure: the seconds until the next attempt (recorded, so the sweep leaves the
+    request alone meanwhile), or None when the attempts are used up and the request was failed."""
+    reason = str(error) or error.__class__.__name__
+    with transaction.atomic():
+        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
+        if request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
+            return None
+        exhausted = request.deliveries >= settings.LEASEHOLD_MAX_DELIVERIES
+        if not exhausted:
+            delay = retry_delay(request.deliveries, getattr(error, "retry_after", None))
+            now = timezone.now()
+            ProvisioningJob.objects.update_or_create(
+                request=request,
+                defaults={
+                    "phase": Phase.RETRYING,
+                    "retry_at": now + timedelta(seconds=delay),
+                    "enqueued_at": now,
+                    "last_error": reason,
+                },
+            )
+            audit_record(actor=None, verb="retry_scheduled", target=request, detail=f"in {delay:.1f}s after: {reason}")
+            return delay
+    request_fail(
+        request_id=request_id,
+        reason=f"Gave up after {request.deliveries} attempts; the last error was: {reason}",
+    )
+    return None
 
 
 def request_fail(*, request_id, reason: str) -> None:
@@ -135,11 +514,146 @@ def request_fail(*, request_id, reason: str) -> None:
         transition_apply(request, "fail", actor=None, verb="failed", detail=reason, reason=reason)
         if resource is not None and resource.state == ResourceState.PROVISIONING:
             transition_apply(resource, "fail", actor=None, verb="failed", detail=reason, request=request)
+        ProvisioningJob.objects.update_or_create(
+            request=request,
+            defaults={
+                "phase": Phase.FAILED,
+                "last_error": reason,
+                "claim_token": None,
+                "claimed_until": None,
+                "claimed_by": "",
+            },
+        )
     if resource is not None:
         try:
             resource_teardown(resource=resource)
         except ClusterError:
-            log.exception("could not remove the objects of failed resource %s", resource.pk)
+            # The periodic reconcile finishes the teardown of failed resources.
+            log.exception("could not remove the objects of failed resource %s yet", resource.pk)
+
+
+# --- enqueueing and the stuck-request sweep ------------------------------------------------------------------
+
+
+def _publish(request_id: str) -> None:
+    from .tasks import provision_request
+
+    try:
+        provision_request.delay(request_id)
+    except Exception:  # the broker is down: the sweep re-enqueues the request later
+        log.warning("could not enqueue provisioning of %s; the sweep will", request_id, exc_info=True)
+
+
+def provisioning_enqueue(*, request: ResourceRequest, reset: bool = False) -> None:
+    """Record that the request is due for provisioning and publish its task after commit.
+
+    The database is the source of truth: if the message is lost (broker down, worker killed before
+    the ack), `provisioning_sweep` finds the request by `enqueued_at` and publishes it again.
+    """
+    defaults: dict = {"enqueued_at": timezone.now()}
+    if reset:
+        defaults.update(
+            phase=Phase.QUEUED,
+            retry_at=None,
+            ready_deadline=None,
+            last_error="",
+            claim_token=None,
+            claimed_until=None,
+            claimed_by="",
+        )
+    ProvisioningJob.objects.update_or_create(request_id=request.pk, defaults=defaults)
+    request_id = str(request.pk)
+    transaction.on_commit(lambda: _publish(request_id))
+
+
+def provisioning_sweep() -> list[str]:
+    """Re-enqueue create requests stuck in approved or provisioning: no live claim, no retry due, and
+    nothing enqueued for LEASEHOLD_PROVISION_STUCK_MINUTES. Safe to run anywhere, any number of times
+    at once (compare-and-set on `enqueued_at`). Returns the ids it re-enqueued."""
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=settings.LEASEHOLD_PROVISION_STUCK_MINUTES)
+    candidates = (
+        ResourceRequest.objects.filter(
+            action=Action.CREATE, state__in=(RequestState.APPROVED, RequestState.PROVISIONING)
+        )
+        .filter(
+            Q(provisioning_job__isnull=True, updated_at__lt=cutoff)
+            | Q(provisioning_job__enqueued_at__isnull=True, updated_at__lt=cutoff)
+            | Q(provisioning_job__enqueued_at__lt=cutoff)
+        )
+        .exclude(provisioning_job__retry_at__gte=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[: settings.LEASEHOLD_SWEEP_MAX_PER_RUN]
+    )
+    requeued = []
+    for request_id in candidates:
+        with transaction.atomic():
+            job, _ = ProvisioningJob.objects.get_or_create(request_id=request_id)
+            if claim_alive(job):
+                continue
+            taken = (
+                ProvisioningJob.objects.filter(pk=request_id, claim_token=job.claim_token)
+                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
+                .update(enqueued_at=now)
+            )
+            if not taken:
+                continue
+            request = ResourceRequest.objects.get(pk=request_id)
+            audit_record(
+                actor=None,
+                verb="requeued",
+                target=request,
+                detail=f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min; enqueued again",
+            )
+            transaction.on_commit(lambda rid=str(request_id): _publish(rid))  # type: ignore[misc]
+        requeued.append(str(request_id))
+    return requeued
+
+
+# --- progress ------------------------------------------------------------------------------------------------
+
+
+def provisioning_progress(request: ResourceRequest) -> dict | None:
+    """Where a create request's provisioning stands, step by step: for the request page and the API."""
+    if request.action != Action.CREATE or request.state in (
+        RequestState.PENDING_APPROVAL,
+        RequestState.REJECTED,
+        RequestState.CANCELLED,
+    ):
+        return None
+    job = ProvisioningJob.objects.filter(pk=request.pk).first()
+    rows = list(ManagedObject.objects.filter(resource_id=resource_id_for(request)).order_by("pk"))
+    steps = []
+    for row in rows:
+        if row.deleted_at is not None:
+            state = "removed"
+        elif row.ready_at is not None:
+            state = "ready"
+        elif row.applied_at is not None:
+            state = "applied"
+        else:
+            state = "pending"
+        steps.append(
+            {
+                "object": str(row),
+                "kind": row.kind,
+                "state": state,
+                "applied_at": row.applied_at,
+                "ready_at": row.ready_at,
+            }
+        )
+    return {
+        "state": request.state,
+        "live": request.state in (RequestState.APPROVED, RequestState.PROVISIONING),
+        "phase": job.phase if job else Phase.QUEUED,
+        "phase_display": (job.get_phase_display() if job else Phase.QUEUED.label),
+        "attempts": request.deliveries,
+        "max_attempts": settings.LEASEHOLD_MAX_DELIVERIES,
+        "retry_at": job.retry_at if job else None,
+        "note": job.last_error if job else "",
+        "error": request.error,
+        "steps": steps,
+    }
 
 
 @dataclass
@@ -203,4 +717,109 @@ def resource_teardown(*, resource: Resource, dry_run: bool = False) -> TeardownR
             obj.save(update_fields=["deleted_at"])
         else:
             report.pending.append(f"{label}: still terminating")
+    return report
+
+
+# --- drift: the periodic reconcile ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconcile pass found: per resource, the objects it restored or reported."""
+
+    checked: int = 0
+    findings: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Resource, audit: bool) -> None:
+    fields = {"drift": note, "drift_at": timezone.now()}
+    if uid is not None:
+        fields["uid"] = uid
+    ManagedObject.objects.filter(pk=row.pk).update(**fields)
+    if audit:
+        audit_record(
+            actor=None,
+            verb="object_restored" if "re-applied" in note or "restored" in note else "drift_detected",
+            target=resource,
+            request=resource.created_by_request,
+            detail=f"{row}: {note}",
+        )
+
+
+def resource_reconcile(*, resource_id) -> list[str]:
+    """Compare an active resource's recorded objects with the cluster and converge them.
+
+    A missing object is re-applied; a field owned by `leasehold` that was changed is restored (the
+    re-apply changes the object only then: its resourceVersion moves); an object being deleted by
+    someone is reported and re-applied once it is gone. Every finding is kept on the object (the
+    `objects` section of the resource) and written to the audit trail.
+    """
+    findings: list[str] = []
+    with transaction.atomic():
+        resource = (
+            Resource.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk=resource_id, state=ResourceState.ACTIVE)
+            .select_related("created_by_request__team__group", "created_by_request__requester", "team", "parent")
+            .first()
+        )
+        if resource is None:  # busy elsewhere (reclaim, extension) or no longer active
+            return findings
+        request = resource.created_by_request
+        manifests = {cluster.ref_of(m): m for m in _rendered(request, resource)}
+        for row in resource.managed_objects.filter(deleted_at__isnull=True, applied_at__isnull=False):
+            ref = cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)
+            manifest = manifests.get(ref)
+            if manifest is None:
+                continue
+            live = cluster.read(ref)
+            if live is None:
+                stored = cluster.apply(manifest)
+                note = "was deleted outside Leasehold; re-applied"
+                if row.kind == "Secret" and request.kind == Kind.DATABASE:
+                    note += " with a new password (the old one existed only in the deleted Secret)"
+            elif (live.get("metadata") or {}).get("deletionTimestamp"):
+                note = "is being deleted outside Leasehold; it is re-applied once it is gone"
+                if row.drift != note:
+                    _note_drift(row, note, uid=None, resource=resource, audit=True)
+                    findings.append(f"{row}: {note}")
+                continue
+            else:
+                stored = cluster.apply(manifest)
+                before = (live.get("metadata") or {}).get("resourceVersion")
+                if (stored.get("metadata") or {}).get("resourceVersion") == before:
+                    continue
+                note = "fields owned by Leasehold were changed outside it; restored"
+            _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True)
+            findings.append(f"{row}: {note}")
+    return findings
+
+
+def resources_reconcile() -> ReconcileReport:
+    """One reconcile pass: every active resource (namespaces first), then the teardown of failed
+    resources whose objects could not all be removed when they failed."""
+    report = ReconcileReport()
+    active = (
+        Resource.objects.filter(state=ResourceState.ACTIVE)
+        .order_by(F("parent_id").asc(nulls_first=True), "created_at")
+        .values_list("pk", flat=True)
+    )
+    for resource_id in active:
+        report.checked += 1
+        try:
+            report.findings += resource_reconcile(resource_id=resource_id)
+        except (ClusterError, InvalidState) as exc:
+            report.errors.append(f"{resource_id}: {exc}")
+            log.warning("reconcile of %s: %s", resource_id, exc)
+    failed = Resource.objects.filter(state=ResourceState.FAILED, managed_objects__deleted_at__isnull=True).distinct()
+    for resource in failed:
+        try:
+            torn = resource_teardown(resource=resource)
+        except ClusterError as exc:
+            report.errors.append(f"{resource.pk}: {exc}")
+            continue
+        for refused in torn.refused:
+            log.warning("failed resource %s: left alone: %s", resource.pk, refused)
+        report.cleaned += torn.deleted + torn.gone
     return report

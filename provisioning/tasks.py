@@ -1,34 +1,82 @@
-"""Celery entry points for provisioning: take ids, call one service."""
+"""Celery entry points for provisioning: take ids, call one service.
+
+Delivery is at least once (acks_late, reject_on_worker_lost, prefetch 1: see config/settings.py), so
+every task here is idempotent: provisioning claims the request and re-reads it, the sweep and the
+reconcile converge. What a task cannot finish, the database still records, and the periodic sweep
+picks it up again.
+"""
 
 from __future__ import annotations
 
+import logging
+
+from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
-from celery.utils.time import get_exponential_backoff_interval
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
+
+from requests_app.errors import InvalidState
 
 from . import services
-from .errors import PermanentClusterError, TransientClusterError
+from .errors import ClaimLost, PermanentClusterError, TransientClusterError
 
-MAX_RETRIES = 8
+log = logging.getLogger(__name__)
+
+# Failures that say nothing about the request: the database or the broker was unreachable, or the
+# worker died. The request stays approved/provisioning and the sweep enqueues it again.
+LEFT_TO_THE_SWEEP = (OperationalError, InterfaceError, BrokerError, WorkerLostError, TransientClusterError)
 
 
 class ProvisionTask(Task):
-    """Records the reason on the request when the task gives up (retries exhausted, or a crash)."""
+    """Records the reason on the request when the task fails for a reason that is the request's."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         request_id = kwargs.get("request_id") or (args[0] if args else None)
-        if request_id:
-            services.request_fail(request_id=request_id, reason=f"{exc.__class__.__name__}: {exc}")
+        if not request_id:
+            return
+        if isinstance(exc, LEFT_TO_THE_SWEEP):
+            log.warning("provisioning of %s stopped (%s); the sweep enqueues it again", request_id, exc)
+            return
+        services.request_fail(request_id=request_id, reason=f"{exc.__class__.__name__}: {exc}")
 
 
-@shared_task(bind=True, base=ProvisionTask, acks_late=True, max_retries=MAX_RETRIES)
+@shared_task(bind=True, base=ProvisionTask, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def provision_request(self, request_id: str) -> None:
-    """Create an approved request's objects in Kubernetes; transient API errors retry with backoff."""
+    """Create an approved request's objects in Kubernetes.
+
+    Transient API errors retry with exponential backoff and jitter (honouring Retry-After), bounded by
+    LEASEHOLD_MAX_DELIVERIES; permanent ones (403, 422, invalid spec) fail the request at once.
+    """
     try:
-        services.request_provision(request_id=request_id)
-    except TransientClusterError as exc:
-        backoff = get_exponential_backoff_interval(
-            factor=2, retries=self.request.retries, maximum=300, full_jitter=True
-        )
-        raise self.retry(exc=exc, countdown=max(backoff, exc.retry_after or 0)) from exc
-    except PermanentClusterError as exc:
+        outcome = services.request_provision(request_id=request_id)
+    except (TransientClusterError, SoftTimeLimitExceeded) as exc:
+        delay = services.provisioning_retry_later(request_id=request_id, error=exc)
+        if delay is None:
+            return
+        raise self.retry(countdown=delay, exc=exc) from exc
+    except (PermanentClusterError, InvalidState) as exc:
         services.request_fail(request_id=request_id, reason=str(exc))
+        return
+    except ClaimLost:
+        return
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away: nothing can be recorded now. Try again later; the sweep is the backstop.
+        delay = services.retry_delay(self.request.retries + 1)
+        raise self.retry(countdown=delay, exc=exc, max_retries=settings.LEASEHOLD_MAX_DELIVERIES) from exc
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+
+
+@shared_task(acks_late=True)
+def sweep_stuck_requests() -> list[str]:
+    """Re-enqueue requests whose provisioning message was lost (see services.provisioning_sweep)."""
+    return services.provisioning_sweep()
+
+
+@shared_task(acks_late=True)
+def reconcile_resources() -> dict:
+    """Converge active resources with the cluster and finish the teardown of failed ones."""
+    report = services.resources_reconcile()
+    return {"checked": report.checked, "findings": report.findings, "errors": report.errors}

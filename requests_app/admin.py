@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from .models import AuditEvent, Resource, ResourceRequest, Team
+from .errors import LeaseholdError
+from .models import AllowedRegistry, AppTemplate, AuditEvent, Resource, ResourceRequest, Team
+from .services import request_retry
 
 
 @admin.register(Team)
@@ -15,8 +17,20 @@ class ResourceRequestAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind", "environment", "action", "team"]
     search_fields = ["name", "requester__username", "id"]
     # State moves only through the services (and so through the audit trail).
-    readonly_fields = ["state", "resource", "error", "created_at", "updated_at"]
+    readonly_fields = ["state", "resource", "parent", "frozen", "error", "deliveries", "created_at", "updated_at"]
     raw_id_fields = ["requester"]
+    actions = ["retry_failed"]
+
+    @admin.action(description="Retry the selected failed requests")
+    def retry_failed(self, request, queryset) -> None:
+        retried = 0
+        for filed in queryset.filter(state="failed"):
+            try:
+                request_retry(request=filed, actor=request.user)
+                retried += 1
+            except LeaseholdError as exc:
+                self.message_user(request, f"{filed}: {exc}", level=messages.ERROR)
+        self.message_user(request, f"{retried} request(s) sent back to provisioning.")
 
 
 @admin.register(Resource)
@@ -45,3 +59,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(AllowedRegistry)
+class AllowedRegistryAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "description"]
+
+
+@admin.register(AppTemplate)
+class AppTemplateAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "image_repository", "default_tag", "container_port", "accepts_database", "active"]
+    list_filter = ["active", "accepts_database"]
+    search_fields = ["slug", "name", "image_repository"]
+    prepopulated_fields = {"slug": ["name"]}

@@ -1,57 +1,59 @@
+"""Web forms for requests: one per kind. The service does the checking; the forms place its messages."""
+
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
-from .models import Environment
-from .specs import NAMESPACE_PLANS
+from .models import AppTemplate, Environment, Kind, Resource, ResourceState
+from .selectors import resources_visible_to, teams_of
+from .specs import DATABASE_DEFAULTS, DATABASE_PLANS, ENV_NAME, NAMESPACE_PLANS, POSTGRES_VERSIONS
 
-PLAN_CHOICES = [(k, f"{k} — {v.cpu} CPU, {v.memory} memory, {v.storage} storage") for k, v in NAMESPACE_PLANS.items()]
-PLAN_CHOICES.append(("custom", "custom quantities"))
+NAMESPACE_PLAN_CHOICES = [
+    (k, f"{k} — {v.cpu} CPU, {v.memory} memory, {v.storage} storage") for k, v in NAMESPACE_PLANS.items()
+]
+NAMESPACE_PLAN_CHOICES.append(("custom", "custom quantities"))
+DATABASE_PLAN_CHOICES = [
+    (k, f"{k} — up to {v.cpu_limit} CPU, {v.memory_limit} memory") for k, v in DATABASE_PLANS.items()
+]
 
 
-class NamespaceRequestForm(forms.Form):
-    """The web form for a namespace; the service does the checking, the form places its messages."""
+class RequestForm(forms.Form):
+    """Fields every kind shares, and the bridge to `request_build`/`request_submit`."""
 
-    team = forms.ChoiceField()
-    name = forms.CharField(
-        max_length=63, help_text="Lower-case letters, digits and '-'; the namespace is <team>-<name>."
-    )
+    kind: str = ""
+    name = forms.CharField(max_length=63)
     environment = forms.ChoiceField(choices=Environment.choices, initial=Environment.DEV)
-    plan = forms.ChoiceField(choices=PLAN_CHOICES, initial="small")
-    cpu = forms.CharField(required=False, help_text="e.g. 2 or 500m (custom only)")
-    memory = forms.CharField(required=False, help_text="e.g. 4Gi (custom only)")
-    storage = forms.CharField(required=False, help_text="e.g. 20Gi (custom only)")
     lease_days = forms.IntegerField(min_value=1)
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
-    def __init__(self, *args, teams: list[str], **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        team_field = cast(forms.ChoiceField, self.fields["team"])
-        team_field.choices = [(t, t) for t in teams]
+        self.user = user
         lease_field = cast(forms.IntegerField, self.fields["lease_days"])
-        lease_field.max_value = settings.LEASE_MAX_DAYS
         lease_field.validators.append(MaxValueValidator(settings.LEASE_MAX_DAYS))
         lease_field.initial = settings.LEASE_DEFAULT_DAYS
-        lease_field.help_text = f"1 to {settings.LEASE_MAX_DAYS} days"
+        lease_field.help_text = f"1 to {settings.LEASE_MAX_DAYS} days; you can extend it later."
 
-    def service_fields(self) -> dict:
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def team_slug(self) -> str:
+        return self.cleaned_data["team"]
+
+    def service_fields(self) -> dict[str, Any]:
         data = self.cleaned_data
-        if data["plan"] == "custom":
-            spec = {k: data[k] for k in ("cpu", "memory", "storage") if data.get(k)}
-        else:
-            spec = {"plan": data["plan"]}
         return {
-            "kind": "namespace",
-            "team": data["team"],
+            "kind": self.kind,
+            "team": self.team_slug(),
             "name": data["name"],
             "environment": data["environment"],
             "lease_days": data["lease_days"],
             "justification": data["justification"],
-            "spec": spec,
+            "spec": self.spec(),
         }
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
@@ -59,3 +61,143 @@ class NamespaceRequestForm(forms.Form):
             name = key.removeprefix("spec.")
             for message in messages:
                 self.add_error(name if name in self.fields else None, message)
+
+
+def _active_namespaces(user):
+    return (
+        resources_visible_to(user)
+        .filter(kind=Kind.NAMESPACE, state=ResourceState.ACTIVE, team__in=teams_of(user))
+        .order_by("team__slug", "name")
+    )
+
+
+class NamespaceRequestForm(RequestForm):
+    kind = Kind.NAMESPACE
+    team = forms.ChoiceField()
+    plan = forms.ChoiceField(choices=NAMESPACE_PLAN_CHOICES, initial="small")
+    cpu = forms.CharField(required=False, help_text="e.g. 2 or 500m (custom only)")
+    memory = forms.CharField(required=False, help_text="e.g. 4Gi (custom only)")
+    storage = forms.CharField(required=False, help_text="e.g. 20Gi (custom only)")
+    field_order = ["team", "name", "environment", "plan", "cpu", "memory", "storage", "lease_days", "justification"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].help_text = "Lower-case letters, digits and '-'; the namespace is <team>-<name>."
+        cast(forms.ChoiceField, self.fields["team"]).choices = [
+            (t, t) for t in teams_of(self.user).values_list("slug", flat=True)
+        ]
+
+    def spec(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        if data["plan"] == "custom":
+            return {k: data[k] for k in ("cpu", "memory", "storage") if data.get(k)}
+        return {"plan": data["plan"]}
+
+
+class WorkloadForm(RequestForm):
+    """Databases and apps live in one of the caller's active namespaces, which also decides the team."""
+
+    namespace = forms.ChoiceField(help_text="One of your teams' active namespaces.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].help_text = "Starts with a letter; lower-case letters, digits and '-'; at most 40."
+        self.fields["name"].max_length = 40
+        self.namespaces = {str(r.pk): r for r in _active_namespaces(self.user)}
+        cast(forms.ChoiceField, self.fields["namespace"]).choices = [
+            (pk, r.namespace_name) for pk, r in self.namespaces.items()
+        ]
+
+    def team_slug(self) -> str:
+        return self.namespaces[self.cleaned_data["namespace"]].team.slug
+
+
+class DatabaseRequestForm(WorkloadForm):
+    kind = Kind.DATABASE
+    version = forms.ChoiceField(choices=[(v, f"PostgreSQL {v}") for v in POSTGRES_VERSIONS], initial="16")
+    plan = forms.ChoiceField(choices=DATABASE_PLAN_CHOICES, initial="small")
+    storage = forms.CharField(initial=DATABASE_DEFAULTS["storage"], help_text="e.g. 10Gi (at most 100Gi)")
+    field_order = ["namespace", "name", "environment", "version", "plan", "storage", "lease_days", "justification"]
+
+    def spec(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "namespace": data["namespace"],
+            "engine": "postgres",
+            "version": data["version"],
+            "plan": data["plan"],
+            "storage": data["storage"],
+        }
+
+
+class AppRequestForm(WorkloadForm):
+    kind = Kind.APP
+    template = forms.ChoiceField()
+    image_tag = forms.CharField(required=False, help_text="Blank: the template's default tag.")
+    replicas = forms.IntegerField(min_value=1, max_value=10, initial=1)
+    env = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "LOG_LEVEL=debug"}),
+        required=False,
+        help_text="One KEY=value per line; overrides the template's defaults.",
+    )
+    database = forms.ChoiceField(required=False, help_text="Injects PGHOST, PGUSER, PGPASSWORD... from its Secret.")
+    host = forms.CharField(required=False, help_text="e.g. checkout.apps.example.org; blank: no Ingress.")
+    field_order = [
+        "namespace",
+        "name",
+        "environment",
+        "template",
+        "image_tag",
+        "replicas",
+        "env",
+        "database",
+        "host",
+        "lease_days",
+        "justification",
+    ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        templates = AppTemplate.objects.filter(active=True).order_by("name")
+        cast(forms.ChoiceField, self.fields["template"]).choices = [
+            (t.slug, f"{t.name} ({t.image_repository}:{t.default_tag})") for t in templates
+        ]
+        databases = (
+            Resource.objects.filter(kind=Kind.DATABASE, state=ResourceState.ACTIVE, team__in=teams_of(self.user))
+            .select_related("parent__team")
+            .order_by("name")
+        )
+        cast(forms.ChoiceField, self.fields["database"]).choices = [("", "— none —")] + [
+            (str(d.pk), f"{d.name} in {d.namespace_name}") for d in databases
+        ]
+
+    def clean_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["env"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not ENV_NAME.match(key.strip()):
+                raise forms.ValidationError(f"Line {number}: write KEY=value, with a name like LOG_LEVEL.")
+            env[key.strip()] = value
+        return env
+
+    def spec(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        spec: dict[str, Any] = {
+            "namespace": data["namespace"],
+            "template": data["template"],
+            "replicas": data["replicas"],
+            "env": data["env"],
+        }
+        for optional in ("image_tag", "database", "host"):
+            if data.get(optional):
+                spec[optional] = data[optional]
+        return spec
+
+
+FORMS: dict[str, type[RequestForm]] = {
+    Kind.NAMESPACE: NamespaceRequestForm,
+    Kind.DATABASE: DatabaseRequestForm,
+    Kind.APP: AppRequestForm,
+}

@@ -32,6 +32,81 @@ class Team(models.Model):
         return user.is_authenticated and self.group.user_set.filter(pk=user.pk).exists()
 
 
+class AllowedRegistry(models.Model):
+    """An image registry (or repository prefix) that app templates may pull from."""
+
+    prefix = models.CharField(
+        max_length=200, unique=True, help_text="e.g. registry.example.org/ or docker.io/library/ (a prefix match)"
+    )
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["prefix"]
+        verbose_name_plural = "allowed registries"
+
+    def __str__(self) -> str:
+        return self.prefix
+
+
+def image_allowed(image_repository: str) -> bool:
+    """True when the repository starts with one of the admin-managed registry prefixes."""
+    return any(image_repository.startswith(p) for p in AllowedRegistry.objects.values_list("prefix", flat=True))
+
+
+class AppTemplate(models.Model):
+    """A kind of app the platform team offers: image, port, health check, defaults and sizes."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    image_repository = models.CharField(max_length=255, help_text="Without a tag; must match an allowed registry.")
+    default_tag = models.CharField(max_length=128)
+    container_port = models.PositiveIntegerField(default=8080)
+    health_path = models.CharField(max_length=200, default="/healthz")
+    default_env = models.JSONField(default=dict, blank=True)
+    cpu_request = models.CharField(max_length=20, default="100m")
+    cpu_limit = models.CharField(max_length=20, default="500m")
+    memory_request = models.CharField(max_length=20, default="128Mi")
+    memory_limit = models.CharField(max_length=20, default="512Mi")
+    accepts_database = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .specs import quantity
+
+        errors: dict[str, str] = {}
+        if self.image_repository and not image_allowed(self.image_repository):
+            errors["image_repository"] = "Not from an allowed registry (see Allowed registries)."
+        if ":" in self.image_repository.rsplit("/", 1)[-1] or "@" in self.image_repository:
+            errors["image_repository"] = "Give the repository without a tag or digest."
+        for field in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
+            if quantity(getattr(self, field)) is None:
+                errors[field] = "Not a positive Kubernetes quantity."
+        if not errors:
+            for low, high in (("cpu_request", "cpu_limit"), ("memory_request", "memory_limit")):
+                low_q, high_q = quantity(getattr(self, low)), quantity(getattr(self, high))
+                if low_q is not None and high_q is not None and low_q > high_q:
+                    errors[low] = f"Must not exceed {high.replace('_', ' ')}."
+        if not 1 <= self.container_port <= 65535:
+            errors["container_port"] = "Must be a port number from 1 to 65535."
+        if not self.health_path.startswith("/"):
+            errors["health_path"] = "Must start with '/'."
+        if not isinstance(self.default_env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.default_env.items()
+        ):
+            errors["default_env"] = 'Must be an object of strings, e.g. {"LOG_LEVEL": "info"}.'
+        if errors:
+            raise ValidationError(errors)
+
+
 class Kind(models.TextChoices):
     NAMESPACE = "namespace"
     DATABASE = "database"
@@ -49,10 +124,12 @@ class Action(models.TextChoices):
     CREATE = "create"
     EXTEND = "extend"
     RELEASE = "release"
+    UPGRADE = "upgrade"
+    ROLLBACK = "rollback"
 
 
 class RequestState(models.TextChoices):
-    PENDING_APPROVAL = "pending_approval"
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
     APPROVED = "approved"
     PROVISIONING = "provisioning"
     ACTIVE = "active"
@@ -77,9 +154,23 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
     lease_days = models.PositiveIntegerField()
     justification = models.TextField(blank=True)
     spec = models.JSONField(default=dict)
+    # Inputs beyond the spec, frozen when the request is filed so that the plan an approver sees is
+    # what the worker applies: the app template as it was, the database provider in force.
+    frozen = models.JSONField(default=dict, blank=True)
     state = FSMField(max_length=20, choices=RequestState.choices, default=RequestState.PENDING_APPROVAL, protected=True)
     resource = models.ForeignKey("Resource", null=True, blank=True, on_delete=models.SET_NULL, related_name="requests")
+    parent = models.ForeignKey(
+        "Resource",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="child_requests",
+        help_text="The namespace a database or app request goes into.",
+    )
     error = models.TextField(blank=True, default="")
+    # How often a provisioning task started on this request: a task that keeps killing its worker
+    # is stopped after a bound (see provisioning), instead of being redelivered for ever.
+    deliveries = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -128,6 +219,15 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
     def mark_reclaimed(self) -> None:
         pass
 
+    @transition(field=state, source=RequestState.APPROVED, target=RequestState.ACTIVE)
+    def fulfil(self) -> None:
+        """An approved extension (or another request that makes no objects) took effect."""
+
+    @transition(field=state, source=RequestState.FAILED, target=RequestState.APPROVED)
+    def retry(self) -> None:
+        self.error = ""
+        self.deliveries = 0
+
 
 class ResourceState(models.TextChoices):
     PROVISIONING = "provisioning"
@@ -147,7 +247,14 @@ class Resource(ConcurrentTransitionMixin, models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     name = models.CharField(max_length=63)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="resources")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="resources")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="resources",
+        help_text="Empty: the owner left and the whole team owns it.",
+    )
     environment = models.CharField(max_length=10, choices=Environment.choices)
     spec = models.JSONField(default=dict)
     lease_days = models.PositiveIntegerField()
@@ -166,6 +273,9 @@ class Resource(ConcurrentTransitionMixin, models.Model):
     # The instant the lease starts: set when provisioning first renders the objects, so that the
     # `leasehold.io/lease-expires` annotation and the lease agree, and re-runs render the same objects.
     activated_at = models.DateTimeField(null=True, blank=True)
+    # The lease's current expiry, kept here by the leases app so that every render (a retry, a
+    # drift repair) stamps the objects' `leasehold.io/lease-expires` with the extended date.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -190,8 +300,16 @@ class Resource(ConcurrentTransitionMixin, models.Model):
     def fail(self) -> None:
         pass
 
+    @transition(field=state, source=ResourceState.FAILED, target=ResourceState.PROVISIONING)
+    def retry(self) -> None:
+        pass
+
     @transition(field=state, source=ResourceState.ACTIVE, target=ResourceState.GRACE)
     def enter_grace(self) -> None:
+        pass
+
+    @transition(field=state, source=ResourceState.GRACE, target=ResourceState.ACTIVE)
+    def restore(self) -> None:
         pass
 
     @transition(field=state, source=[ResourceState.ACTIVE, ResourceState.GRACE], target=ResourceState.RECLAIMING)

@@ -9,5 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db.models import Q
+
 request_sections: dict[str, Callable[[Any], Any]] = {}
 resource_sections: dict[str, Callable[[Any], Any]] = {}
+# Lookups a list of requests prefetches so that the sections cost no query per row.
+request_prefetch: list[str] = []
+request_select: list[str] = []
+# Who else may see a request besides its team and admins (approvers of its steps): user -> Q.
+request_visibility: list[Callable[[Any], Q]] = []

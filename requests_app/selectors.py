@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from .models import AuditEvent, Resource, ResourceRequest, Team
+from .sections import request_prefetch, request_select, request_visibility
 
 
 def user_is_admin(user) -> bool:
@@ -19,11 +20,18 @@ def teams_of(user) -> QuerySet[Team]:
 
 
 def requests_visible_to(user) -> QuerySet[ResourceRequest]:
-    """Requests of the caller's teams (every request for admins)."""
-    qs = ResourceRequest.objects.select_related("team", "requester", "resource")
+    """Requests of the caller's teams, and those the caller may approve (every request for admins)."""
+    qs = ResourceRequest.objects.select_related("team", "requester", "resource", *request_select)
+    if request_prefetch:
+        qs = qs.prefetch_related(*request_prefetch)
     if user_is_admin(user):
         return qs
-    return qs.filter(team__in=teams_of(user))
+    if not user.is_authenticated:
+        return qs.none()
+    visible = Q(team__in=teams_of(user))
+    for extra in request_visibility:
+        visible |= extra(user)
+    return qs.filter(pk__in=ResourceRequest.objects.filter(visible).values("pk"))
 
 
 def resources_visible_to(user) -> QuerySet[Resource]:
@@ -37,3 +45,62 @@ def resources_visible_to(user) -> QuerySet[Resource]:
 def request_events(request: ResourceRequest) -> QuerySet[AuditEvent]:
     """The request's timeline, oldest first."""
     return request.events.order_by("at", "id")
+
+
+def catalog() -> dict:
+    """What can be requested: kinds with spec schemas and plans, environments, app templates, lease limits."""
+    from dataclasses import asdict
+
+    from django.conf import settings
+
+    from .models import AppTemplate, Environment
+    from .specs import DATABASE_ENGINES, DATABASE_PLANS, NAMESPACE_PLANS, POSTGRES_VERSIONS, spec_schemas
+
+    schemas = spec_schemas()
+    templates = [
+        {
+            "slug": t.slug,
+            "name": t.name,
+            "description": t.description,
+            "image_repository": t.image_repository,
+            "default_tag": t.default_tag,
+            "container_port": t.container_port,
+            "health_path": t.health_path,
+            "default_env": t.default_env,
+            "resources": {
+                "cpu_request": t.cpu_request,
+                "cpu_limit": t.cpu_limit,
+                "memory_request": t.memory_request,
+                "memory_limit": t.memory_limit,
+            },
+            "accepts_database": t.accepts_database,
+        }
+        for t in AppTemplate.objects.filter(active=True).order_by("slug")
+    ]
+    return {
+        "kinds": [
+            {
+                "kind": "namespace",
+                "description": "A namespace <team>-<name>: quota, default limits, team access, network policy.",
+                "schema": schemas["namespace"],
+                "plans": {k: asdict(v) for k, v in NAMESPACE_PLANS.items()},
+            },
+            {
+                "kind": "database",
+                "description": "A PostgreSQL database in one of your namespaces.",
+                "schema": schemas["database"],
+                "plans": {k: asdict(v) for k, v in DATABASE_PLANS.items()},
+                "engines": list(DATABASE_ENGINES),
+                "versions": list(POSTGRES_VERSIONS),
+            },
+            {
+                "kind": "app",
+                "description": "An app from a template, in one of your namespaces, optionally bound to a database.",
+                "schema": schemas["app"],
+                "templates": [t["slug"] for t in templates],
+            },
+        ],
+        "environments": list(Environment.values),
+        "templates": templates,
+        "lease": {"default_days": settings.LEASE_DEFAULT_DAYS, "max_days": settings.LEASE_MAX_DAYS},
+    }

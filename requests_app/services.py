@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +14,18 @@ from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from . import specs
 from .errors import InvalidState, NotAllowed, ValidationFailed
-from .models import Action, AuditEvent, Environment, Kind, Resource, ResourceRequest, Team
+from .models import (
+    Action,
+    AppTemplate,
+    AuditEvent,
+    Environment,
+    Kind,
+    RequestState,
+    Resource,
+    ResourceRequest,
+    ResourceState,
+    Team,
+)
 from .selectors import teams_of
 from .signals import request_submitted
 
@@ -99,10 +112,165 @@ def team_for_group(*, group: Group) -> Team | None:
     return team
 
 
+LIVE_RESOURCE_STATES = (
+    ResourceState.PROVISIONING,
+    ResourceState.ACTIVE,
+    ResourceState.GRACE,
+    ResourceState.RECLAIMING,
+)
+# Requests that will become resources but are not yet: they count against budgets and headroom too.
+UNPROVISIONED_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED)
+
+
+def resolve_namespace(*, team: Team, ref: str) -> Resource | None:
+    """The team's active namespace resource named by `ref`: its resource id, `<team>-<name>`, or `<name>`."""
+    qs = Resource.objects.filter(kind=Kind.NAMESPACE, team=team, state=ResourceState.ACTIVE).select_related("team")
+    try:
+        return qs.filter(pk=uuid.UUID(str(ref))).first()
+    except ValueError:
+        pass
+    short = ref.removeprefix(f"{team.slug}-")
+    return qs.filter(name=short).first()
+
+
+def team_budget_left(team: Team) -> dict[str, Any]:
+    """What the team's budget still allows: cpu/memory/storage (Decimal, None = no limit) and namespaces."""
+    used = specs.Usage()
+    count = 0
+    live = Resource.objects.filter(team=team, kind=Kind.NAMESPACE, state__in=LIVE_RESOURCE_STATES)
+    waiting = ResourceRequest.objects.filter(
+        team=team, kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
+    )
+    for spec in [*live.values_list("spec", flat=True), *waiting.values_list("spec", flat=True)]:
+        used = used + specs.quota_usage(specs.namespace_quota(spec))
+        count += 1
+    left: dict[str, Any] = {}
+    for key in ("cpu", "memory", "storage"):
+        budget = getattr(team, f"budget_{key}")
+        left[key] = specs.parse_quantity(budget) - getattr(used, key) if budget else None
+    left["namespaces"] = team.budget_namespaces - count if team.budget_namespaces is not None else None
+    return left
+
+
+def namespace_headroom(namespace: Resource) -> specs.Usage:
+    """What the namespace's quota still has free after the databases and apps in it (and on their way)."""
+    free = specs.quota_usage(specs.namespace_quota(namespace.spec))
+    children = [
+        (kind, spec)
+        for kind, spec in Resource.objects.filter(parent=namespace, state__in=LIVE_RESOURCE_STATES).values_list(
+            "kind", "spec"
+        )
+    ]
+    children += list(
+        ResourceRequest.objects.filter(
+            parent=namespace, action=Action.CREATE, state__in=UNPROVISIONED_STATES
+        ).values_list("kind", "spec")
+    )
+    templates = {t.slug: t for t in AppTemplate.objects.filter(slug__in=[s.get("template") for _, s in children])}
+    for kind, spec in children:
+        free = free + _negate(_usage(kind, spec, templates))
+    return free
+
+
+def _negate(u: specs.Usage) -> specs.Usage:
+    return specs.Usage(-u.cpu, -u.memory, -u.storage)
+
+
+def _usage(kind: str, spec: dict, templates: dict[str, AppTemplate]) -> specs.Usage:
+    if kind == Kind.DATABASE:
+        return specs.database_usage(spec)
+    template = templates.get(spec.get("template", ""))
+    if template is None:
+        return specs.Usage()
+    return specs.app_usage(spec.get("replicas", 1), template_resources(template))
+
+
+def template_resources(template: AppTemplate) -> specs.ComputeResources:
+    return specs.ComputeResources(
+        template.cpu_request, template.cpu_limit, template.memory_request, template.memory_limit
+    )
+
+
+def _shortfall(asked: specs.Usage, free: specs.Usage) -> list[str]:
+    out = []
+    for key in ("cpu", "memory", "storage"):
+        need, have = getattr(asked, key), getattr(free, key)
+        if need > have:
+            out.append(
+                f"{key} {specs.format_quantity(need, key)} asked, "
+                f"{specs.format_quantity(max(have, Decimal(0)), key)} left"
+            )
+    return out
+
+
+def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
+    """Budget, headroom and reference checks; returns the parent namespace for databases and apps.
+
+    Fills in the app's image tag from its template when none was given (the spec is normalised in place).
+    """
+    if kind == Kind.NAMESPACE:
+        left = team_budget_left(team)
+        if left["namespaces"] is not None and left["namespaces"] < 1:
+            raise ValidationFailed(
+                {"team": [f"Team {team.slug} has used all {team.budget_namespaces} namespaces of its budget."]}
+            )
+        asked = specs.quota_usage(specs.namespace_quota(spec))
+        budget_free = specs.Usage(
+            *(left[k] if left[k] is not None else getattr(asked, k) for k in ("cpu", "memory", "storage"))
+        )
+        short = _shortfall(asked, budget_free)
+        if short:
+            raise ValidationFailed({"spec": [f"Over team {team.slug}'s budget: {'; '.join(short)}."]})
+        return None
+
+    namespace = resolve_namespace(team=team, ref=spec["namespace"])
+    if namespace is None:
+        raise ValidationFailed({"spec.namespace": [f"Team {team.slug} has no active namespace {spec['namespace']!r}."]})
+    if kind == Kind.DATABASE:
+        asked = specs.database_usage(spec)
+    else:
+        template = AppTemplate.objects.filter(slug=spec["template"], active=True).first()
+        if template is None:
+            raise ValidationFailed({"spec.template": [f"No app template {spec['template']!r} (see the catalog)."]})
+        spec.setdefault("image_tag", template.default_tag)
+        if spec.get("database"):
+            if not template.accepts_database:
+                raise ValidationFailed({"spec.database": [f"The {template.name} template cannot use a database."]})
+            try:
+                database_id = uuid.UUID(str(spec["database"]))
+            except ValueError:
+                database_id = None
+            bound = (
+                Resource.objects.filter(
+                    pk=database_id, kind=Kind.DATABASE, team=team, parent=namespace, state=ResourceState.ACTIVE
+                ).first()
+                if database_id
+                else None
+            )
+            if bound is None:
+                raise ValidationFailed(
+                    {
+                        "spec.database": [
+                            f"No active database {spec['database']!r} in namespace {namespace.namespace_name}."
+                        ]
+                    }
+                )
+        asked = specs.app_usage(spec["replicas"], template_resources(template))
+    short = _shortfall(asked, namespace_headroom(namespace))
+    if short:
+        raise ValidationFailed(
+            {"spec": [f"Does not fit in namespace {namespace.namespace_name}'s quota: {'; '.join(short)}."]}
+        )
+    return namespace
+
+
 def _active_name_taken(team: Team, kind: str, name: str) -> bool:
+    """A live create request of the team has this name; databases and apps share one name space
+    because each becomes a Service of that name."""
+    kinds = [Kind.DATABASE, Kind.APP] if kind in (Kind.DATABASE, Kind.APP) else [kind]
     open_requests = ResourceRequest.objects.filter(
         team=team,
-        kind=kind,
+        kind__in=kinds,
         name=name,
         action=Action.CREATE,
         state__in=["pending_approval", "approved", "provisioning", "active"],
@@ -146,15 +314,24 @@ def request_build(
         errors["lease_days"] = [f"Must be a whole number of days from 1 to {settings.LEASE_MAX_DAYS}."]
     if kind == Kind.NAMESPACE and team_obj is not None:
         name_errors = specs.validate_namespace_name(team_obj.slug, name, settings.LEASEHOLD_SERVICE_NAMESPACE)
+    elif kind in (Kind.DATABASE, Kind.APP):
+        name_errors = specs.validate_workload_name(name)
     else:
         name_errors = specs.validate_dns_label(name)
     if name_errors:
         errors["name"] = name_errors
+    parent = None
     if kind in Kind.values:
         try:
             spec = specs.validate_spec(kind, spec)
         except ValidationFailed as exc:
             errors.update(exc.errors)
+        else:
+            if team_obj is not None and not errors.get("team"):
+                try:
+                    parent = _check_admission(team=team_obj, kind=kind, spec=spec)
+                except ValidationFailed as exc:
+                    errors.update(exc.errors)
     if not errors and team_obj is not None and _active_name_taken(team_obj, kind, name):
         errors["name"] = [f"Team {team} already has a {kind} named {name!r}."]
     if errors:
@@ -169,7 +346,33 @@ def request_build(
         lease_days=lease_days,
         justification=justification or "",
         spec=spec,
+        parent=parent,
+        frozen=_frozen_inputs(kind, spec),
     )
+
+
+def _frozen_inputs(kind: str, spec: dict) -> dict:
+    """What besides the spec decides the rendered objects, as it is now."""
+    if kind == Kind.DATABASE:
+        return {"provider": settings.LEASEHOLD_DATABASE_PROVIDER}
+    if kind == Kind.APP:
+        template = AppTemplate.objects.get(slug=spec["template"])
+        return {
+            "template": {
+                "slug": template.slug,
+                "image_repository": template.image_repository,
+                "container_port": template.container_port,
+                "health_path": template.health_path,
+                "default_env": template.default_env,
+                "cpu_request": template.cpu_request,
+                "cpu_limit": template.cpu_limit,
+                "memory_request": template.memory_request,
+                "memory_limit": template.memory_limit,
+                "accepts_database": template.accepts_database,
+            },
+            "ingress_class": settings.LEASEHOLD_INGRESS_CLASS or None,
+        }
+    return {}
 
 
 @transaction.atomic
@@ -208,3 +411,39 @@ def request_approve(*, request: ResourceRequest, actor, detail: str) -> None:
 def request_reject(*, request: ResourceRequest, actor, detail: str) -> None:
     """Mark a request rejected (called by the approval engine on a rejection)."""
     transition_apply(request, "reject", actor=actor, verb="rejected", detail=detail)
+
+
+@transaction.atomic
+def request_retry(*, request: ResourceRequest, actor) -> ResourceRequest:
+    """Send a failed request back to provisioning (admins only); provisioning picks it up on commit."""
+    if not (actor.is_staff or actor.is_superuser):
+        raise NotAllowed("Only admins can retry a failed request.")
+    request = ResourceRequest.objects.select_for_update().get(pk=request.pk)
+    transition_apply(request, "retry", actor=actor, verb="retried")
+    resource = request.resource
+    if resource is not None and resource.state == ResourceState.FAILED:
+        transition_apply(resource, "retry", actor=actor, verb="retried", request=request)
+    return request
+
+
+@transaction.atomic
+def request_file_followup(
+    *, requester, resource: Resource, action: str, lease_days: int, justification: str
+) -> ResourceRequest:
+    """File a request about an existing resource (an extension beyond policy) for the approval engine."""
+    request = ResourceRequest.objects.create(
+        action=action,
+        kind=resource.kind,
+        team=resource.team,
+        requester=requester,
+        name=resource.name,
+        environment=resource.environment,
+        lease_days=lease_days,
+        justification=justification,
+        spec=resource.spec,
+        parent=resource.parent,
+        resource=resource,
+    )
+    audit_record(actor=requester, verb="submitted", target=request, resource=resource, to_state=request.state)
+    request_submitted.send(sender=ResourceRequest, request=request)
+    return request

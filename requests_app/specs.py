@@ -101,6 +101,149 @@ def namespace_quota(spec: dict) -> Quota:
     return Quota(cpu=str(explicit["cpu"]), memory=str(explicit["memory"]), storage=str(explicit["storage"]))
 
 
+@dataclass(frozen=True)
+class ComputeResources:
+    """Container requests and limits, as Kubernetes quantity strings."""
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+DATABASE_PLANS: dict[str, ComputeResources] = {
+    "small": ComputeResources("250m", "500m", "512Mi", "1Gi"),
+    "medium": ComputeResources("500m", "1", "1Gi", "2Gi"),
+    "large": ComputeResources("1", "2", "2Gi", "4Gi"),
+}
+DATABASE_ENGINES = ("postgres",)
+POSTGRES_VERSIONS = ("13", "14", "15", "16", "17")
+DATABASE_DEFAULTS = {"engine": "postgres", "version": "16", "storage": "10Gi", "plan": "small"}
+DATABASE_MAX_STORAGE = "100Gi"
+APP_MAX_REPLICAS = 10
+# Databases and apps become Services (DNS-1035: a letter first) and StatefulSet pods (`<name>-0`);
+# 40 characters leave room for the suffixes Kubernetes and we add (`-credentials`, `-rw`).
+WORKLOAD_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a resource takes from its namespace's quota (limits, since the quota caps both)."""
+
+    cpu: Decimal = Decimal(0)
+    memory: Decimal = Decimal(0)
+    storage: Decimal = Decimal(0)
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.cpu + other.cpu, self.memory + other.memory, self.storage + other.storage)
+
+
+def validate_workload_name(name: str) -> list[str]:
+    if not name:
+        return ["This field is required."]
+    if not WORKLOAD_NAME.match(name):
+        return [
+            "Must start with a lower-case letter, hold only lower-case letters, digits and '-', "
+            "end with a letter or digit, and be at most 40 characters."
+        ]
+    return []
+
+
+def _unknown(spec: dict, allowed: set[str]) -> None:
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ValidationFailed({"spec": [f"Unknown field(s): {', '.join(sorted(unknown))}."]})
+
+
+def database_spec(spec: dict) -> dict:
+    """Validate a database spec's shape and fill in the defaults (references are checked by the service)."""
+    if not isinstance(spec, dict):
+        raise ValidationFailed({"spec": ["Must be an object."]})
+    _unknown(spec, {"namespace", "engine", "version", "storage", "plan"})
+    out = {**DATABASE_DEFAULTS, **spec}
+    errors: dict[str, list[str]] = {}
+    if not isinstance(out.get("namespace"), str) or not out["namespace"]:
+        errors["spec.namespace"] = ["Name the namespace (its resource id or its name) the database goes into."]
+    if out["engine"] not in DATABASE_ENGINES:
+        errors["spec.engine"] = [f"Must be one of: {', '.join(DATABASE_ENGINES)}."]
+    out["version"] = str(out["version"]) if isinstance(out["version"], int | str) else out["version"]
+    if out["version"] not in POSTGRES_VERSIONS:
+        errors["spec.version"] = [f"Must be one of: {', '.join(POSTGRES_VERSIONS)}."]
+    storage = quantity(out["storage"])
+    if storage is None:
+        errors["spec.storage"] = [f"{out['storage']!r} is not a positive Kubernetes quantity (e.g. 10Gi)."]
+    elif storage > parse_quantity(DATABASE_MAX_STORAGE):
+        errors["spec.storage"] = [f"At most {DATABASE_MAX_STORAGE}."]
+    if out["plan"] not in DATABASE_PLANS:
+        errors["spec.plan"] = [f"Must be one of: {', '.join(DATABASE_PLANS)}."]
+    if errors:
+        raise ValidationFailed(errors)
+    out["storage"] = str(out["storage"])
+    return out
+
+
+def database_usage(spec: dict) -> Usage:
+    plan = DATABASE_PLANS[spec["plan"]]
+    return Usage(parse_quantity(plan.cpu_limit), parse_quantity(plan.memory_limit), parse_quantity(spec["storage"]))
+
+
+def app_spec(spec: dict) -> dict:
+    """Validate an app spec's shape (references and template defaults are filled in by the service)."""
+    if not isinstance(spec, dict):
+        raise ValidationFailed({"spec": ["Must be an object."]})
+    _unknown(spec, {"namespace", "template", "image_tag", "replicas", "env", "database", "host"})
+    out = {"replicas": 1, "env": {}, **spec}
+    errors: dict[str, list[str]] = {}
+    if not isinstance(out.get("namespace"), str) or not out["namespace"]:
+        errors["spec.namespace"] = ["Name the namespace (its resource id or its name) the app goes into."]
+    if not isinstance(out.get("template"), str) or not out["template"]:
+        errors["spec.template"] = ["Choose an app template (see the catalog)."]
+    tag = out.get("image_tag")
+    if tag is not None and (not isinstance(tag, str) or not IMAGE_TAG.match(tag)):
+        errors["spec.image_tag"] = ["Not an image tag: letters, digits, '_', '.', '-', at most 128 characters."]
+    replicas = out["replicas"]
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= APP_MAX_REPLICAS:
+        errors["spec.replicas"] = [f"Must be a whole number from 1 to {APP_MAX_REPLICAS}."]
+    env = out["env"]
+    if not isinstance(env, dict) or len(env) > 50:
+        errors["spec.env"] = ["Must be an object of at most 50 variables."]
+    else:
+        bad = [k for k, v in env.items() if not ENV_NAME.match(str(k)) or not isinstance(v, str) or len(v) > 4096]
+        if bad:
+            errors["spec.env"] = [
+                f"Bad variable(s): {', '.join(sorted(map(str, bad)))} (names like LOG_LEVEL, string values)."
+            ]
+    database = out.get("database")
+    if database is not None and (not isinstance(database, str) or not database):
+        errors["spec.database"] = ["Give the database's resource id."]
+    host = out.get("host")
+    if host is not None and (not isinstance(host, str) or len(host) > 253 or not DNS_SUBDOMAIN.match(host)):
+        errors["spec.host"] = ["Must be a DNS name such as checkout.apps.example.org."]
+    if errors:
+        raise ValidationFailed(errors)
+    return out
+
+
+def app_usage(replicas: int, resources: ComputeResources) -> Usage:
+    return Usage(
+        parse_quantity(resources.cpu_limit) * replicas, parse_quantity(resources.memory_limit) * replicas, Decimal(0)
+    )
+
+
+def quota_usage(quota: Quota) -> Usage:
+    return Usage(parse_quantity(quota.cpu), parse_quantity(quota.memory), parse_quantity(quota.storage))
+
+
+def format_quantity(value: Decimal, kind: str) -> str:
+    """A readable quantity: CPU in cores, memory and storage in Gi."""
+    if kind == "cpu":
+        return f"{value.normalize():f}"
+    return f"{(value / (1024**3)).quantize(Decimal('0.01')).normalize():f}Gi"
+
+
 def plan_of(kind: str, spec: dict) -> str | None:
     """The plan named in a spec, used by approval policy matching."""
     plan = spec.get("plan") if isinstance(spec, dict) else None
@@ -108,8 +251,55 @@ def plan_of(kind: str, spec: dict) -> str | None:
 
 
 def validate_spec(kind: str, spec: dict) -> dict:
-    """Validate a spec for `kind`, returning it normalised. Only namespaces exist so far."""
+    """Validate a spec's shape for `kind`, returning it normalised with defaults filled in."""
     if kind == Kind.NAMESPACE:
         namespace_quota(spec)
         return dict(spec)
-    raise ValidationFailed({"kind": [f"Requests for {kind!r} are not available yet; only 'namespace' is."]})
+    if kind == Kind.DATABASE:
+        return database_spec(spec)
+    return app_spec(spec)
+
+
+def spec_schemas() -> dict[str, dict]:
+    """JSON schemas of each kind's spec, for the catalog (the checks above are the authority)."""
+    quantity_schema = {"type": "string", "description": "Kubernetes quantity, e.g. 2, 500m, 4Gi"}
+    namespace_ref = {"type": "string", "description": "The namespace's resource id, or its name"}
+    return {
+        "namespace": {
+            "type": "object",
+            "oneOf": [
+                {"required": ["plan"], "properties": {"plan": {"enum": list(NAMESPACE_PLANS)}}},
+                {
+                    "required": ["cpu", "memory", "storage"],
+                    "properties": {"cpu": quantity_schema, "memory": quantity_schema, "storage": quantity_schema},
+                },
+            ],
+            "additionalProperties": False,
+        },
+        "database": {
+            "type": "object",
+            "required": ["namespace"],
+            "properties": {
+                "namespace": namespace_ref,
+                "engine": {"enum": list(DATABASE_ENGINES), "default": DATABASE_DEFAULTS["engine"]},
+                "version": {"enum": list(POSTGRES_VERSIONS), "default": DATABASE_DEFAULTS["version"]},
+                "storage": {**quantity_schema, "default": DATABASE_DEFAULTS["storage"]},
+                "plan": {"enum": list(DATABASE_PLANS), "default": DATABASE_DEFAULTS["plan"]},
+            },
+            "additionalProperties": False,
+        },
+        "app": {
+            "type": "object",
+            "required": ["namespace", "template"],
+            "properties": {
+                "namespace": namespace_ref,
+                "template": {"type": "string", "description": "An app template's slug"},
+                "image_tag": {"type": "string", "pattern": IMAGE_TAG.pattern},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": APP_MAX_REPLICAS, "default": 1},
+                "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                "database": {"type": "string", "description": "A database resource id in the same namespace"},
+                "host": {"type": "string", "description": "Ingress host, e.g. checkout.apps.example.org"},
+            },
+            "additionalProperties": False,
+        },
+    }

@@ -6,11 +6,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import services, specs
 from .errors import LeaseholdError, ValidationFailed
-from .forms import NamespaceRequestForm
+from .forms import FORMS
+from .models import Kind
 from .sections import request_sections
-from .selectors import request_events, requests_visible_to, resources_visible_to, teams_of
+from .selectors import catalog, request_events, requests_visible_to, resources_visible_to, teams_of
 
 
 @login_required
@@ -31,19 +32,71 @@ def request_list(request: HttpRequest) -> HttpResponse:
     return render(request, "requests_app/request_list.html", {"requests": requests_visible_to(request.user)[:200]})
 
 
+def _form_for(request: HttpRequest, data=None):
+    kind = (data or request.GET).get("kind", Kind.NAMESPACE)
+    form_class = FORMS.get(kind, FORMS[Kind.NAMESPACE])
+    return form_class(data, user=request.user)
+
+
+def _budgets(user) -> list[dict]:
+    out = []
+    for team in teams_of(user):
+        left = services.team_budget_left(team)
+        out.append(
+            {
+                "team": team.slug,
+                "left": {
+                    k: (specs.format_quantity(v, k) if v is not None else "no limit")
+                    for k, v in left.items()
+                    if k != "namespaces"
+                },
+                "namespaces": left["namespaces"] if left["namespaces"] is not None else "no limit",
+            }
+        )
+    return out
+
+
 @login_required
 def request_new(request: HttpRequest) -> HttpResponse:
-    teams = list(teams_of(request.user).values_list("slug", flat=True))
-    form = NamespaceRequestForm(request.POST or None, teams=teams)
+    """One form per kind; htmx swaps the fields when the kind changes and renders the plan preview."""
+    form = _form_for(request, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             filed = services.request_submit(requester=request.user, **form.service_fields())
         except ValidationFailed as exc:
             form.add_service_errors(exc.errors)
         else:
-            messages.success(request, f"Request for {filed.team.slug}-{filed.name} filed: {filed.get_state_display()}.")
+            messages.success(request, f"Request for {filed.kind} {filed.name} filed: {filed.get_state_display()}.")
             return redirect("request-detail", pk=filed.pk)
-    return render(request, "requests_app/request_new.html", {"form": form, "teams": teams})
+    partial = request.headers.get("HX-Request") == "true"
+    template = "requests_app/_request_form.html" if partial else "requests_app/request_new.html"
+    return render(
+        request,
+        template,
+        {
+            "form": form,
+            "kinds": list(FORMS),
+            "has_teams": teams_of(request.user).exists(),
+            "budgets": _budgets(request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def request_preview(request: HttpRequest) -> HttpResponse:
+    """The objects the form's request would apply (or why it would be refused), for the htmx preview."""
+    form = _form_for(request, request.POST)
+    manifests = ""
+    if form.is_valid():
+        try:
+            unsaved = services.request_build(requester=request.user, **form.service_fields())
+        except ValidationFailed as exc:
+            form.add_service_errors(exc.errors)
+        else:
+            render_plan = request_sections.get("plan_yaml")
+            manifests = render_plan(unsaved) if render_plan else ""
+    return render(request, "requests_app/_plan_preview.html", {"form": form, "manifests": manifests})
 
 
 @login_required
@@ -67,3 +120,8 @@ def request_cancel_view(request: HttpRequest, pk) -> HttpResponse:
     except LeaseholdError as exc:
         messages.error(request, str(exc))
     return redirect("request-detail", pk=filed.pk)
+
+
+@login_required
+def catalog_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "requests_app/catalog.html", {"catalog": catalog()})

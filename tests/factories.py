@@ -35,3 +35,56 @@ def team(slug: str) -> Team:
     """The team of group `team-<slug>` (created by the group receiver, as LDAP mirroring does)."""
     GroupFactory(name=f"team-{slug}")
     return Team.objects.get(slug=slug)
+
+
+def active_namespace(team_obj: Team, owner, name: str = "checkout", plan: str = "small", **spec):
+    """A namespace that is already active (as the worker leaves it), without a cluster."""
+    from django.utils import timezone
+
+    from requests_app.models import Resource, ResourceRequest
+
+    spec = spec or {"plan": plan}
+    request = ResourceRequest.objects.create(
+        kind="namespace",
+        team=team_obj,
+        requester=owner,
+        name=name,
+        environment="dev",
+        lease_days=14,
+        spec=spec,
+        state="active",
+    )
+    return Resource.objects.create(
+        kind="namespace",
+        name=name,
+        team=team_obj,
+        owner=owner,
+        environment="dev",
+        spec=spec,
+        lease_days=14,
+        created_by_request=request,
+        state="active",
+        activated_at=timezone.now(),
+    )
+
+
+def app_template(slug: str = "web", **overrides):
+    from requests_app.models import AllowedRegistry, AppTemplate
+
+    AllowedRegistry.objects.get_or_create(prefix="registry.example.org/")
+    fields = {
+        "slug": slug,
+        "name": slug.title(),
+        "image_repository": f"registry.example.org/platform/{slug}",
+        "default_tag": "1.4.2",
+        "container_port": 8080,
+        "health_path": "/healthz",
+        "default_env": {"LOG_LEVEL": "info"},
+        "cpu_request": "100m",
+        "cpu_limit": "500m",
+        "memory_request": "128Mi",
+        "memory_limit": "256Mi",
+        "accepts_database": True,
+    }
+    fields.update(overrides)
+    return AppTemplate.objects.create(**fields)

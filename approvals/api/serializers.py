@@ -1,17 +1,28 @@
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import prefetch_related_objects
+from django.urls import reverse
+from django.utils import timezone
 from rest_framework import serializers
 
-from approvals.models import ApprovalStep, Decision
+from approvals.models import ApprovalStep, Decision, Delegation
+from approvals.selectors import request_size
 from requests_app.models import ResourceRequest
 
 
 class DecisionSerializer(serializers.ModelSerializer):
     approver = serializers.CharField(source="approver.username", read_only=True)
+    on_behalf_of = serializers.SerializerMethodField()
+    decided_by = serializers.CharField(read_only=True, help_text='"frank", or "frank on behalf of paula".')
 
     class Meta:
         model = Decision
-        fields = ["approver", "verdict", "comment", "at"]
+        fields = ["approver", "on_behalf_of", "decided_by", "verdict", "comment", "at"]
+
+    def get_on_behalf_of(self, decision: Decision) -> str | None:
+        return decision.on_behalf_of.get_username() if decision.on_behalf_of else None
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -19,7 +30,17 @@ class StepSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApprovalStep
-        fields = ["id", "name", "group", "required", "state", "decisions"]
+        fields = [
+            "id",
+            "name",
+            "group",
+            "required",
+            "state",
+            "decisions",
+            "escalate_to",
+            "pending_since",
+            "escalated_at",
+        ]
 
 
 class RequestSummarySerializer(serializers.ModelSerializer):
@@ -45,21 +66,80 @@ class RequestSummarySerializer(serializers.ModelSerializer):
 
 
 class QueueItemSerializer(StepSerializer):
+    """A step in the caller's queue, with what an approver needs to decide it from the list."""
+
     request = RequestSummarySerializer(read_only=True)
     rule = serializers.CharField(source="chain.rule", read_only=True)
+    size = serializers.SerializerMethodField()
+    acting_for = serializers.CharField(
+        read_only=True, help_text="Empty: the caller decides in their own name; else whom they stand in for."
+    )
+    plan_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
 
     class Meta(StepSerializer.Meta):
-        fields = [*StepSerializer.Meta.fields, "rule", "pending_since", "request"]
+        fields = [*StepSerializer.Meta.fields, "rule", "request", "size", "acting_for", "plan_url", "page_url"]
+
+    def get_size(self, step: ApprovalStep) -> str:
+        return request_size(step.request)
+
+    def get_plan_url(self, step: ApprovalStep) -> str:
+        return reverse("request-plan", args=[step.request_id])
+
+    def get_page_url(self, step: ApprovalStep) -> str:
+        return reverse("request-detail", args=[step.request_id])
 
 
 class DecisionInputSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
+class ApproveManyInputSerializer(serializers.Serializer):
+    steps = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=200)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class OutcomeSerializer(serializers.Serializer):
+    step_id = serializers.CharField()
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class ApproveManyOutputSerializer(serializers.Serializer):
+    results = OutcomeSerializer(many=True)
+
+
+class DelegationSerializer(serializers.ModelSerializer):
+    delegator = serializers.CharField(source="delegator.username", read_only=True)
+    delegate = serializers.SlugRelatedField(
+        slug_field="username", queryset=get_user_model().objects.filter(is_active=True)
+    )
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Delegation
+        fields = ["id", "delegator", "delegate", "starts_on", "ends_on", "reason", "active", "created_at", "revoked_at"]
+        read_only_fields = ["id", "delegator", "active", "created_at", "revoked_at"]
+
+    def get_active(self, delegation: Delegation) -> bool:
+        return delegation.covers(timezone.localdate())
+
+
+# What a list of requests should prefetch so that their `approval` sections cost no query each.
+APPROVAL_SECTION_PREFETCH = (
+    "approval_chain__steps__decisions__approver",
+    "approval_chain__steps__decisions__on_behalf_of",
+)
+
+
 def approval_section(request: ResourceRequest) -> dict | None:
-    """The `approval` part of a request's representation."""
-    chain = getattr(request, "approval_chain", None)
-    if chain is None:
+    """The `approval` part of a request's representation. Uses what the caller prefetched
+    (APPROVAL_SECTION_PREFETCH); else fetches the chain's steps and decisions in a fixed few queries."""
+    try:
+        chain = request.approval_chain
+    except ObjectDoesNotExist:
         return None
-    steps = chain.steps.prefetch_related("decisions__approver").order_by("order")
+    if "steps" not in getattr(chain, "_prefetched_objects_cache", {}):
+        prefetch_related_objects([chain], "steps__decisions__approver", "steps__decisions__on_behalf_of")
+    steps = sorted(chain.steps.all(), key=lambda s: s.order)
     return {"rule": chain.rule, "steps": StepSerializer(steps, many=True).data}

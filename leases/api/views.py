@@ -5,16 +5,20 @@ from datetime import timedelta
 import django_filters
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from leases.services import resource_release
-from requests_app.api.serializers import ResourceSerializer
-from requests_app.errors import NotAllowed
+from leases.services import lease_extend, resource_release
+from requests_app.api.serializers import RequestSerializer, ResourceSerializer
 from requests_app.models import Kind, Resource, ResourceState
-from requests_app.selectors import resources_visible_to, teams_of, user_is_admin
+from requests_app.selectors import requests_visible_to, resources_visible_to
+
+
+class ExtendSerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1)
+    justification = serializers.CharField(max_length=2000)
 
 
 class ResourceFilter(django_filters.FilterSet):
@@ -44,12 +48,22 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         return resources_visible_to(self.request.user)
 
+    @extend_schema(request=ExtendSerializer, responses={200: ResourceSerializer, 202: RequestSerializer})
+    @action(detail=True, methods=["post"])
+    def extend(self, request: Request, pk=None) -> Response:
+        """Extend the lease: 200 with the resource when within policy, 202 with an extend request otherwise."""
+        resource = self.get_object()
+        body = ExtendSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        outcome, result = lease_extend(resource=resource, actor=request.user, **body.validated_data)
+        if outcome == "requested":
+            filed = requests_visible_to(request.user).get(pk=result.pk)
+            return Response(RequestSerializer(filed).data, status=status.HTTP_202_ACCEPTED)
+        return Response(ResourceSerializer(self.get_queryset().get(pk=resource.pk)).data)
+
     @extend_schema(request=None, responses={200: ResourceSerializer})
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk=None) -> Response:
-        resource = self.get_object()
-        user = request.user
-        if not (user_is_admin(user) or teams_of(user).filter(pk=resource.team_id).exists()):
-            raise NotAllowed("Only the owner's team can release this resource.")
-        resource_release(resource=resource, actor=user)
-        return Response(ResourceSerializer(self.get_queryset().get(pk=resource.pk)).data)
+        """Give the resource back now: reclaimed (databases backed up first), no grace."""
+        resource_release(resource=self.get_object(), actor=request.user)
+        return Response(ResourceSerializer(self.get_queryset().get(pk=pk)).data)

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, render
+from django_htmx.http import HttpResponseClientRefresh
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from provisioning.services import render_request, request_plan
+from provisioning.api.serializers import ProgressSerializer
+from provisioning.services import provisioning_progress, render_request, request_plan
 from requests_app.api.serializers import RequestCreateSerializer
 from requests_app.selectors import requests_visible_to
 from requests_app.services import request_build
@@ -31,3 +33,22 @@ def plan_preview_view(request: Request) -> Response:
     body.is_valid(raise_exception=True)
     unsaved = request_build(requester=request.user, **body.validated_data)
     return Response({"objects": render_request(unsaved)})
+
+
+@extend_schema(responses={200: ProgressSerializer, 404: None})
+@api_view(["GET"])
+def request_progress_view(request: Request, pk):
+    """Provisioning progress of a create request: each object applied, then readiness.
+
+    htmx asks for the HTML card of the request page instead (`HX-Request`); once the request is no
+    longer provisioning it tells the page to reload, which shows the final state.
+    """
+    filed = get_object_or_404(requests_visible_to(request.user).select_related("team"), pk=pk)
+    progress = provisioning_progress(filed)
+    if progress is None:
+        return Response({"detail": "This request has no provisioning."}, status=404)
+    if request.headers.get("HX-Request"):
+        if not progress["live"] and request.GET.get("polling"):
+            return HttpResponseClientRefresh()
+        return render(request._request, "provisioning/_progress.html", {"req": filed, "progress": progress})
+    return Response(ProgressSerializer(progress).data)

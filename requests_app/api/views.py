@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from requests_app import services
 from requests_app.models import Kind, RequestState, ResourceRequest
-from requests_app.selectors import requests_visible_to, teams_of, user_is_admin
+from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
 from .serializers import RequestCreateSerializer, RequestSerializer
 
@@ -47,6 +47,13 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         services.request_cancel(request=self.get_object(), actor=request.user)
         return Response(RequestSerializer(self.get_queryset().get(pk=pk)).data)
 
+    @extend_schema(request=None, responses={200: RequestSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk=None) -> Response:
+        """Admins: send a failed request back to provisioning."""
+        services.request_retry(request=self.get_object(), actor=request.user)
+        return Response(RequestSerializer(self.get_queryset().get(pk=pk)).data)
+
 
 @extend_schema(
     responses=inline_serializer(
@@ -73,3 +80,10 @@ def me(request: Request) -> Response:
             "is_admin": user_is_admin(user),
         }
     )
+
+
+@extend_schema(responses={200: dict})
+@api_view(["GET"])
+def catalog_view(request: Request) -> Response:
+    """Resource kinds with their spec JSON schemas and plans, environments and app templates."""
+    return Response(catalog())

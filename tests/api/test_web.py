@@ -59,3 +59,71 @@ def test_an_outsider_gets_404_for_the_request_page(client, requester, outsider):
     client.force_login(outsider)
     assert client.get(f"/requests/{filed.pk}/").status_code == 404
     assert "checkout" not in client.get("/requests/").content.decode()
+
+
+def test_the_form_shows_the_fields_of_the_chosen_kind(client, requester, atlas):
+    from tests.factories import active_namespace, app_template
+
+    active_namespace(atlas, requester)
+    app_template("web")
+    client.force_login(requester)
+    fragment = client.get("/requests/new/?kind=database", HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in fragment  # htmx gets only the form
+    assert 'name="version"' in fragment and 'name="plan"' not in fragment.split('name="version"')[0]
+    assert "atlas-checkout" in fragment
+    page = client.get("/requests/new/?kind=app").content.decode()
+    assert 'name="template"' in page and "Budget left" in page
+
+
+def test_the_preview_shows_the_plan_or_why_it_would_be_refused(client, requester, atlas):
+    from tests.factories import active_namespace
+
+    namespace = active_namespace(atlas, requester)
+    client.force_login(requester)
+    form = {
+        "kind": "database",
+        "namespace": str(namespace.pk),
+        "name": "orders",
+        "environment": "dev",
+        "version": "16",
+        "plan": "small",
+        "storage": "5Gi",
+        "lease_days": 14,
+    }
+    plan = client.post("/requests/preview/", form).content.decode()
+    assert "kind: StatefulSet" in plan and "(generated when applied)" in plan
+    refused = client.post("/requests/preview/", {**form, "storage": "50Gi"}).content.decode()
+    assert "refused" in refused and "quota" in refused
+    assert not ResourceRequest.objects.filter(kind="database").exists()
+
+
+def test_a_database_is_filed_from_its_form(client, requester, atlas):
+    from tests.factories import active_namespace
+
+    namespace = active_namespace(atlas, requester)
+    client.force_login(requester)
+    response = client.post(
+        "/requests/new/?kind=database",
+        {
+            "kind": "database",
+            "namespace": str(namespace.pk),
+            "name": "orders",
+            "environment": "dev",
+            "version": "16",
+            "plan": "small",
+            "storage": "5Gi",
+            "lease_days": 14,
+        },
+    )
+    filed = ResourceRequest.objects.get(kind="database")
+    assert response.status_code == 302
+    assert (filed.team.slug, filed.parent, filed.spec["storage"]) == ("atlas", namespace, "5Gi")
+
+
+def test_the_catalog_page_lists_templates(client, requester):
+    from tests.factories import app_template
+
+    app_template("web")
+    client.force_login(requester)
+    page = client.get("/catalog/").content.decode()
+    assert "registry.example.org/platform/web:1.4.2" in page and "medium" in page

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from django.db import connection
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from approvals.services import step_decide
+from config.celery import app as celery_app
 from provisioning import cluster
 from requests_app.services import request_submit
 from tests.conftest import require_env
@@ -87,3 +94,122 @@ def approved_namespace(requester, approver, unique_name, cleanup_namespaces):
         return request
 
     return make
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Settings for worker processes in tests that need retries, the sweep and the reconcile to happen
+# within seconds: the same code paths, shorter delays.
+FAST_RETRIES = {
+    "LEASEHOLD_K8S_TIMEOUT": "5",
+    "LEASEHOLD_K8S_BACKOFF_SECONDS": "0.02",
+    "LEASEHOLD_K8S_BACKOFF_MAX_SECONDS": "0.5",
+    "LEASEHOLD_RETRY_BACKOFF_SECONDS": "0.2",
+    "LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS": "2",
+    "LEASEHOLD_PROVISION_CLAIM_SECONDS": "10",
+    "LEASEHOLD_PROVISION_STUCK_MINUTES": "0.03",
+    "LEASEHOLD_SWEEP_SECONDS": "1",
+    "LEASEHOLD_RECONCILE_SECONDS": "2",
+}
+
+
+class CeleryProcess:
+    """A real `celery -A config worker` (or `beat`) process; its output goes to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30) -> CeleryProcess:
+        marker = "ready." if self.args[0] == "worker" else "beat: Starting"
+        what = f"celery {self.args[0]} to start"
+        wait_for(lambda: marker in self.output() or self.proc.poll() is not None, timeout, what=what)
+        assert self.proc.poll() is None, self.output()[-3000:]
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no ack, no clean-up (this process only, by its pid)."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def test_database_url() -> str:
+    """The test database, as a DATABASE_URL for processes started by a test."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+test_database_url.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def celery_processes(transactional_db, tmp_path) -> Callable[..., CeleryProcess]:
+    """Start real Celery processes on the test database: `start("worker", env={...})`, `start("beat")`.
+
+    Each gets the test's environment plus `env`; all are stopped when the test ends (before the
+    database is flushed), and the end of each one's output is printed for a failing test's report.
+    """
+    require_env("REDIS_URL", "DATABASE_URL", "KUBECONFIG")
+    started: list[CeleryProcess] = []
+
+    def start(kind: str = "worker", *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> CeleryProcess:
+        full_env = dict(os.environ)
+        full_env["DATABASE_URL"] = test_database_url()
+        full_env.update(env or {})
+        n = len(started)
+        if kind == "worker":
+            argv = [
+                "worker",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                f"--hostname=test{n}@%h",
+                *args,
+            ]
+        else:
+            argv = ["beat", "--loglevel=INFO", f"--schedule={tmp_path / f'beat-{n}'}", *args]
+        process = CeleryProcess(argv, full_env, tmp_path / f"celery-{kind}-{n}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+        print(f"---- celery {process.args[0]} (pid {process.pid}) ----")
+        print(process.output()[-4000:])
+
+
+@pytest.fixture
+def worker(celery_processes):
+    """A real `celery -A config worker` process on the test database and the test Redis."""
+    require_env("LDAP_URI")
+    celery_app.control.purge()
+    return celery_processes("worker").proc

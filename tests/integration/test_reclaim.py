@@ -35,7 +35,7 @@ def test_an_unexpired_lease_is_left_alone(active_namespace):
     output = reclaim(lease.expires_at - timedelta(seconds=1))
     lease.refresh_from_db()
     assert lease.state == "active"
-    assert "move to grace: 0" in output
+    assert "move to grace (quarantine): 0" in output
 
 
 def test_expiry_then_grace_then_deletion(active_namespace, core, settings):
@@ -74,7 +74,7 @@ def test_a_dry_run_reports_and_changes_nothing(active_namespace, core):
     lease = Lease.objects.get(resource=active_namespace.resource)
     events = AuditEvent.objects.count()
     output = reclaim(lease.expires_at + timedelta(days=30), "--dry-run")
-    assert "dry run: would move to grace: 1" in output
+    assert "would move to grace (quarantine): 1" in output
     assert f"atlas-{active_namespace.name}" in output
     lease.refresh_from_db()
     assert lease.state == "active"

@@ -5,66 +5,18 @@ LDAP login → API request → approval by another LDAP user → objects in the 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
-import pytest
 from django.core.management import call_command
-from django.db import connection
 from kubernetes import client
 from rest_framework.test import APIClient
 
-from config.celery import app as celery_app
 from leases.models import Lease
 from requests_app.models import Resource, ResourceRequest
-from tests.conftest import namespace_body, require_env
+from tests.conftest import namespace_body
 
 from .conftest import namespace_gone, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def worker(transactional_db):
-    """A real `celery -A config worker` process on the test database and the test Redis."""
-    require_env("REDIS_URL", "DATABASE_URL", "KUBECONFIG", "LDAP_URI")
-    db = connection.settings_dict
-    env = dict(os.environ)
-    env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    celery_app.control.purge()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        output, _ = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        output, _ = proc.communicate()
-    print(output[-5000:])
 
 
 def login(username: str) -> APIClient:

@@ -71,7 +71,9 @@ def test_the_team_group_gets_edit_and_only_its_namespace_may_connect():
     assert by_kind["RoleBinding"]["subjects"] == [
         {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "team-atlas"}
     ]
-    assert by_kind["NetworkPolicy"]["spec"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+    assert by_kind["NetworkPolicy"]["spec"]["ingress"] == [
+        {"from": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"leasehold.io/backups": "true"}}}]}
+    ]
 
 
 @pytest.mark.parametrize("version", ["1.33.0", kubernetes_validate.latest_version()])

@@ -1,0 +1,62 @@
+"""Forms of the approvals app: giving a delegation (web), editing the policy (admin)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from .models import ApprovalPolicy, Delegation
+from .policy import PolicyError, parse_policy
+from .services import delegation_errors
+
+
+class DelegationForm(forms.Form):
+    delegate = forms.CharField(max_length=150, help_text="Username of the person who decides in your place.")
+    starts_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="First day included.")
+    ends_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="Last day included.")
+    reason = forms.CharField(max_length=200, required=False)
+
+    def clean_delegate(self):
+        username = self.cleaned_data["delegate"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError(f"Nobody called {username!r} can log in here.")
+        return user
+
+
+class PolicyForm(forms.ModelForm):
+    """The policy YAML, validated exactly as `manage.py load_policy` validates it."""
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = ["source", "note"]
+        widgets = {"source": forms.Textarea(attrs={"rows": 30, "cols": 100, "style": "font-family: monospace"})}
+
+    def clean_source(self) -> str:
+        source = self.cleaned_data["source"]
+        try:
+            parse_policy(source)
+        except PolicyError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return source
+
+
+class DelegationAdminForm(forms.ModelForm):
+    """A delegation given in the admin, checked like one given on the queue page."""
+
+    class Meta:
+        model = Delegation
+        fields = ["delegator", "delegate", "starts_on", "ends_on", "reason"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None and all(data.get(k) for k in ("delegator", "delegate", "starts_on", "ends_on")):
+            for name, messages in delegation_errors(
+                delegator=data["delegator"],
+                delegate=data["delegate"],
+                starts_on=data["starts_on"],
+                ends_on=data["ends_on"],
+            ).items():
+                for message in messages:
+                    self.add_error(name, message)
+        return data

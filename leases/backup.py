@@ -1,0 +1,136 @@
+"""Backups before deletion: a Kubernetes Job runs pg_dump into the backup volume.
+
+Data is never destroyed without a restore point: a database (or a namespace holding databases) is
+deleted only once every backup Job has succeeded. A failed backup stops that deletion and alerts.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from django.conf import settings
+
+from provisioning import cluster
+from provisioning.errors import PermanentClusterError
+from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection, database_secret_name
+from provisioning.services import database_spec_of
+from requests_app.models import Kind, Resource
+
+# The dump is written to a partial file and renamed, so a killed Job never leaves a file that looks
+# complete. Tested against a real PostgreSQL in tests/leases/test_backup_command.py.
+PG_DUMP_SCRIPT = (
+    'set -eu; mkdir -p "$(dirname "$BACKUP_FILE")"; '
+    'pg_dump --format=custom --no-owner --file="$BACKUP_FILE.partial"; '
+    'mv "$BACKUP_FILE.partial" "$BACKUP_FILE"'
+)
+BACKUP_MOUNT = "/backups"
+
+
+def databases_to_back_up(resource: Resource) -> list[Resource]:
+    """The databases whose data a reclamation of `resource` would destroy."""
+    if resource.kind == Kind.DATABASE:
+        return [resource]
+    if resource.kind == Kind.NAMESPACE:
+        return list(
+            resource.children.filter(kind=Kind.DATABASE).exclude(state__in=Resource.TERMINAL).select_related("parent")
+        )
+    return []
+
+
+def backup_path(database: Resource, at: datetime) -> str:
+    return f"{database.team.slug}/{database.namespace_name}/{database.name}-{at:%Y%m%dT%H%M%SZ}.dump"
+
+
+def backup_location(path: str) -> str:
+    return f"pvc://{settings.LEASEHOLD_BACKUP_PVC}/{path}"
+
+
+def backup_manifests(*, database: Resource, password: str, at: datetime) -> list[dict]:
+    """A Secret with the password and a Job running pg_dump, in the backup namespace (pure)."""
+    spec = database.spec
+    provider = database.created_by_request.frozen.get("provider", "statefulset")
+    conn = database_connection(database_spec_of(database.name, database.namespace_name, spec), provider)
+    name = f"backup-{str(database.pk)[:8]}-{at:%Y%m%d%H%M%S}"
+    namespace = settings.LEASEHOLD_BACKUP_NAMESPACE
+    labels = {"app.kubernetes.io/managed-by": "leasehold", LABEL_RESOURCE: str(database.pk)}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "stringData": {"PGPASSWORD": password},
+    }
+    env = [
+        {"name": "PGHOST", "value": conn["host"]},
+        {"name": "PGPORT", "value": str(conn["port"])},
+        {"name": "PGUSER", "value": conn["user"]},
+        {"name": "PGDATABASE", "value": conn["database"]},
+        {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "PGPASSWORD"}}},
+        {"name": "BACKUP_FILE", "value": f"{BACKUP_MOUNT}/{backup_path(database, at)}"},
+    ]
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 999,
+                        "fsGroup": 999,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "pg-dump",
+                            "image": f"{POSTGRES_IMAGE}:{spec['version']}",
+                            "command": ["sh", "-c", PG_DUMP_SCRIPT],
+                            "env": env,
+                            "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "backups", "persistentVolumeClaim": {"claimName": settings.LEASEHOLD_BACKUP_PVC}}
+                    ],
+                },
+            },
+        },
+    }
+    return [secret, job]
+
+
+def database_password(database: Resource) -> str:
+    secret = cluster.read(
+        cluster.ObjectRef("v1", "Secret", database.namespace_name, database_secret_name(database.name))
+    )
+    data = (secret or {}).get("data") or {}
+    if not data.get("password"):
+        raise PermanentClusterError(f"The Secret of database {database.name} is gone: nothing to back up with.")
+    return base64.b64decode(data["password"]).decode()
+
+
+def job_outcome(job: dict | None) -> str:
+    """`succeeded`, `failed` or `running` from a Job's status (a missing Job counts as failed)."""
+    if job is None:
+        return "failed"
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return "succeeded" if condition["type"] == "Complete" else "failed"
+    if (status.get("succeeded") or 0) >= 1:
+        return "succeeded"
+    backoff = ((job.get("spec") or {}).get("backoffLimit") or 0) + 1
+    if (status.get("failed") or 0) >= backoff:
+        return "failed"
+    return "running"

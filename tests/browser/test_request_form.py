@@ -1,0 +1,74 @@
+"""A person files a database request through the web form, in a real browser (Debian's Chromium)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.factories import UserFactory, active_namespace, team
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser_page():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium package.")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between browser steps are plain synchronous calls and safe here.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_developer_files_a_database_request_and_sees_it_in_my_requests(live_server, browser_page):
+    atlas = team("atlas")
+    dana = UserFactory(username="dana", first_name="Dana", groups=["team-atlas"])
+    active_namespace(atlas, dana, name="checkout", plan="medium")
+    page = browser_page
+
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "dana")
+    page.fill("#id_password", "leasehold")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    page.goto(f"{live_server.url}/requests/new/")
+    page.select_option("#id_kind", "database")  # htmx swaps in the database fields
+    page.wait_for_selector("#id_version")
+    page.fill("#id_name", "orders")
+    page.select_option("#id_plan", "small")
+    page.fill("#id_storage", "5Gi")
+    page.click("text=Preview plan")
+    page.wait_for_selector("#plan pre")
+    assert "kind: StatefulSet" in page.inner_text("#plan pre")
+
+    page.click("text=File request")
+    page.wait_for_selector("h1 >> text=database")
+    assert "orders" in page.inner_text("h1")
+
+    page.click("header >> text=My requests")
+    page.wait_for_selector("table")
+    rows = page.inner_text("table")
+    assert "create database orders" in rows
+    assert "Pending approval" in rows

@@ -1,0 +1,178 @@
+"""Backups before deletion, on the real API server (tests stand in for the kubelet by writing the Job's
+status) and the real PostgreSQL (the dump command itself)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import pytest
+from django.core import mail
+from django.db import connection
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from approvals.services import step_decide
+from leases.backup import PG_DUMP_SCRIPT
+from leases.models import Backup, Lease
+from leases.services import reclaim_pass
+from provisioning.services import request_provision
+from requests_app.models import AuditEvent
+from requests_app.services import request_submit
+from tests.conftest import require_env
+from tests.integration.conftest import namespace_gone, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def backup_namespace(core, settings):
+    """The namespace the backup Jobs run in (an operator creates it, labelled, with its volume claim)."""
+    name = "leasehold-backups"
+    settings.LEASEHOLD_BACKUP_NAMESPACE = name
+    try:
+        core.create_namespace({"metadata": {"name": name, "labels": {"leasehold.io/backups": "true"}}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return name
+
+
+@pytest.fixture
+def namespace_with_database(approved_namespace, requester, approver):
+    ns_request = approved_namespace(plan="medium")
+    request_provision(request_id=ns_request.pk)
+    ns_request.refresh_from_db()
+    namespace = ns_request.resource
+    db_request = request_submit(
+        requester=requester,
+        team="atlas",
+        kind="database",
+        name="orders",
+        environment="dev",
+        lease_days=14,
+        justification="t",
+        spec={"namespace": str(namespace.pk), "storage": "1Gi"},
+    )
+    for step in db_request.approval_steps.all():
+        step_decide(step_id=step.pk, user=approver, verdict="approve")
+    request_provision(request_id=db_request.pk)
+    db_request.refresh_from_db()
+    assert db_request.state == "active", db_request.error
+    return namespace, db_request.resource
+
+
+def set_job_status(kube_api, backup: Backup, succeeded: bool) -> None:
+    """Stand in for the kubelet and the Job controller: the local control plane runs no pods."""
+    condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
+    status = {"conditions": [condition], ("succeeded" if succeeded else "failed"): 1 if succeeded else 3}
+    client.BatchV1Api(kube_api).patch_namespaced_job_status(backup.job_name, backup.job_namespace, {"status": status})
+
+
+def past_grace(namespace) -> object:
+    lease = Lease.objects.get(resource=namespace)
+    reclaim_pass(now=lease.expires_at + timedelta(minutes=1))
+    lease.refresh_from_db()
+    return lease.grace_until + timedelta(minutes=1)
+
+
+def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds(
+    namespace_with_database, backup_namespace, kube_api, core
+):
+    namespace, database = namespace_with_database
+    after = past_grace(namespace)
+
+    report = reclaim_pass(now=after)
+    backup = Backup.objects.get(resource=database)
+    assert backup.state == "running"
+    assert backup.location.startswith(f"pvc://leasehold-backups/atlas/{namespace.namespace_name}/orders-")
+    job = client.BatchV1Api(kube_api).read_namespaced_job(backup.job_name, backup_namespace)
+    container = job.spec.template.spec.containers[0]
+    assert container.image == "docker.io/library/postgres:16"
+    env = {e.name: e for e in container.env}
+    assert env["PGHOST"].value == f"orders.{namespace.namespace_name}.svc"
+    assert env["PGPASSWORD"].value is None  # from the copied Secret, never a literal
+    assert report.backups and not report.reclaimed
+    assert core.read_namespace(namespace.namespace_name).status.phase == "Active"
+
+    reclaim_pass(now=after)  # still running: nothing deleted, no second Job
+    assert Backup.objects.filter(resource=database).count() == 1
+    assert core.read_namespace(namespace.namespace_name).status.phase == "Active"
+
+    set_job_status(kube_api, backup, succeeded=True)
+    lease = Lease.objects.get(resource=namespace)
+
+    def reclaimed():
+        reclaim_pass(now=after)
+        lease.refresh_from_db()
+        return lease.state == "reclaimed"
+
+    wait_for(reclaimed, what="deletion after the backup")
+    assert namespace_gone(core, namespace.namespace_name)
+    database.refresh_from_db()
+    assert database.state == "reclaimed"
+    backup.refresh_from_db()
+    assert backup.state == "succeeded"
+    with pytest.raises(ApiException):  # the password copy is gone once the Job finished
+        core.read_namespaced_secret(backup.job_name, backup_namespace)
+
+
+def test_a_failed_backup_deletes_nothing_and_alerts(
+    namespace_with_database, backup_namespace, kube_api, core, admin_user, django_capture_on_commit_callbacks
+):
+    namespace, database = namespace_with_database
+    after = past_grace(namespace)
+    reclaim_pass(now=after)
+    backup = Backup.objects.get(resource=database)
+    set_job_status(kube_api, backup, succeeded=False)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report = reclaim_pass(now=after)
+    backup.refresh_from_db()
+    assert backup.state == "failed"
+    assert report.errors and "nothing was deleted" in report.errors[0]
+    assert core.read_namespace(namespace.namespace_name).status.phase == "Active"
+    assert client.AppsV1Api(kube_api).read_namespaced_stateful_set("orders", namespace.namespace_name)
+    alert = next(m for m in mail.outbox if "backup failed" in m.subject)
+    assert "ada@example.org" in alert.to
+    assert AuditEvent.objects.filter(verb="backup_failed", resource=database).count() == 1
+    reclaim_pass(now=after + timedelta(minutes=5))  # not retried (nor re-alerted) within the hour
+    assert Backup.objects.filter(resource=database).count() == 1
+    Lease.objects.get(resource=namespace).refresh_from_db()
+    assert Lease.objects.get(resource=namespace).state == "reclaiming"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dump_command_writes_a_restorable_dump_of_a_real_database(tmp_path, requester):
+    require_env("DATABASE_URL")
+    if not shutil.which("pg_dump"):
+        pytest.fail("pg_dump is missing (Debian's postgresql-client)")
+    url = urlparse(os.environ["DATABASE_URL"])
+    test_database = connection.settings_dict["NAME"]  # the test database, with tables and a user in it
+    target = tmp_path / "atlas" / "atlas-checkout" / "orders-20260101T000000Z.dump"
+    env = {
+        **os.environ,
+        "PGHOST": url.hostname,
+        "PGPORT": str(url.port),
+        "PGUSER": url.username,
+        "PGPASSWORD": url.password,
+        "PGDATABASE": test_database,
+        "BACKUP_FILE": str(target),
+    }
+    subprocess.run(["sh", "-c", PG_DUMP_SCRIPT], env=env, check=True, timeout=60)
+    assert target.exists() and not target.with_name(target.name + ".partial").exists()
+    listing = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True, check=True)
+    assert "TABLE DATA public auth_user" in listing.stdout
+
+    env["PGPASSWORD"] = "wrong"
+    failed = subprocess.run(
+        ["sh", "-c", PG_DUMP_SCRIPT],
+        env={**env, "BACKUP_FILE": str(tmp_path / "x.dump")},
+        capture_output=True,
+        timeout=60,
+    )
+    assert failed.returncode != 0
+    assert not (tmp_path / "x.dump").exists()

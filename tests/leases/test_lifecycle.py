@@ -1,0 +1,188 @@
+"""Leases on the real services: notices, extension, quarantine and restore, release, hand-over."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from kubernetes import client
+
+from approvals.services import step_decide
+from leases.models import Lease
+from leases.services import lease_extend, reclaim_pass
+from provisioning.renderers import rfc3339
+from provisioning.services import request_provision
+from requests_app.errors import ValidationFailed
+from requests_app.models import AuditEvent, Resource, ResourceRequest
+from requests_app.services import request_submit
+from tests.factories import app_template
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def namespace(approved_namespace):
+    request = approved_namespace()
+    request_provision(request_id=request.pk)
+    request.refresh_from_db()
+    return request.resource
+
+
+def lease_of(resource) -> Lease:
+    return Lease.objects.get(resource=resource)
+
+
+def passes(capture, *moments):
+    """Reclamation passes, with the emails they send after commit delivered."""
+    for moment in moments:
+        with capture(execute=True):
+            report = reclaim_pass(now=moment)
+    return report
+
+
+def test_each_notice_is_sent_once_across_passes(namespace, settings, django_capture_on_commit_callbacks):
+    settings.LEASE_NOTICE_DAYS = [7, 1]
+    lease = lease_of(namespace)
+    capture = django_capture_on_commit_callbacks
+    passes(capture, *[lease.expires_at - timedelta(days=6)] * 3)
+    assert len(mail.outbox) == 1
+    assert "expires in 7 days" in mail.outbox[0].subject
+    assert "dana@example.org" in mail.outbox[0].to
+    assert f"/resources/{namespace.pk}/" in mail.outbox[0].body
+    passes(capture, lease.expires_at - timedelta(hours=20), lease.expires_at - timedelta(hours=19))
+    assert [m.subject.split(" expires in ")[1] for m in mail.outbox] == ["7 days", "1 day"]
+    assert AuditEvent.objects.filter(verb="lease_notice", resource=namespace).count() == 2
+
+
+def test_a_dry_run_lists_notices_and_sends_none(namespace):
+    lease = lease_of(namespace)
+    report = reclaim_pass(now=lease.expires_at - timedelta(days=1), dry_run=True)
+    assert len(report.notices) == 1
+    assert mail.outbox == []
+    lease.refresh_from_db()
+    assert lease.notices_sent == []
+
+
+def test_an_extension_within_policy_applies_at_once_and_restamps_the_objects(namespace, teammate, core):
+    lease = lease_of(namespace)
+    before = lease.expires_at
+    outcome, result = lease_extend(resource=namespace, actor=teammate, days=10, justification="still testing")
+    assert outcome == "extended"
+    lease.refresh_from_db()
+    assert lease.expires_at == before + timedelta(days=10)
+    assert lease.extensions == 1
+    annotation = core.read_namespace(namespace.namespace_name).metadata.annotations["leasehold.io/lease-expires"]
+    assert annotation == rfc3339(lease.expires_at)
+    quota = core.read_namespaced_resource_quota("leasehold", namespace.namespace_name)
+    assert quota.metadata.annotations["leasehold.io/lease-expires"] == rfc3339(lease.expires_at)
+
+
+def test_an_extension_beyond_the_total_goes_through_approval(
+    namespace, requester, approver, settings, django_capture_on_commit_callbacks
+):
+    settings.LEASE_MAX_TOTAL_DAYS = 20
+    lease = lease_of(namespace)
+    before = lease.expires_at
+    outcome, request = lease_extend(resource=namespace, actor=requester, days=10, justification="quarter end")
+    assert outcome == "requested"
+    assert (request.action, request.state, request.resource) == ("extend", "pending_approval", namespace)
+    lease.refresh_from_db()
+    assert lease.expires_at == before
+    step = request.approval_steps.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        step_decide(step_id=step.pk, user=approver, verdict="approve")
+    request.refresh_from_db()
+    lease.refresh_from_db()
+    assert request.state == "active"
+    assert lease.expires_at == before + timedelta(days=10)
+
+
+def test_bad_extensions_are_refused(namespace, requester, outsider):
+    with pytest.raises(ValidationFailed):
+        lease_extend(resource=namespace, actor=requester, days=0, justification="x")
+    with pytest.raises(ValidationFailed):
+        lease_extend(resource=namespace, actor=requester, days=5, justification=" ")
+    from requests_app.errors import NotAllowed
+
+    with pytest.raises(NotAllowed):
+        lease_extend(resource=namespace, actor=outsider, days=5, justification="mine now")
+
+
+def test_grace_scales_workloads_to_zero_and_an_extension_brings_them_back(
+    namespace, requester, approver, kube_api, django_capture_on_commit_callbacks
+):
+    app_template("web")
+    app = request_submit(
+        requester=requester,
+        team="atlas",
+        kind="app",
+        name="shop",
+        environment="dev",
+        lease_days=7,
+        justification="t",
+        spec={"namespace": str(namespace.pk), "template": "web", "replicas": 2},
+    )
+    for step in app.approval_steps.all():
+        step_decide(step_id=step.pk, user=approver, verdict="approve")
+    request_provision(request_id=app.pk)
+    apps = client.AppsV1Api(kube_api)
+    ns = namespace.namespace_name
+    lease = lease_of(namespace)
+
+    app_lease = Lease.objects.get(resource__created_by_request=app)
+    assert app_lease.expires_at <= lease.expires_at  # an app never outlives its namespace
+    report = passes(django_capture_on_commit_callbacks, lease.expires_at + timedelta(minutes=1))
+    assert any(ns in line for line in report.to_grace)
+    assert apps.read_namespaced_deployment("shop", ns).spec.replicas == 0
+    app_lease.refresh_from_db()
+    assert app_lease.state == "grace"
+    assert list(app_lease.quarantined_replicas.values()) == [2]
+    assert any("quarantined" in m.subject for m in mail.outbox)
+
+    reclaim_pass(now=lease.expires_at + timedelta(minutes=2))  # a second pass keeps the count to restore
+    app_lease.refresh_from_db()
+    assert list(app_lease.quarantined_replicas.values()) == [2]
+
+    later = lease.expires_at + timedelta(minutes=3)
+    lease_extend(resource=namespace, actor=requester, days=7, justification="we still need it", now=later)
+    app_resource = Resource.objects.get(created_by_request=app)
+    lease_extend(resource=app_resource, actor=requester, days=7, justification="and the shop", now=later)
+    lease.refresh_from_db()
+    app_lease.refresh_from_db()
+    namespace.refresh_from_db()
+    assert (lease.state, app_lease.state, namespace.state) == ("active", "active", "active")
+    assert apps.read_namespaced_deployment("shop", ns).spec.replicas == 2
+
+
+def test_an_owner_who_left_the_team_hands_over_to_the_team(
+    namespace, requester, teammate, django_capture_on_commit_callbacks
+):
+    requester.groups.clear()
+    report = passes(django_capture_on_commit_callbacks, lease_of(namespace).expires_at - timedelta(days=30))
+    namespace.refresh_from_db()
+    assert namespace.owner is None
+    assert len(report.handed_over) == 1
+    assert AuditEvent.objects.filter(verb="owner_left", resource=namespace).count() == 1
+    assert any("now belongs to team atlas" in m.subject for m in mail.outbox)
+    reclaim_pass(now=lease_of(namespace).expires_at - timedelta(days=30))
+    assert AuditEvent.objects.filter(verb="owner_left").count() == 1
+
+
+def test_release_deletes_at_once_without_grace(namespace, requester, core):
+    from leases.services import resource_release
+    from tests.integration.conftest import namespace_gone, wait_for
+
+    done, _ = resource_release(resource=namespace, actor=requester)
+    lease = lease_of(namespace)
+    assert lease.state in ("reclaiming", "reclaimed")
+
+    def finished():
+        reclaim_pass(now=lease.starts_at + timedelta(minutes=1))
+        lease.refresh_from_db()
+        return lease.state == "reclaimed"
+
+    wait_for(finished, what="the released namespace to be gone")
+    assert namespace_gone(core, namespace.namespace_name)
+    assert ResourceRequest.objects.get(pk=namespace.created_by_request_id).state == "reclaimed"
+    assert lease.last_manifests[0]["kind"] == "Namespace"
