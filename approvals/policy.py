@@ -9,13 +9,13 @@ from typing import Any
 import yaml
 from kubernetes.utils import parse_quantity
 
-from requests_app.models import Environment, Kind
+from requests_app.models import Action, Environment, Kind
 from requests_app.specs import DATABASE_PLANS, NAMESPACE_PLANS
 
 DEFAULT_POLICY_YAML = """\
 rules:
   - name: small-dev
-    match: {environment: [dev, test], kind: [namespace], plan: [small], max_lease_days: 14}
+    match: {action: [create], environment: [dev, test], kind: [namespace], plan: [small], max_lease_days: 14}
     steps: []
   - name: prod
     match: {environment: [prod]}
@@ -29,12 +29,13 @@ rules:
       - {name: platform, group: platform-approvers, required: 1}
 """
 
-LIST_KEYS = ("kind", "environment", "team", "plan")
+LIST_KEYS = ("action", "kind", "environment", "team", "plan")
 QUANTITY_KEYS = {"max_cpu": "cpu", "max_memory": "memory", "max_storage": "storage"}
 MATCH_KEYS = (*LIST_KEYS, "max_lease_days", *QUANTITY_KEYS)
 # A typo in a closed vocabulary would make a rule silently never match (and, say, route prod requests
 # to a laxer rule), so these values are checked against what requests can carry.
 KNOWN_VALUES: dict[str, tuple[str, ...]] = {
+    "action": tuple(Action.values),
     "kind": tuple(Kind.values),
     "environment": tuple(Environment.values),
     "plan": tuple(dict.fromkeys([*NAMESPACE_PLANS, *DATABASE_PLANS])),
@@ -94,6 +95,9 @@ class RequestFacts:
     plan: str | None
     lease_days: int
     quantities: dict[str, Decimal] = field(default_factory=dict)
+    # An extension beyond the lease policy is an `extend` request: the built-in small-dev rule only
+    # auto-approves `create`, so going past the limits always needs a person.
+    action: str = "create"
 
 
 @dataclass(frozen=True)

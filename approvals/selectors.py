@@ -81,6 +81,7 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
         plan=plan_of(request.kind, request.spec),
         lease_days=request.lease_days,
         quantities=quantities,
+        action=request.action,
     )
 
 

@@ -24,6 +24,8 @@ PG_DUMP_SCRIPT = (
     'pg_dump --format=custom --no-owner --file="$BACKUP_FILE.partial"; '
     'mv "$BACKUP_FILE.partial" "$BACKUP_FILE"'
 )
+# Restores the dump into the recreated (empty) database; stops at the first error.
+PG_RESTORE_SCRIPT = 'set -eu; pg_restore --no-owner --exit-on-error --dbname="$PGDATABASE" "$BACKUP_FILE"'
 BACKUP_MOUNT = "/backups"
 
 
@@ -48,10 +50,39 @@ def backup_location(path: str) -> str:
 
 def backup_manifests(*, database: Resource, password: str, at: datetime) -> list[dict]:
     """A Secret with the password and a Job running pg_dump, in the backup namespace (pure)."""
+    path = f"{BACKUP_MOUNT}/{backup_path(database, at)}"
+    return _job_manifests(
+        database=database,
+        password=password,
+        name=f"backup-{str(database.pk)[:8]}-{at:%Y%m%d%H%M%S}",
+        container="pg-dump",
+        script=PG_DUMP_SCRIPT,
+        backup_file=path,
+    )
+
+
+def restore_manifests(*, database: Resource, password: str, location: str, at: datetime) -> list[dict]:
+    """A Secret with the password and a Job running pg_restore of `location` into `database` (pure)."""
+    prefix = f"pvc://{settings.LEASEHOLD_BACKUP_PVC}/"
+    if not location.startswith(prefix):
+        raise ValueError(f"{location} is not in the backup volume {settings.LEASEHOLD_BACKUP_PVC}")
+    path = f"{BACKUP_MOUNT}/{location[len(prefix) :]}"
+    return _job_manifests(
+        database=database,
+        password=password,
+        name=f"restore-{str(database.pk)[:8]}-{at:%Y%m%d%H%M%S}",
+        container="pg-restore",
+        script=PG_RESTORE_SCRIPT,
+        backup_file=path,
+    )
+
+
+def _job_manifests(
+    *, database: Resource, password: str, name: str, container: str, script: str, backup_file: str
+) -> list[dict]:
     spec = database.spec
     provider = database.created_by_request.frozen.get("provider", "statefulset")
     conn = database_connection(database_spec_of(database.name, database.namespace_name, spec), provider)
-    name = f"backup-{str(database.pk)[:8]}-{at:%Y%m%d%H%M%S}"
     namespace = settings.LEASEHOLD_BACKUP_NAMESPACE
     labels = {"app.kubernetes.io/managed-by": "leasehold", LABEL_RESOURCE: str(database.pk)}
     secret = {
@@ -67,7 +98,7 @@ def backup_manifests(*, database: Resource, password: str, at: datetime) -> list
         {"name": "PGUSER", "value": conn["user"]},
         {"name": "PGDATABASE", "value": conn["database"]},
         {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": name, "key": "PGPASSWORD"}}},
-        {"name": "BACKUP_FILE", "value": f"{BACKUP_MOUNT}/{backup_path(database, at)}"},
+        {"name": "BACKUP_FILE", "value": backup_file},
     ]
     job = {
         "apiVersion": "batch/v1",
@@ -89,9 +120,9 @@ def backup_manifests(*, database: Resource, password: str, at: datetime) -> list
                     },
                     "containers": [
                         {
-                            "name": "pg-dump",
+                            "name": container,
                             "image": f"{POSTGRES_IMAGE}:{spec['version']}",
-                            "command": ["sh", "-c", PG_DUMP_SCRIPT],
+                            "command": ["sh", "-c", script],
                             "env": env,
                             "volumeMounts": [{"name": "backups", "mountPath": BACKUP_MOUNT}],
                             "securityContext": {

@@ -65,10 +65,17 @@ class BackupState(models.TextChoices):
     FAILED = "failed"
 
 
+class BackupKind(models.TextChoices):
+    DUMP = "dump"
+    RESTORE = "restore"
+
+
 class Backup(models.Model):
-    """A pg_dump of a database taken by a Kubernetes Job before the database is deleted."""
+    """A pg_dump of a database taken by a Kubernetes Job before the database is deleted, or the
+    pg_restore of such a dump into a database recreated from it."""
 
     resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="backups")
+    kind = models.CharField(max_length=10, choices=BackupKind.choices, default=BackupKind.DUMP)
     job_namespace = models.CharField(max_length=63)
     job_name = models.CharField(max_length=63)
     location = models.CharField(max_length=500, help_text="Where the dump is, e.g. pvc://leasehold-backups/atlas/...")

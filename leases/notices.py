@@ -77,10 +77,18 @@ def handover_notice(resource: Resource, former_owner: str) -> None:
     )
 
 
-def backup_failed_alert(resource: Resource, detail: str) -> None:
+def backup_failed_alert(resource: Resource, detail: str, restore: bool = False) -> None:
     to = list(settings.LEASEHOLD_ALERT_EMAILS) or list(
         get_user_model().objects.filter(is_staff=True).exclude(email="").values_list("email", flat=True)
     )
+    if restore:
+        send_after_commit(
+            f"restore failed: {_what(resource)}",
+            f"Restoring the dump into {_what(resource)} (team {resource.team.slug}) failed: {detail}\n"
+            f"The database exists but may be empty or partial.\n\n{resource_link(resource)}\n",
+            to + owner_and_team(resource),
+        )
+        return
     send_after_commit(
         f"backup failed: {_what(resource)} was NOT deleted",
         f"The backup before deleting {_what(resource)} (team {resource.team.slug}) failed: {detail}\n"

@@ -4,15 +4,18 @@ from django.db import transaction
 from django.dispatch import receiver
 from django_fsm.signals import post_transition
 
-from requests_app.models import Action, Resource, ResourceRequest
+from requests_app.models import Action, Kind, Resource, ResourceRequest
 
-from .services import extension_fulfil, lease_open
+from .services import extension_fulfil, lease_open, restore_start
 
 
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
 def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) -> None:
     if name == "activate":
         lease_open(resource=instance)
+        if instance.kind == Kind.DATABASE and instance.created_by_request.frozen.get("restore_from"):
+            resource_id = instance.pk
+            transaction.on_commit(lambda: restore_start(resource_id=resource_id), robust=True)
 
 
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="leases.fulfil_extension")

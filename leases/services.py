@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -17,10 +18,10 @@ from provisioning.services import render_request, resource_teardown
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import teams_of, user_is_admin
-from requests_app.services import audit_record, request_file_followup, transition_apply
+from requests_app.services import audit_record, request_file_followup, request_submit, transition_apply
 
 from . import backup, notices, workloads
-from .models import Backup, BackupState, Lease, LeaseState
+from .models import Backup, BackupKind, BackupState, Lease, LeaseState
 
 log = logging.getLogger(__name__)
 BACKUP_RETRY_AFTER = timedelta(hours=1)
@@ -145,7 +146,7 @@ def lease_apply_extension(*, lease_id: int, days: int, actor, now: datetime, rea
             for line in workloads.restore(resource, counts):
                 audit_record(actor=None, verb="workload_restored", target=resource, request=request, detail=line)
         restamp_objects(resource)
-    except ClusterError as exc:
+    except (ClusterError, ImproperlyConfigured) as exc:
         # The database holds the new expiry; the objects' annotation is repaired by the next re-apply.
         log.warning("extension of %s: could not update the cluster yet: %s", resource.pk, exc)
     return lease
@@ -363,7 +364,7 @@ def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
     notes = []
     ready = True
     for database in backup.databases_to_back_up(resource):
-        current = database.backups.order_by("-started_at").first()
+        current = database.backups.filter(kind=BackupKind.DUMP).order_by("-started_at").first()
         # A failed backup is tried again at most hourly, so a broken backup volume alerts hourly, not per pass.
         retry = current is not None and current.state == BackupState.FAILED and current.finished_at is not None
         if current is None or (retry and current.finished_at <= now - BACKUP_RETRY_AFTER):
@@ -414,13 +415,14 @@ def _finish_backup(record: Backup, outcome: str, now: datetime, detail: str = ""
     database = record.resource
     audit_record(
         actor=None,
-        verb="backup_succeeded" if outcome == BackupState.SUCCEEDED else "backup_failed",
+        verb=f"{'backup' if record.kind == BackupKind.DUMP else 'restore'}_"
+        f"{'succeeded' if outcome == BackupState.SUCCEEDED else 'failed'}",
         target=database,
         request=database.created_by_request,
         detail=f"{record.location}: {record.detail}",
     )
     if outcome == BackupState.FAILED:
-        notices.backup_failed_alert(database, record.detail)
+        notices.backup_failed_alert(database, record.detail, restore=record.kind == BackupKind.RESTORE)
     # The password copy in the backup namespace is needed only while the Job runs.
     try:
         cluster.delete(cluster.ObjectRef("v1", "Secret", record.job_namespace, record.job_name))
@@ -562,6 +564,8 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
     report = ReclaimReport(now=now, dry_run=dry_run)
     send_notices(now=now, dry_run=dry_run, report=report)
     hand_over_departed(dry_run=dry_run, report=report)
+    if not dry_run:
+        check_restores(now=now, report=report)
 
     expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
     for lease in expired.select_related("resource", "resource__team", "resource__parent"):
@@ -604,3 +608,101 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
         if "backup" in note and "failed" in note:
             report.errors.append(f"{_label(lease)}: {note} — nothing was deleted")
     return report
+
+
+# --- restore --------------------------------------------------------------------------------------
+
+
+def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
+    """File a request that re-creates a reclaimed resource as it last ran (the frozen template and
+    provider of its request); a database is then filled from its last successful backup."""
+    if not _may_manage(actor, resource):
+        raise NotAllowed("Only the owner's team can restore this resource.")
+    if resource.state != ResourceState.RECLAIMED:
+        raise InvalidState(f"Only a reclaimed resource can be restored; this one is {resource.state}.")
+    old = resource.created_by_request
+    spec = dict(resource.spec)
+    if resource.parent is not None:
+        # The namespace is found again by name: restore it first if it was reclaimed too.
+        spec["namespace"] = resource.parent.namespace_name
+    frozen = {**old.frozen, "restore_of": str(resource.pk)}
+    if resource.kind == Kind.DATABASE:
+        dump = (
+            resource.backups.filter(kind=BackupKind.DUMP, state=BackupState.SUCCEEDED).order_by("-started_at").first()
+        )
+        if dump is not None:
+            frozen["restore_from"] = dump.location
+    request = request_submit(
+        requester=actor,
+        team=resource.team.slug,
+        kind=resource.kind,
+        name=resource.name,
+        environment=resource.environment,
+        lease_days=resource.lease_days,
+        justification=f"restore of {resource.kind} {resource.name} ({resource.pk})",
+        spec=spec,
+        frozen=frozen,
+    )
+    audit_record(actor=actor, verb="restore_requested", target=resource, request=old, detail=f"request {request.pk}")
+    return request
+
+
+def restore_start(*, resource_id) -> Backup | None:
+    """Run pg_restore of the dump a recreated database was filed with (once)."""
+    database = Resource.objects.select_related("created_by_request", "parent", "team").get(pk=resource_id)
+    location = database.created_by_request.frozen.get("restore_from")
+    if not location or database.backups.filter(kind=BackupKind.RESTORE).exists():
+        return None
+    now = database_now()
+    manifests = backup.restore_manifests(
+        database=database, password=backup.database_password(database), location=location, at=now
+    )
+    job = manifests[-1]
+    record = Backup.objects.create(
+        resource=database,
+        kind=BackupKind.RESTORE,
+        job_namespace=job["metadata"]["namespace"],
+        job_name=job["metadata"]["name"],
+        location=location,
+        started_at=now,
+    )
+    try:
+        for manifest in manifests:
+            cluster.apply(manifest)
+    except ClusterError as exc:
+        _finish_backup(record, BackupState.FAILED, now, detail=f"the restore Job could not be created: {exc}")
+        return record
+    audit_record(
+        actor=None,
+        verb="restore_started",
+        target=database,
+        request=database.created_by_request,
+        detail=f"Job {record.job_namespace}/{record.job_name} ← {location}",
+    )
+    return record
+
+
+def check_restores(*, now: datetime, report: ReclaimReport) -> None:
+    """Record how running restore Jobs ended (a failure alerts like a failed backup)."""
+    # A restore that could not start right after activation (cluster unreachable) starts here.
+    waiting = (
+        Resource.objects.filter(
+            kind=Kind.DATABASE, state=ResourceState.ACTIVE, created_by_request__frozen__has_key="restore_from"
+        )
+        .exclude(backups__kind=BackupKind.RESTORE)
+        .values_list("pk", flat=True)
+    )
+    for resource_id in waiting:
+        try:
+            restore_start(resource_id=resource_id)
+        except ClusterError as exc:
+            report.errors.append(f"restore of {resource_id}: {exc}")
+    for record in Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING).select_related("resource"):
+        try:
+            job = cluster.read(cluster.ObjectRef("batch/v1", "Job", record.job_namespace, record.job_name))
+        except ClusterError as exc:
+            report.errors.append(f"restore of {record.resource.name}: {exc}")
+            continue
+        outcome = backup.job_outcome(job)
+        if outcome != BackupState.RUNNING:
+            _finish_backup(record, outcome, now)

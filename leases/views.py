@@ -12,7 +12,7 @@ from requests_app.sections import resource_sections
 from requests_app.selectors import resources_visible_to, user_is_admin
 
 from .selectors import dashboard
-from .services import database_now, lease_extend, reclaim_pass, resource_release
+from .services import database_now, lease_extend, reclaim_pass, resource_release, resource_restore
 
 
 @login_required
@@ -92,3 +92,19 @@ def reclaim_forecast(request: HttpRequest) -> HttpResponse:
         for _, items in report.sections():
             items[:] = [i for i in items if any(pk in i for pk in mine)]
     return render(request, "leases/forecast.html", {"report": report})
+
+
+@login_required
+@require_POST
+def resource_restore_view(request: HttpRequest, pk) -> HttpResponse:
+    resource = get_object_or_404(resources_visible_to(request.user), pk=pk)
+    try:
+        filed = resource_restore(resource=resource, actor=request.user)
+    except ValidationFailed as exc:
+        messages.error(request, "Cannot restore: " + " ".join(m for ms in exc.errors.values() for m in ms))
+    except LeaseholdError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Restore requested.")
+        return redirect("request-detail", pk=filed.pk)
+    return redirect("resource-detail", pk=resource.pk)

@@ -288,8 +288,11 @@ def request_build(
     lease_days: int | None = None,
     justification: str = "",
     spec: dict | None = None,
+    frozen: dict | None = None,
 ) -> ResourceRequest:
     """Validate a create request and return it unsaved (the plan preview renders it as is).
+
+    `frozen` replaces the inputs frozen from the catalog now (a restore re-creates what ran then).
 
     Raises ValidationFailed with every field's messages at once.
     """
@@ -347,7 +350,7 @@ def request_build(
         justification=justification or "",
         spec=spec,
         parent=parent,
-        frozen=_frozen_inputs(kind, spec),
+        frozen=frozen if frozen is not None else _frozen_inputs(kind, spec),
     )
 
 

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from leases.services import lease_extend, resource_release
+from leases.services import lease_extend, resource_release, resource_restore
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer
 from requests_app.models import Kind, Resource, ResourceState
 from requests_app.selectors import requests_visible_to, resources_visible_to
@@ -60,6 +60,15 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             filed = requests_visible_to(request.user).get(pk=result.pk)
             return Response(RequestSerializer(filed).data, status=status.HTTP_202_ACCEPTED)
         return Response(ResourceSerializer(self.get_queryset().get(pk=resource.pk)).data)
+
+    @extend_schema(request=None, responses={202: RequestSerializer})
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk=None) -> Response:
+        """Re-create a reclaimed resource as it last ran (databases from their last backup), via a request."""
+        filed = resource_restore(resource=self.get_object(), actor=request.user)
+        return Response(
+            RequestSerializer(requests_visible_to(request.user).get(pk=filed.pk)).data, status=status.HTTP_202_ACCEPTED
+        )
 
     @extend_schema(request=None, responses={200: ResourceSerializer})
     @action(detail=True, methods=["post"])

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from approvals.services import step_decide
-from leases.backup import PG_DUMP_SCRIPT
+from leases.backup import PG_DUMP_SCRIPT, PG_RESTORE_SCRIPT
 from leases.models import Backup, Lease
 from leases.services import reclaim_pass
 from provisioning.services import request_provision
@@ -79,8 +79,17 @@ def past_grace(namespace) -> object:
     return lease.grace_until + timedelta(minutes=1)
 
 
-def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds(
-    namespace_with_database, backup_namespace, kube_api, core
+def approve_and_provision(request, approver):
+    for step in request.approval_steps.all():
+        step_decide(step_id=step.pk, user=approver, verdict="approve")
+    request_provision(request_id=request.pk)
+    request.refresh_from_db()
+    assert request.state == "active", request.error
+    return request.resource
+
+
+def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds_and_can_be_restored(
+    namespace_with_database, backup_namespace, kube_api, core, requester, approver
 ):
     namespace, database = namespace_with_database
     after = past_grace(namespace)
@@ -118,6 +127,28 @@ def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds(
     assert backup.state == "succeeded"
     with pytest.raises(ApiException):  # the password copy is gone once the Job finished
         core.read_namespaced_secret(backup.job_name, backup_namespace)
+
+    # Restore: the namespace first, then the database, which is filled from the dump.
+    from leases.services import resource_restore
+
+    namespace.refresh_from_db()
+    ns_restore = resource_restore(resource=namespace, actor=requester)
+    approve_and_provision(ns_restore, approver)
+    db_restore = resource_restore(resource=database, actor=requester)
+    assert db_restore.frozen["restore_from"] == backup.location
+    new_database = approve_and_provision(db_restore, approver)
+    reclaim_pass(now=after)  # starts the restore Job (when the on-commit start did not run)
+    restore = Backup.objects.get(resource=new_database, kind="restore")
+    job = client.BatchV1Api(kube_api).read_namespaced_job(restore.job_name, backup_namespace)
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["BACKUP_FILE"] == "/backups/" + backup.location.split("/", 3)[3]
+    assert env["PGHOST"] == f"orders.{namespace.namespace_name}.svc"
+    assert "pg_restore" in job.spec.template.spec.containers[0].command[-1]
+    set_job_status(kube_api, restore, succeeded=True)
+    reclaim_pass(now=after)
+    restore.refresh_from_db()
+    assert restore.state == "succeeded"
+    assert AuditEvent.objects.filter(verb="restore_succeeded", resource=new_database).count() == 1
 
 
 def test_a_failed_backup_deletes_nothing_and_alerts(
@@ -166,6 +197,23 @@ def test_the_dump_command_writes_a_restorable_dump_of_a_real_database(tmp_path, 
     assert target.exists() and not target.with_name(target.name + ".partial").exists()
     listing = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True, check=True)
     assert "TABLE DATA public auth_user" in listing.stdout
+
+    # The restore command fills an empty database from that dump.
+    import psycopg
+
+    admin = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+    admin.execute("DROP DATABASE IF EXISTS restore_target")
+    admin.execute("CREATE DATABASE restore_target")
+    try:
+        subprocess.run(
+            ["sh", "-c", PG_RESTORE_SCRIPT], env={**env, "PGDATABASE": "restore_target"}, check=True, timeout=60
+        )
+        with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/restore_target") as restored:
+            users = restored.execute("SELECT username FROM auth_user").fetchall()
+        assert users == [("dana",)]
+    finally:
+        admin.execute("DROP DATABASE IF EXISTS restore_target")
+        admin.close()
 
     env["PGPASSWORD"] = "wrong"
     failed = subprocess.run(
