@@ -8,6 +8,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from requests_app.models import AllowedRegistry, AppTemplate
+
 DEMO_PASSWORD = "leasehold"
 # The same people and groups as the dev LDAP directory (platform/ldap/dev-directory.ldif).
 DEMO_USERS: dict[str, tuple[str, list[str]]] = {
@@ -44,4 +46,20 @@ class Command(BaseCommand):
                 for name in groups:
                     group, _ = Group.objects.get_or_create(name=name)
                     user.groups.add(group)
+            AllowedRegistry.objects.get_or_create(
+                prefix="docker.io/nginxinc/", defaults={"description": "demo: NGINX's unprivileged images"}
+            )
+            AppTemplate.objects.get_or_create(
+                slug="static-site",
+                defaults={
+                    "name": "Static site",
+                    "description": "NGINX serving files, running as a non-root user (demo template).",
+                    "image_repository": "docker.io/nginxinc/nginx-unprivileged",
+                    "default_tag": "1.27-alpine",
+                    "container_port": 8080,
+                    "health_path": "/",
+                    "default_env": {},
+                    "accepts_database": False,
+                },
+            )
         self.stdout.write(f"Demo accounts ready (password '{DEMO_PASSWORD}'): {', '.join(DEMO_USERS)}")
