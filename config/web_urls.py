@@ -22,6 +22,7 @@ urlpatterns = [
     path("resources/<uuid:pk>/release/", lease_views.resource_release_view, name="resource-release"),
     path("resources/<uuid:pk>/extend/", lease_views.resource_extend_view, name="resource-extend"),
     path("resources/<uuid:pk>/restore/", lease_views.resource_restore_view, name="resource-restore"),
+    path("resources/<uuid:pk>/change/", lease_views.app_change_view, name="app-change"),
     path("leases/", lease_views.lease_dashboard, name="lease-dashboard"),
     path("leases/forecast/", lease_views.reclaim_forecast, name="reclaim-forecast"),
 ]

@@ -366,8 +366,9 @@ def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
     for database in backup.databases_to_back_up(resource):
         current = database.backups.filter(kind=BackupKind.DUMP).order_by("-started_at").first()
         # A failed backup is tried again at most hourly, so a broken backup volume alerts hourly, not per pass.
-        retry = current is not None and current.state == BackupState.FAILED and current.finished_at is not None
-        if current is None or (retry and current.finished_at <= now - BACKUP_RETRY_AFTER):
+        finished = current.finished_at if current is not None else None
+        retry = current is not None and current.state == BackupState.FAILED and finished is not None
+        if current is None or (retry and finished is not None and finished <= now - BACKUP_RETRY_AFTER):
             current = _start_backup(database=database, now=now)
         if current.state == BackupState.RUNNING:
             outcome = backup.job_outcome(

@@ -7,10 +7,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.errors import LeaseholdError, ValidationFailed
+from requests_app.models import ResourceRequest
 from requests_app.sections import resource_sections
 from requests_app.selectors import resources_visible_to, user_is_admin
 
+from .models import Lease
 from .selectors import dashboard
 from .services import database_now, lease_extend, reclaim_pass, resource_release, resource_restore
 
@@ -34,6 +37,7 @@ def resource_detail(request: HttpRequest, pk) -> HttpResponse:
             "backups": resource.backups.all(),
             "connection": resource_sections["connection"](resource) if "connection" in resource_sections else None,
             "max_days": settings.LEASE_MAX_DAYS,
+            "releases": resource.releases.order_by("-number") if resource.kind == "app" else [],
         },
     )
 
@@ -68,10 +72,11 @@ def resource_extend_view(request: HttpRequest, pk) -> HttpResponse:
     except LeaseholdError as exc:
         messages.error(request, str(exc))
     else:
-        if outcome == "requested":
+        if isinstance(result, ResourceRequest):
             messages.info(request, "That goes beyond the lease policy: an extension request now waits for approval.")
             return redirect("request-detail", pk=result.pk)
-        messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+        if isinstance(result, Lease):
+            messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
     next_page = request.POST.get("next", "")
     if next_page.startswith("/") and not next_page.startswith("//"):
         return redirect(next_page)
@@ -106,5 +111,37 @@ def resource_restore_view(request: HttpRequest, pk) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, "Restore requested.")
+        return redirect("request-detail", pk=filed.pk)
+    return redirect("resource-detail", pk=resource.pk)
+
+
+@login_required
+@require_POST
+def app_change_view(request: HttpRequest, pk) -> HttpResponse:
+    """Upgrade an app to another image tag, or roll it back to a release: files a request."""
+    resource = get_object_or_404(resources_visible_to(request.user), pk=pk)
+    justification = request.POST.get("justification", "")
+    try:
+        if request.POST.get("op") == "rollback":
+            try:
+                release = int(request.POST.get("release", ""))
+            except ValueError:
+                raise ValidationFailed({"release": ["Choose a release."]}) from None
+            filed = app_rollback_file(
+                resource=resource, actor=request.user, release=release, justification=justification
+            )
+        else:
+            filed = app_upgrade_file(
+                resource=resource,
+                actor=request.user,
+                image_tag=request.POST.get("image_tag", "").strip(),
+                justification=justification,
+            )
+    except ValidationFailed as exc:
+        messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
+    except LeaseholdError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{filed.get_action_display()} requested.")
         return redirect("request-detail", pk=filed.pk)
     return redirect("resource-detail", pk=resource.pk)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ManagedObject, ProvisioningJob
+from .models import ManagedObject, ProvisioningJob, Release
 
 
 @admin.register(ManagedObject)
@@ -40,6 +40,30 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         "ready_deadline",
         "last_error",
         "updated_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Release)
+class ReleaseAdmin(admin.ModelAdmin):
+    """An app's releases: kept as applied, so a rollback re-applies them exactly. Read-only."""
+
+    list_display = ["resource", "number", "image_tag", "rolled_back_from", "request", "created_at"]
+    search_fields = ["resource__name", "image_tag"]
+    readonly_fields = [
+        "resource",
+        "number",
+        "request",
+        "image_tag",
+        "spec",
+        "manifests",
+        "rolled_back_from",
+        "created_at",
     ]
 
     def has_add_permission(self, request) -> bool:

@@ -9,9 +9,10 @@ class ProvisioningConfig(AppConfig):
 
         from . import receivers  # noqa: F401  (enqueues provisioning when a request is approved)
         from .api.serializers import objects_section
-        from .services import connection_section, plan_yaml, provisioning_progress
+        from .services import connection_section, plan_yaml, provisioning_progress, releases_section
 
         resource_sections["objects"] = objects_section
         request_sections["plan_yaml"] = plan_yaml
         request_sections["provisioning"] = provisioning_progress
         resource_sections["connection"] = connection_section
+        resource_sections["releases"] = releases_section

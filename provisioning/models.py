@@ -76,3 +76,24 @@ class ProvisioningJob(models.Model):
 
     def __str__(self) -> str:
         return f"provisioning of {self.request_id}: {self.phase}"
+
+
+class Release(models.Model):
+    """One configuration an app ran: every create, upgrade and rollback keeps its full rendered objects,
+    so a rollback re-applies exactly what ran then."""
+
+    resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="releases")
+    number = models.PositiveIntegerField()
+    request = models.OneToOneField(ResourceRequest, on_delete=models.PROTECT, related_name="release")
+    image_tag = models.CharField(max_length=128)
+    spec = models.JSONField()
+    manifests = models.JSONField(help_text="The objects as applied (apps hold no secrets).")
+    rolled_back_from = models.PositiveIntegerField(null=True, blank=True, help_text="The release this one repeats.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["resource", "-number"]
+        constraints = [models.UniqueConstraint(fields=["resource", "number"], name="provisioning_release_number")]
+
+    def __str__(self) -> str:
+        return f"{self.resource} release {self.number} ({self.image_tag})"

@@ -3,13 +3,13 @@
 from django.dispatch import receiver
 from django_fsm.signals import post_transition
 
-from requests_app.models import Action, ResourceRequest
+from requests_app.models import ResourceRequest
 
-from .services import provisioning_enqueue
+from .services import PROVISIONED_ACTIONS, provisioning_enqueue
 
 
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="provisioning.enqueue_on_approval")
 def enqueue_on_approval(sender, instance: ResourceRequest, name: str, **kwargs) -> None:
-    # Only create requests make objects; extensions and releases are the leases app's.
-    if name in ("approve", "retry") and instance.action == Action.CREATE:
+    # Creates, upgrades and rollbacks apply objects; extensions and releases are the leases app's.
+    if name in ("approve", "retry") and instance.action in PROVISIONED_ACTIONS:
         provisioning_enqueue(request=instance, reset=name == "retry")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import os
 import random
@@ -25,8 +26,10 @@ from requests_app.services import audit_record, transition_apply
 
 from . import cluster
 from .errors import ClaimLost, ClusterError, PermanentClusterError, TransientClusterError
-from .models import ManagedObject, Phase, ProvisioningJob
+from .models import ManagedObject, Phase, ProvisioningJob, Release
 from .renderers import (
+    ANNOTATION_LEASE_EXPIRES,
+    ANNOTATION_REQUEST,
     LABEL_RESOURCE,
     AppSpec,
     AppTemplateSpec,
@@ -39,16 +42,22 @@ from .renderers import (
     database_manifests,
     database_secret_name,
     manifests_for,
+    rfc3339,
 )
 
 log = logging.getLogger(__name__)
+# The actions whose approval makes the worker apply objects.
+PROVISIONED_ACTIONS = (Action.CREATE, Action.UPGRADE, Action.ROLLBACK)
 
 PROTECTED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})
 RESOURCE_ID_NAMESPACE = uuid.UUID("0f3c4a4e-6d0b-4c36-9b7b-6c2f1f0d9a11")
 
 
 def resource_id_for(request: ResourceRequest) -> uuid.UUID:
-    """The id of the resource a create request makes, known before it exists (the plan shows it)."""
+    """The id of the resource a request makes or changes; for a create request it is known before the
+    resource exists (the plan shows it)."""
+    if request.action != Action.CREATE and request.resource_id is not None:
+        return request.resource_id
     return uuid.uuid5(RESOURCE_ID_NAMESPACE, str(request.pk))
 
 
@@ -81,6 +90,8 @@ def render_request(
         lease_expires=expires,
     )
     spec = request.spec
+    if request.action == Action.ROLLBACK:
+        return rollback_manifests(request, ctx)
     if request.kind == Kind.NAMESPACE:
         return manifests_for(kind=request.kind, team=request.team.slug, name=request.name, spec=spec, ctx=ctx)
     namespace = request.parent.namespace_name if request.parent else ""
@@ -124,6 +135,19 @@ def render_request(
         ingress_class=request.frozen.get("ingress_class"),
     )
     return app_manifests(app=app, ctx=ctx)
+
+
+def rollback_manifests(request: ResourceRequest, ctx: RenderContext) -> list[dict]:
+    """Exactly what ran in the release rolled back to, stamped with this request and today's lease."""
+    release = Release.objects.filter(resource=request.resource, number=request.frozen.get("release")).first()
+    if release is None:
+        raise InvalidState(f"Release {request.frozen.get('release')} of this app does not exist.")
+    manifests = copy.deepcopy(release.manifests)
+    for manifest in manifests:
+        annotations = manifest["metadata"].setdefault("annotations", {})
+        annotations[ANNOTATION_REQUEST] = ctx.request_id
+        annotations[ANNOTATION_LEASE_EXPIRES] = rfc3339(ctx.lease_expires)
+    return manifests
 
 
 def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
@@ -233,7 +257,7 @@ def _claim(request_id) -> Claim | None:
     )
     if (
         request is None
-        or request.action != Action.CREATE
+        or request.action not in PROVISIONED_ACTIONS
         or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING)
     ):
         return None
@@ -257,6 +281,13 @@ def _claim(request_id) -> Claim | None:
     if job.phase not in (Phase.READINESS,):
         job.phase = Phase.APPLYING
     job.save()
+    if request.state == RequestState.APPROVED and request.action != Action.CREATE:
+        # An upgrade or rollback changes a running app: it must still be active.
+        if request.resource is None or request.resource.state != ResourceState.ACTIVE:
+            state = request.resource.state if request.resource else "gone"
+            raise InvalidState(f"The app is {state}; only an active app can be changed.")
+        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
+        return Claim(request, request.resource, job, job.claim_token)
     if request.state == RequestState.APPROVED:
         resource, _ = Resource.objects.get_or_create(
             pk=resource_id_for(request),
@@ -421,9 +452,44 @@ def _activate(claim: Claim) -> None:
     if request.state != RequestState.PROVISIONING:
         return
     count = resource.managed_objects.filter(deleted_at__isnull=True).count()
-    transition_apply(resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects")
+    if request.action == Action.CREATE:
+        transition_apply(resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects")
+    if resource.kind == Kind.APP:
+        release = _record_release(request, resource)
+        if request.action != Action.CREATE:
+            Resource.objects.filter(pk=resource.pk).update(spec=release.spec)
+            audit_record(
+                actor=None,
+                verb=f"{request.action}d" if request.action == Action.UPGRADE else "rolled_back",
+                target=resource,
+                request=request,
+                detail=f"release {release.number}: image tag {release.image_tag}"
+                + (f" (as release {release.rolled_back_from})" if release.rolled_back_from else ""),
+            )
     transition_apply(request, "activate", actor=None, verb="activated", resource=resource)
     _renew(claim, phase=Phase.DONE, last_error="")
+
+
+def _record_release(request: ResourceRequest, resource: Resource) -> Release:
+    """Keep the configuration this request made the app run (once per request)."""
+    existing = Release.objects.filter(request=request).first()
+    if existing is not None:
+        return existing
+    previous = Release.objects.filter(resource=resource).order_by("-number").first()
+    rolled_back_from = None
+    spec = request.spec
+    if request.action == Action.ROLLBACK:
+        source = Release.objects.get(resource=resource, number=request.frozen["release"])
+        rolled_back_from, spec = source.number, source.spec
+    return Release.objects.create(
+        resource=resource,
+        number=(previous.number + 1) if previous else 1,
+        request=request,
+        image_tag=spec.get("image_tag", ""),
+        spec=spec,
+        manifests=render_request(request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at),
+        rolled_back_from=rolled_back_from,
+    )
 
 
 def request_provision(*, request_id) -> ProvisionOutcome:
@@ -524,7 +590,8 @@ def request_fail(*, request_id, reason: str) -> None:
                 "claimed_by": "",
             },
         )
-    if resource is not None:
+    # A failed upgrade or rollback leaves the running app alone (retry it, or roll back).
+    if resource is not None and request.action == Action.CREATE:
         try:
             resource_teardown(resource=resource)
         except ClusterError:
@@ -574,7 +641,7 @@ def provisioning_sweep() -> list[str]:
     cutoff = now - timedelta(minutes=settings.LEASEHOLD_PROVISION_STUCK_MINUTES)
     candidates = (
         ResourceRequest.objects.filter(
-            action=Action.CREATE, state__in=(RequestState.APPROVED, RequestState.PROVISIONING)
+            action__in=PROVISIONED_ACTIONS, state__in=(RequestState.APPROVED, RequestState.PROVISIONING)
         )
         .filter(
             Q(provisioning_job__isnull=True, updated_at__lt=cutoff)
@@ -615,7 +682,7 @@ def provisioning_sweep() -> list[str]:
 
 def provisioning_progress(request: ResourceRequest) -> dict | None:
     """Where a create request's provisioning stands, step by step: for the request page and the API."""
-    if request.action != Action.CREATE or request.state in (
+    if request.action not in PROVISIONED_ACTIONS or request.state in (
         RequestState.PENDING_APPROVAL,
         RequestState.REJECTED,
         RequestState.CANCELLED,
@@ -823,3 +890,82 @@ def resources_reconcile() -> ReconcileReport:
             log.warning("failed resource %s: left alone: %s", resource.pk, refused)
         report.cleaned += torn.deleted + torn.gone
     return report
+
+
+# --- day 2: upgrades and rollbacks of apps ---------------------------------------------------------
+
+
+def _check_changeable_app(resource: Resource, actor) -> None:
+    from requests_app.errors import NotAllowed
+    from requests_app.selectors import teams_of, user_is_admin
+
+    if not (user_is_admin(actor) or teams_of(actor).filter(pk=resource.team_id).exists()):
+        raise NotAllowed("Only the owner's team can change this app.")
+    if resource.kind != Kind.APP:
+        raise InvalidState("Only apps have releases to upgrade or roll back.")
+    if resource.state != ResourceState.ACTIVE:
+        raise InvalidState(f"Only an active app can be changed; this one is {resource.state}.")
+    if ResourceRequest.objects.filter(
+        resource=resource, action__in=PROVISIONED_ACTIONS[1:], state__in=UNFINISHED_STATES
+    ).exists():
+        raise InvalidState("Another upgrade or rollback of this app is still under way.")
+
+
+UNFINISHED_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.PROVISIONING)
+
+
+def app_upgrade_file(*, resource: Resource, actor, image_tag: str, justification: str) -> ResourceRequest:
+    """File an upgrade of an app to another image tag; it goes through approval like any request."""
+    from requests_app.errors import ValidationFailed
+    from requests_app.services import request_file_followup
+    from requests_app.specs import IMAGE_TAG
+
+    _check_changeable_app(resource, actor)
+    if not isinstance(image_tag, str) or not IMAGE_TAG.match(image_tag):
+        raise ValidationFailed({"image_tag": ["Not an image tag: letters, digits, '_', '.', '-', at most 128."]})
+    if image_tag == resource.spec.get("image_tag"):
+        raise ValidationFailed({"image_tag": [f"The app already runs {image_tag}."]})
+    return request_file_followup(
+        requester=actor,
+        resource=resource,
+        action=Action.UPGRADE,
+        lease_days=resource.lease_days,
+        justification=justification or "",
+        spec={**resource.spec, "image_tag": image_tag},
+    )
+
+
+def app_rollback_file(*, resource: Resource, actor, release: int, justification: str) -> ResourceRequest:
+    """File a rollback of an app to an earlier release: its full configuration is applied again."""
+    from requests_app.errors import ValidationFailed
+    from requests_app.services import request_file_followup
+
+    _check_changeable_app(resource, actor)
+    target = Release.objects.filter(resource=resource, number=release).first()
+    if target is None:
+        raise ValidationFailed({"release": [f"This app has no release {release}."]})
+    return request_file_followup(
+        requester=actor,
+        resource=resource,
+        action=Action.ROLLBACK,
+        lease_days=resource.lease_days,
+        justification=justification or "",
+        spec=target.spec,
+        frozen={**resource.created_by_request.frozen, "release": target.number},
+    )
+
+
+def releases_section(resource: Resource) -> list[dict] | None:
+    """An app's releases, newest first: the `releases` part of a resource's representation."""
+    if resource.kind != Kind.APP:
+        return None
+    return [
+        {
+            "number": r.number,
+            "image_tag": r.image_tag,
+            "request": str(r.request_id),
+            "at": r.created_at,
+            "rolled_back_from": r.rolled_back_from,
+        }
+        for r in resource.releases.order_by("-number")
+    ]

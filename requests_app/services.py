@@ -431,9 +431,18 @@ def request_retry(*, request: ResourceRequest, actor) -> ResourceRequest:
 
 @transaction.atomic
 def request_file_followup(
-    *, requester, resource: Resource, action: str, lease_days: int, justification: str
+    *,
+    requester,
+    resource: Resource,
+    action: str,
+    lease_days: int,
+    justification: str,
+    spec: dict | None = None,
+    frozen: dict | None = None,
 ) -> ResourceRequest:
-    """File a request about an existing resource (an extension beyond policy) for the approval engine."""
+    """File a request about an existing resource (an extension beyond policy, an app's upgrade or
+    rollback) for the approval engine. `spec` defaults to the resource's; `frozen` to its create
+    request's (the same template and provider)."""
     request = ResourceRequest.objects.create(
         action=action,
         kind=resource.kind,
@@ -443,7 +452,8 @@ def request_file_followup(
         environment=resource.environment,
         lease_days=lease_days,
         justification=justification,
-        spec=resource.spec,
+        spec=spec if spec is not None else resource.spec,
+        frozen=frozen if frozen is not None else resource.created_by_request.frozen,
         parent=resource.parent,
         resource=resource,
     )

@@ -11,14 +11,25 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from leases.services import lease_extend, resource_release, resource_restore
+from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer
-from requests_app.models import Kind, Resource, ResourceState
+from requests_app.models import Kind, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import requests_visible_to, resources_visible_to
 
 
 class ExtendSerializer(serializers.Serializer):
     days = serializers.IntegerField(min_value=1)
     justification = serializers.CharField(max_length=2000)
+
+
+class UpgradeSerializer(serializers.Serializer):
+    image_tag = serializers.CharField(max_length=128)
+    justification = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class RollbackSerializer(serializers.Serializer):
+    release = serializers.IntegerField(min_value=1)
+    justification = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
 class ResourceFilter(django_filters.FilterSet):
@@ -55,11 +66,33 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         resource = self.get_object()
         body = ExtendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        outcome, result = lease_extend(resource=resource, actor=request.user, **body.validated_data)
-        if outcome == "requested":
+        _, result = lease_extend(resource=resource, actor=request.user, **body.validated_data)
+        if isinstance(result, ResourceRequest):
             filed = requests_visible_to(request.user).get(pk=result.pk)
             return Response(RequestSerializer(filed).data, status=status.HTTP_202_ACCEPTED)
         return Response(ResourceSerializer(self.get_queryset().get(pk=resource.pk)).data)
+
+    def _accepted(self, filed) -> Response:
+        return Response(
+            RequestSerializer(requests_visible_to(self.request.user).get(pk=filed.pk)).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(request=UpgradeSerializer, responses={202: RequestSerializer})
+    @action(detail=True, methods=["post"])
+    def upgrade(self, request: Request, pk=None) -> Response:
+        """Apps: file an upgrade to another image tag (through approval)."""
+        body = UpgradeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._accepted(app_upgrade_file(resource=self.get_object(), actor=request.user, **body.validated_data))
+
+    @extend_schema(request=RollbackSerializer, responses={202: RequestSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request: Request, pk=None) -> Response:
+        """Apps: file a rollback to an earlier release, whose full configuration is applied again."""
+        body = RollbackSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self._accepted(app_rollback_file(resource=self.get_object(), actor=request.user, **body.validated_data))
 
     @extend_schema(request=None, responses={202: RequestSerializer})
     @action(detail=True, methods=["post"])

@@ -82,6 +82,7 @@ class ResourceSerializer(serializers.ModelSerializer):
     lease = serializers.SerializerMethodField()
     objects = serializers.SerializerMethodField()
     connection = serializers.SerializerMethodField()
+    releases = serializers.SerializerMethodField()
 
     class Meta:
         model = Resource
@@ -101,6 +102,7 @@ class ResourceSerializer(serializers.ModelSerializer):
             "lease",
             "objects",
             "connection",
+            "releases",
         ]
         read_only_fields = fields
 
@@ -119,3 +121,7 @@ class ResourceSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_connection(self, obj: Resource):
         return self._section("connection", obj)
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}, "nullable": True})
+    def get_releases(self, obj: Resource):
+        return self._section("releases", obj)

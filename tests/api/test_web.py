@@ -127,3 +127,47 @@ def test_the_catalog_page_lists_templates(client, requester):
     client.force_login(requester)
     page = client.get("/catalog/").content.decode()
     assert "registry.example.org/platform/web:1.4.2" in page and "medium" in page
+
+
+def _app_with_release(atlas, requester):
+    from provisioning.models import Release
+    from requests_app.models import Resource
+    from tests.factories import active_namespace
+
+    namespace = active_namespace(atlas, requester)
+    app = active_namespace(atlas, requester, name="shop")
+    Resource.objects.filter(pk=app.pk).update(
+        kind="app", parent=namespace, spec={"namespace": "checkout", "template": "web", "image_tag": "1.0"}
+    )
+    Release.objects.create(
+        resource=app, number=1, request=app.created_by_request, image_tag="1.0", spec={}, manifests=[]
+    )
+    return Resource.objects.get(pk=app.pk)
+
+
+def test_an_app_page_offers_upgrade_and_files_it(client, requester, atlas):
+    app = _app_with_release(atlas, requester)
+    client.force_login(requester)
+    page = client.get(f"/resources/{app.pk}/").content.decode()
+    assert "Upgrade" in page and "now running 1.0" in page
+    response = client.post(f"/resources/{app.pk}/change/", {"op": "upgrade", "image_tag": "1.1", "justification": "x"})
+    filed = ResourceRequest.objects.get(action="upgrade")
+    assert response["Location"] == f"/requests/{filed.pk}/"
+    assert filed.spec["image_tag"] == "1.1"
+    refused = client.post(f"/resources/{app.pk}/change/", {"op": "rollback", "release": "7"}, follow=True)
+    assert "under way" in refused.content.decode()  # the upgrade is still pending approval
+
+
+def test_a_reclaimed_resource_page_offers_restore(client, requester, atlas):
+    from requests_app.models import Resource
+    from tests.factories import active_namespace
+
+    gone = active_namespace(atlas, requester, name="old")
+    Resource.objects.filter(pk=gone.pk).update(state="reclaimed")
+    ResourceRequest.objects.filter(pk=gone.created_by_request_id).update(state="reclaimed")
+    client.force_login(requester)
+    assert "Restore" in client.get(f"/resources/{gone.pk}/").content.decode()
+    response = client.post(f"/resources/{gone.pk}/restore/")
+    restored = ResourceRequest.objects.get(name="old", state__in=["pending_approval", "approved"])
+    assert response["Location"] == f"/requests/{restored.pk}/"
+    assert restored.frozen["restore_of"] == str(gone.pk)
