@@ -384,26 +384,40 @@ def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
 
 def _start_backup(*, database: Resource, now: datetime) -> Backup:
     manifests = backup.backup_manifests(database=database, password=backup.database_password(database), at=now)
+    return _launch_job(
+        database=database,
+        manifests=manifests,
+        kind=BackupKind.DUMP,
+        location=backup.backup_location(backup.backup_path(database, now)),
+        now=now,
+    )
+
+
+def _launch_job(*, database: Resource, manifests: list[dict], kind: str, location: str, now: datetime) -> Backup:
+    """Record a dump or restore Job and apply it (its password Secret first); a Job the cluster refuses
+    is recorded as failed, which alerts."""
     job = manifests[-1]
     record = Backup.objects.create(
         resource=database,
+        kind=kind,
         job_namespace=job["metadata"]["namespace"],
         job_name=job["metadata"]["name"],
-        location=backup.backup_location(backup.backup_path(database, now)),
+        location=location,
         started_at=now,
     )
+    what = "backup" if kind == BackupKind.DUMP else "restore"
     try:
         for manifest in manifests:
             cluster.apply(manifest)
     except ClusterError as exc:
-        _finish_backup(record, BackupState.FAILED, now, detail=f"the backup Job could not be created: {exc}")
+        _finish_backup(record, BackupState.FAILED, now, detail=f"the {what} Job could not be created: {exc}")
         return record
     audit_record(
         actor=None,
-        verb="backup_started",
+        verb=f"{what}_started",
         target=database,
         request=database.created_by_request,
-        detail=f"Job {record.job_namespace}/{record.job_name} → {record.location}",
+        detail=f"Job {record.job_namespace}/{record.job_name} {'→' if kind == BackupKind.DUMP else '←'} {location}",
     )
     return record
 
@@ -658,29 +672,7 @@ def restore_start(*, resource_id) -> Backup | None:
     manifests = backup.restore_manifests(
         database=database, password=backup.database_password(database), location=location, at=now
     )
-    job = manifests[-1]
-    record = Backup.objects.create(
-        resource=database,
-        kind=BackupKind.RESTORE,
-        job_namespace=job["metadata"]["namespace"],
-        job_name=job["metadata"]["name"],
-        location=location,
-        started_at=now,
-    )
-    try:
-        for manifest in manifests:
-            cluster.apply(manifest)
-    except ClusterError as exc:
-        _finish_backup(record, BackupState.FAILED, now, detail=f"the restore Job could not be created: {exc}")
-        return record
-    audit_record(
-        actor=None,
-        verb="restore_started",
-        target=database,
-        request=database.created_by_request,
-        detail=f"Job {record.job_namespace}/{record.job_name} ← {location}",
-    )
-    return record
+    return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
 
 
 def check_restores(*, now: datetime, report: ReclaimReport) -> None:
