@@ -60,6 +60,18 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, what: str
         time.sleep(interval)
 
 
+def approve_and_provision(request, approver):
+    """Decide every pending step as `approver`, run the worker's service, and return the request active."""
+    from provisioning.services import request_provision
+
+    while step := request.approval_steps.filter(state="pending").first():
+        step_decide(step_id=step.pk, user=approver, verdict="approve")
+    request_provision(request_id=request.pk)
+    request.refresh_from_db()
+    assert request.state == "active", request.error
+    return request
+
+
 def namespace_gone(core, name: str) -> bool:
     try:
         core.read_namespace(name)

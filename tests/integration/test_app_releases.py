@@ -3,24 +3,15 @@
 import pytest
 from kubernetes import client
 
-from approvals.services import step_decide
 from provisioning.models import Release
-from provisioning.services import app_rollback_file, app_upgrade_file, request_provision
+from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.errors import InvalidState, ValidationFailed
 from requests_app.models import AuditEvent, Resource
 from requests_app.services import request_submit
 from tests.factories import app_template
+from tests.integration.conftest import approve_and_provision
 
 pytestmark = pytest.mark.django_db
-
-
-def approve_and_provision(request, approver):
-    for step in request.approval_steps.filter(state="pending"):
-        step_decide(step_id=step.pk, user=approver, verdict="approve")
-    request_provision(request_id=request.pk)
-    request.refresh_from_db()
-    assert request.state == "active", request.error
-    return request
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from provisioning.services import request_provision
 from requests_app.models import AuditEvent
 from requests_app.services import request_submit
 from tests.conftest import require_env
-from tests.integration.conftest import namespace_gone, wait_for
+from tests.integration.conftest import approve_and_provision, namespace_gone, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -79,15 +79,6 @@ def past_grace(namespace) -> object:
     return lease.grace_until + timedelta(minutes=1)
 
 
-def approve_and_provision(request, approver):
-    for step in request.approval_steps.all():
-        step_decide(step_id=step.pk, user=approver, verdict="approve")
-    request_provision(request_id=request.pk)
-    request.refresh_from_db()
-    assert request.state == "active", request.error
-    return request.resource
-
-
 def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds_and_can_be_restored(
     namespace_with_database, backup_namespace, kube_api, core, requester, approver
 ):
@@ -136,7 +127,7 @@ def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds_a
     approve_and_provision(ns_restore, approver)
     db_restore = resource_restore(resource=database, actor=requester)
     assert db_restore.frozen["restore_from"] == backup.location
-    new_database = approve_and_provision(db_restore, approver)
+    new_database = approve_and_provision(db_restore, approver).resource
     reclaim_pass(now=after)  # starts the restore Job (when the on-commit start did not run)
     restore = Backup.objects.get(resource=new_database, kind="restore")
     job = client.BatchV1Api(kube_api).read_namespaced_job(restore.job_name, backup_namespace)
