@@ -72,3 +72,22 @@ def test_a_developer_files_a_database_request_and_sees_it_in_my_requests(live_se
     rows = page.inner_text("table")
     assert "create database orders" in rows
     assert "Pending approval" in rows
+
+
+
+@pytest.mark.django_db(transaction=True)
+def test_custom_quantities_appear_only_for_a_custom_plan(live_server, browser_page):
+    team("atlas")
+    UserFactory(username="dana", groups=["team-atlas"])
+    page = browser_page
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "dana")
+    page.fill("#id_password", "leasehold")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    page.goto(f"{live_server.url}/requests/new/")
+    assert not page.is_visible("#id_cpu")
+    page.select_option("#id_plan", "custom")
+    assert page.is_visible("#id_cpu")
+    page.select_option("#id_plan", "small")
+    assert not page.is_visible("#id_cpu")
