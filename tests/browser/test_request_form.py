@@ -74,7 +74,6 @@ def test_a_developer_files_a_database_request_and_sees_it_in_my_requests(live_se
     assert "Pending approval" in rows
 
 
-
 @pytest.mark.django_db(transaction=True)
 def test_custom_quantities_appear_only_for_a_custom_plan(live_server, browser_page):
     team("atlas")
