@@ -1,5 +1,7 @@
 """Lease expiry, grace and reclamation against the real Kubernetes API server."""
 
+import os
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -107,3 +109,36 @@ def test_protected_namespaces_are_never_deleted(active_namespace):
 def test_a_bad_now_is_a_clear_error():
     with pytest.raises(CommandError, match="not an ISO 8601"):
         call_command("reclaim_leases", "--now", "yesterday")
+
+
+def test_a_pass_that_cannot_reach_the_cluster_still_completes_and_says_so(active_namespace, settings):
+    from provisioning import cluster
+
+    lease = Lease.objects.get(resource=active_namespace.resource)
+    reclaim(lease.expires_at + timedelta(minutes=1))
+    lease.refresh_from_db()
+    settings.LEASEHOLD_CLUSTER = "kubeconfig"
+    settings.LEASEHOLD_K8S_RETRIES = 1
+
+    good = os.environ["KUBECONFIG"]
+    broken = good + ".broken"
+    with open(good) as src, open(broken, "w") as dst:
+        # Port 9 (discard) is closed on loopback: every call fails to connect.
+        dst.write(re.sub(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:9", src.read()))
+    os.environ["KUBECONFIG"] = broken
+    cluster.reset_clients()
+    try:
+        err = StringIO()
+        call_command(
+            "reclaim_leases",
+            "--now",
+            (lease.grace_until + timedelta(minutes=1)).isoformat(),
+            stdout=StringIO(),
+            stderr=err,
+        )
+    finally:
+        os.environ["KUBECONFIG"] = good
+        cluster.reset_clients()
+    assert "error:" in err.getvalue()
+    lease.refresh_from_db()
+    assert lease.state in ("grace", "reclaiming")  # nothing marked reclaimed that was not deleted
