@@ -20,9 +20,11 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from requests_app.errors import InvalidState
+from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
-from requests_app.services import audit_record, transition_apply
+from requests_app.selectors import teams_of, user_is_admin
+from requests_app.services import audit_record, request_file_followup, transition_apply
+from requests_app.specs import IMAGE_TAG
 
 from . import cluster
 from .errors import ClaimLost, ClusterError, PermanentClusterError, TransientClusterError
@@ -896,9 +898,6 @@ def resources_reconcile() -> ReconcileReport:
 
 
 def _check_changeable_app(resource: Resource, actor) -> None:
-    from requests_app.errors import NotAllowed
-    from requests_app.selectors import teams_of, user_is_admin
-
     if not (user_is_admin(actor) or teams_of(actor).filter(pk=resource.team_id).exists()):
         raise NotAllowed("Only the owner's team can change this app.")
     if resource.kind != Kind.APP:
@@ -916,10 +915,6 @@ UNFINISHED_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED, Reque
 
 def app_upgrade_file(*, resource: Resource, actor, image_tag: str, justification: str) -> ResourceRequest:
     """File an upgrade of an app to another image tag; it goes through approval like any request."""
-    from requests_app.errors import ValidationFailed
-    from requests_app.services import request_file_followup
-    from requests_app.specs import IMAGE_TAG
-
     _check_changeable_app(resource, actor)
     if not isinstance(image_tag, str) or not IMAGE_TAG.match(image_tag):
         raise ValidationFailed({"image_tag": ["Not an image tag: letters, digits, '_', '.', '-', at most 128."]})
@@ -937,9 +932,6 @@ def app_upgrade_file(*, resource: Resource, actor, image_tag: str, justification
 
 def app_rollback_file(*, resource: Resource, actor, release: int, justification: str) -> ResourceRequest:
     """File a rollback of an app to an earlier release: its full configuration is applied again."""
-    from requests_app.errors import ValidationFailed
-    from requests_app.services import request_file_followup
-
     _check_changeable_app(resource, actor)
     target = Release.objects.filter(resource=resource, number=release).first()
     if target is None:

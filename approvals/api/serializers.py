@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from approvals.models import ApprovalStep, Decision, Delegation
 from approvals.selectors import request_size
+from requests_app.api.serializers import RequestSummarySerializer
 from requests_app.models import ResourceRequest
 
 
@@ -40,28 +41,6 @@ class StepSerializer(serializers.ModelSerializer):
             "escalate_to",
             "pending_since",
             "escalated_at",
-        ]
-
-
-class RequestSummarySerializer(serializers.ModelSerializer):
-    team = serializers.CharField(source="team.slug", read_only=True)
-    requester = serializers.CharField(source="requester.username", read_only=True)
-
-    class Meta:
-        model = ResourceRequest
-        fields = [
-            "id",
-            "action",
-            "kind",
-            "team",
-            "name",
-            "environment",
-            "lease_days",
-            "justification",
-            "spec",
-            "state",
-            "requester",
-            "created_at",
         ]
 
 

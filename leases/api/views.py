@@ -98,10 +98,7 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk=None) -> Response:
         """Re-create a reclaimed resource as it last ran (databases from their last backup), via a request."""
-        filed = resource_restore(resource=self.get_object(), actor=request.user)
-        return Response(
-            RequestSerializer(requests_visible_to(request.user).get(pk=filed.pk)).data, status=status.HTTP_202_ACCEPTED
-        )
+        return self._accepted(resource_restore(resource=self.get_object(), actor=request.user))
 
     @extend_schema(request=None, responses={200: ResourceSerializer})
     @action(detail=True, methods=["post"])

@@ -19,12 +19,11 @@ class EventSerializer(serializers.ModelSerializer):
         return obj.actor_name or "system"
 
 
-class RequestSerializer(serializers.ModelSerializer):
+class RequestSummarySerializer(serializers.ModelSerializer):
+    """A request's own fields, for lists that show requests beside something else (the approval queue)."""
+
     team = serializers.CharField(source="team.slug", read_only=True)
     requester = serializers.CharField(source="requester.username", read_only=True)
-    error = serializers.SerializerMethodField()
-    approval = serializers.SerializerMethodField()
-    events = EventSerializer(many=True, read_only=True)
 
     class Meta:
         model = ResourceRequest
@@ -41,12 +40,17 @@ class RequestSerializer(serializers.ModelSerializer):
             "state",
             "requester",
             "created_at",
-            "updated_at",
-            "resource",
-            "error",
-            "approval",
-            "events",
         ]
+        read_only_fields = fields
+
+
+class RequestSerializer(RequestSummarySerializer):
+    error = serializers.SerializerMethodField()
+    approval = serializers.SerializerMethodField()
+    events = EventSerializer(many=True, read_only=True)
+
+    class Meta(RequestSummarySerializer.Meta):
+        fields = [*RequestSummarySerializer.Meta.fields, "updated_at", "resource", "error", "approval", "events"]
         read_only_fields = fields
 
     def get_error(self, obj: ResourceRequest) -> str | None:

@@ -72,6 +72,13 @@ def approve_and_provision(request, approver):
     return request
 
 
+def file_and_provision(requester, approver, **fields):
+    """File a request for team atlas (dev, 7 days), approve it and provision it; returns it active."""
+    fields.setdefault("justification", "integration test")
+    request = request_submit(requester=requester, team="atlas", environment="dev", lease_days=7, **fields)
+    return approve_and_provision(request, approver)
+
+
 def namespace_gone(core, name: str) -> bool:
     try:
         core.read_namespace(name)

@@ -8,8 +8,8 @@ from kubernetes import client
 from provisioning.models import ManagedObject
 from provisioning.services import request_plan, request_provision
 from requests_app.models import ResourceRequest
-from requests_app.services import request_submit
 from tests.factories import app_template
+from tests.integration.conftest import file_and_provision
 
 pytestmark = pytest.mark.django_db
 
@@ -21,20 +21,6 @@ def namespace(approved_namespace):
     request.refresh_from_db()
     assert request.state == "active"
     return request.resource
-
-
-def file_and_provision(requester, approver, **fields):
-    from approvals.services import step_decide
-
-    request = request_submit(
-        requester=requester, team="atlas", environment="dev", lease_days=7, justification="integration", **fields
-    )
-    for step in request.approval_steps.order_by("order"):
-        step_decide(step_id=step.pk, user=approver, verdict="approve")
-    request_provision(request_id=request.pk)
-    request.refresh_from_db()
-    assert request.state == "active", request.error
-    return request
 
 
 def test_a_database_and_a_bound_app_are_applied_as_planned(namespace, requester, approver, kube_api, core, api):

@@ -14,14 +14,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from approvals.services import step_decide
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
 from provisioning.models import ManagedObject
 from provisioning.services import request_provision, resource_teardown, resources_reconcile
-from requests_app.services import request_submit
 from tests.conftest import require_env
 from tests.factories import app_template
+from tests.integration.conftest import file_and_provision
 
 pytestmark = pytest.mark.django_db
 
@@ -76,18 +75,6 @@ def service_account_kubeconfig(kube_api, tmp_path, monkeypatch):
     with override_settings(LEASEHOLD_CLUSTER="kubeconfig"):
         yield path
     cluster.reset_clients()
-
-
-def file_and_provision(requester, approver, **fields):
-    request = request_submit(
-        requester=requester, team="atlas", environment="dev", lease_days=7, justification="rbac", **fields
-    )
-    for step in request.approval_steps.order_by("order"):
-        step_decide(step_id=step.pk, user=approver, verdict="approve")
-    request_provision(request_id=request.pk)
-    request.refresh_from_db()
-    assert request.state == "active", request.error
-    return request
 
 
 def test_every_flow_works_with_exactly_the_shipped_role(
