@@ -27,10 +27,12 @@ from requests_app.services import audit_record, request_file_followup, transitio
 from requests_app.specs import IMAGE_TAG
 
 from . import cluster
+from .drift import differences, only_stamps, path_text
 from .errors import ClaimLost, ClusterError, PermanentClusterError, TransientClusterError
 from .models import ManagedObject, Phase, ProvisioningJob, Release
 from .renderers import (
     ANNOTATION_LEASE_EXPIRES,
+    ANNOTATION_OWNER,
     ANNOTATION_REQUEST,
     LABEL_RESOURCE,
     AppSpec,
@@ -80,8 +82,11 @@ def render_request(
     what the worker applies. `password` is given only by the worker, for a database's Secret.
     """
     start = lease_start or timezone.now()
-    # An extended lease (kept on the resource by the leases app) wins over the first term.
+    # An extended lease (kept on the resource by the leases app) wins over the first term, and a
+    # database's or app's lease never outlives its namespace's (as the leases app opens it).
     expires = lease_expires or start + timedelta(days=request.lease_days)
+    if lease_expires is None and request.parent is not None and request.parent.lease_expires_at is not None:
+        expires = min(expires, request.parent.lease_expires_at)
     ctx = RenderContext(
         resource_id=str(resource_id_for(request)),
         request_id=str(request.pk),
@@ -150,6 +155,54 @@ def rollback_manifests(request: ResourceRequest, ctx: RenderContext) -> list[dic
         annotations[ANNOTATION_REQUEST] = ctx.request_id
         annotations[ANNOTATION_LEASE_EXPIRES] = rfc3339(ctx.lease_expires)
     return manifests
+
+
+def resource_manifests(resource: Resource, *, with_secrets: bool = True) -> list[dict]:
+    """The objects a live resource has now, stamped with its current lease expiry and owner.
+
+    An app runs its newest release (what its last create, upgrade or rollback applied); a namespace
+    or database runs what the request that made it rendered (they have no day-2 changes). Every
+    re-apply after provisioning (drift repair, the lease re-stamp, what a restore keeps) uses this,
+    never the first request's render, so it never undoes an upgrade or a rollback. `with_secrets`
+    reads a database's password from its Secret in the cluster; without it the plan's placeholder
+    stands in (for what is kept in the database).
+    """
+    release = resource.releases.order_by("-number").first() if resource.kind == Kind.APP else None
+    if release is None:
+        request = resource.created_by_request
+        password = _database_password(request) if with_secrets and resource.kind == Kind.DATABASE else None
+        manifests = render_request(
+            request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at, password=password
+        )
+    else:
+        manifests = copy.deepcopy(release.manifests)
+    for manifest in manifests:
+        annotations = manifest["metadata"].setdefault("annotations", {})
+        if resource.lease_expires_at is not None:
+            annotations[ANNOTATION_LEASE_EXPIRES] = rfc3339(resource.lease_expires_at)
+        if resource.owner is not None:
+            annotations[ANNOTATION_OWNER] = resource.owner.get_username()
+    return manifests
+
+
+def change_in_flight(resource: Resource) -> bool:
+    """Whether an approved upgrade or rollback of the resource is being applied right now: its worker
+    owns the objects until it finishes, and a re-apply of the current release would undo its work."""
+    return ResourceRequest.objects.filter(
+        resource=resource,
+        action__in=(Action.UPGRADE, Action.ROLLBACK),
+        state__in=(RequestState.APPROVED, RequestState.PROVISIONING),
+    ).exists()
+
+
+def resource_reapply(*, resource: Resource) -> bool:
+    """Apply the resource's current objects again (after its lease or owner changed): False, and nothing
+    applied, while an upgrade or rollback is in flight (the next reconcile brings the stamps up to date)."""
+    if change_in_flight(resource):
+        return False
+    for manifest in resource_manifests(resource):
+        cluster.apply(manifest)
+    return True
 
 
 def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
@@ -818,25 +871,30 @@ def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Res
 
 
 def resource_reconcile(*, resource_id) -> list[str]:
-    """Compare an active resource's recorded objects with the cluster and converge them.
+    """Compare an active resource's recorded objects with what it should run now and converge them.
 
-    A missing object is re-applied; a field owned by `leasehold` that was changed is restored (the
-    re-apply changes the object only then: its resourceVersion moves); an object being deleted by
-    someone is reported and re-applied once it is gone. Every finding is kept on the object (the
-    `objects` section of the resource) and written to the audit trail.
+    What it should run is `resource_manifests` (an app's current release). A missing object is
+    re-applied; for an existing one, a dry-run apply shows what applying would change in the fields
+    Leasehold owns: nothing, and nothing is written; only Leasehold's own stamps (a new lease
+    expiry), and they are brought up to date quietly; anything else was changed outside Leasehold
+    and is restored. An object being deleted by someone is reported and re-applied once it is gone.
+    A resource whose upgrade or rollback is in flight is left to that worker. Every finding is kept
+    on the object (the `objects` section of the resource) and written to the audit trail.
     """
     findings: list[str] = []
     with transaction.atomic():
         resource = (
             Resource.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=resource_id, state=ResourceState.ACTIVE)
-            .select_related("created_by_request__team__group", "created_by_request__requester", "team", "parent")
+            .select_related(
+                "created_by_request__team__group", "created_by_request__requester", "team", "parent", "owner"
+            )
             .first()
         )
-        if resource is None:  # busy elsewhere (reclaim, extension) or no longer active
+        if resource is None or change_in_flight(resource):  # busy elsewhere, or no longer active
             return findings
         request = resource.created_by_request
-        manifests = {cluster.ref_of(m): m for m in _rendered(request, resource)}
+        manifests = {cluster.ref_of(m): m for m in resource_manifests(resource)}
         for row in resource.managed_objects.filter(deleted_at__isnull=True, applied_at__isnull=False):
             ref = cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)
             manifest = manifests.get(ref)
@@ -855,11 +913,14 @@ def resource_reconcile(*, resource_id) -> list[str]:
                     findings.append(f"{row}: {note}")
                 continue
             else:
-                stored = cluster.apply(manifest)
-                before = (live.get("metadata") or {}).get("resourceVersion")
-                if (stored.get("metadata") or {}).get("resourceVersion") == before:
+                changed = differences(live, cluster.apply(manifest, dry_run=True))
+                if not changed:
                     continue
-                note = "fields owned by Leasehold were changed outside it; restored"
+                stored = cluster.apply(manifest)
+                if only_stamps(changed):
+                    continue
+                shown = ", ".join(path_text(path) for path in changed[:5]) + (" …" if len(changed) > 5 else "")
+                note = f"fields owned by Leasehold were changed outside it ({shown}); restored"
             _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True)
             findings.append(f"{row}: {note}")
     return findings
