@@ -688,13 +688,37 @@ def provisioning_enqueue(*, request: ResourceRequest, reset: bool = False) -> No
     transaction.on_commit(lambda: _publish(request_id))
 
 
+def _dead_claims(now) -> list:
+    """Requests whose claim has not run out but whose worker is gone: its database session no longer
+    exists (a worker killed with -9, a node lost). They are stuck at once, not after the claim runs out."""
+    if connection.vendor != "postgresql":
+        return []
+    held = list(
+        ProvisioningJob.objects.filter(
+            claimed_until__gt=now,
+            claimed_by__startswith="pg:",
+            request__state__in=(RequestState.APPROVED, RequestState.PROVISIONING),
+        ).values_list("pk", "claimed_by")
+    )
+    if not held:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity")
+        live = {row[0] for row in cursor.fetchall()}
+    return [pk for pk, by in held if int(by[3:].split("@", 1)[0]) not in live]
+
+
 def provisioning_sweep() -> list[str]:
-    """Re-enqueue create requests stuck in approved or provisioning: no live claim, no retry due, and
-    nothing enqueued for LEASEHOLD_PROVISION_STUCK_MINUTES. Safe to run anywhere, any number of times
-    at once (compare-and-set on `enqueued_at`). Returns the ids it re-enqueued."""
+    """Re-enqueue requests stuck in approved or provisioning, exactly once per stuck spell:
+    - a claim whose worker is gone (its database session ended): at once;
+    - no live claim, no retry due, and nothing enqueued for LEASEHOLD_PROVISION_STUCK_MINUTES (a message
+      lost with the broker, or never published).
+    Runs every LEASEHOLD_SWEEP_SECONDS and when a worker starts. Safe to run anywhere, any number of times
+    at once (compare-and-set on the claim and `enqueued_at`). Returns the ids it re-enqueued."""
     now = timezone.now()
     cutoff = now - timedelta(minutes=settings.LEASEHOLD_PROVISION_STUCK_MINUTES)
-    candidates = (
+    dead = _dead_claims(now)
+    idle = (
         ResourceRequest.objects.filter(
             action__in=PROVISIONED_ACTIONS, state__in=(RequestState.APPROVED, RequestState.PROVISIONING)
         )
@@ -708,25 +732,26 @@ def provisioning_sweep() -> list[str]:
         .values_list("pk", flat=True)[: settings.LEASEHOLD_SWEEP_MAX_PER_RUN]
     )
     requeued = []
-    for request_id in candidates:
+    for request_id in [*dead, *(pk for pk in idle if pk not in dead)]:
         with transaction.atomic():
             job, _ = ProvisioningJob.objects.get_or_create(request_id=request_id)
             if claim_alive(job):
                 continue
+            gone = job.claimed_until is not None and job.claimed_until > now
             taken = (
                 ProvisioningJob.objects.filter(pk=request_id, claim_token=job.claim_token)
-                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
-                .update(enqueued_at=now)
+                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff) | Q(claimed_until__gt=now))
+                .update(enqueued_at=now, claim_token=None, claimed_until=None, claimed_by="")
             )
             if not taken:
                 continue
             request = ResourceRequest.objects.get(pk=request_id)
-            audit_record(
-                actor=None,
-                verb="requeued",
-                target=request,
-                detail=f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min; enqueued again",
+            why = (
+                f"its worker ({job.claimed_by}) is gone"
+                if gone
+                else f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min"
             )
+            audit_record(actor=None, verb="requeued", target=request, detail=f"{why}; enqueued again")
             transaction.on_commit(lambda rid=str(request_id): _publish(rid))  # type: ignore[misc]
         requeued.append(str(request_id))
     return requeued
