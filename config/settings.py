@@ -133,6 +133,13 @@ CELERY_BEAT_SCHEDULE = {
     # Notices are per day and grace is measured in days: a pass every 15 minutes keeps expiry
     # close to the hour without putting load on the API server.
     "reclaim-leases": {"task": "leases.tasks.reclaim_leases", "schedule": crontab(minute="*/15")},
+    # A namespace takes seconds to terminate: its lease, resource and request are marked reclaimed by
+    # this follow-up within LEASEHOLD_RECLAIM_FOLLOW_SECONDS of it being gone, not at the next pass.
+    "follow-reclaiming-leases": {
+        "task": "leases.tasks.follow_reclaiming",
+        "schedule": env.float("LEASEHOLD_RECLAIM_FOLLOW_SECONDS", default=20.0),
+        "options": {"expires": env.float("LEASEHOLD_RECLAIM_FOLLOW_SECONDS", default=20.0)},
+    },
     # Reminder and escalation delays are counted in hours: a pass every 15 minutes sends each notice
     # within a quarter of an hour of being due, and an idle pass is one indexed query.
     "nudge-waiting-approvals": {"task": "approvals.tasks.nudge_waiting_approvals", "schedule": crontab(minute="*/15")},
@@ -233,6 +240,13 @@ LEASE_MAX_TOTAL_DAYS = env.int("LEASE_MAX_TOTAL_DAYS", default=180)
 LEASE_GRACE_DAYS = env.int("LEASE_GRACE_DAYS", default=3)
 LEASE_NOTICE_DAYS = [int(d) for d in env.list("LEASE_NOTICE_DAYS", default=["7", "1"])]
 RECLAIM_MAX_PER_RUN = env.int("RECLAIM_MAX_PER_RUN", default=50)
+# How long one step of a pass (quarantine, backup and deletion of one lease) may hold its lease before
+# another pass may take it over (the process holding it died).
+LEASEHOLD_LEASE_CLAIM_SECONDS = env.float("LEASEHOLD_LEASE_CLAIM_SECONDS", default=300.0)
+# Leases whose objects are going away (a namespace terminating, a backup running) are followed up this
+# often, so that records follow the cluster within a minute; each check is one read per lease.
+LEASEHOLD_RECLAIM_FOLLOW_SECONDS = env.float("LEASEHOLD_RECLAIM_FOLLOW_SECONDS", default=20.0)
+LEASEHOLD_RECLAIM_FOLLOW_MAX = env.int("LEASEHOLD_RECLAIM_FOLLOW_MAX", default=500)
 # Backups before deletion: pg_dump Jobs run in this namespace and write to this volume claim in it.
 # The namespace carries the label `leasehold.io/backups: "true"`, which team namespaces' network
 # policy admits, so the Job reaches the databases.

@@ -35,6 +35,10 @@ class Lease(ConcurrentTransitionMixin, models.Model):
     last_manifests = models.JSONField(
         default=list, blank=True, help_text="The objects as last rendered (no secrets), kept to restore from."
     )
+    # A pass (or a release) holds the lease while it calls the cluster, without a row lock: others skip
+    # it until the claim is released, or runs out when the process holding it died.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["expires_at"]

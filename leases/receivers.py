@@ -6,7 +6,8 @@ from django_fsm.signals import post_transition
 
 from requests_app.models import Action, Kind, Resource, ResourceRequest
 
-from .services import extension_fulfil, lease_open, restore_start
+from .services import lease_open, publish
+from .tasks import fulfil_extension, start_restore
 
 
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
@@ -14,12 +15,12 @@ def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) ->
     if name == "activate":
         lease_open(resource=instance)
         if instance.kind == Kind.DATABASE and instance.created_by_request.frozen.get("restore_from"):
-            resource_id = instance.pk
-            transaction.on_commit(lambda: restore_start(resource_id=resource_id), robust=True)
+            resource_id = str(instance.pk)
+            transaction.on_commit(lambda: publish(start_restore, resource_id), robust=True)
 
 
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="leases.fulfil_extension")
 def fulfil_extension_on_approval(sender, instance: ResourceRequest, name: str, **kwargs) -> None:
     if name == "approve" and instance.action == Action.EXTEND:
-        request_id = instance.pk
-        transaction.on_commit(lambda: extension_fulfil(request_id=request_id), robust=True)
+        request_id = str(instance.pk)
+        transaction.on_commit(lambda: publish(fulfil_extension, request_id), robust=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from provisioning import cluster
@@ -115,9 +117,20 @@ def _extended_expiry(lease: Lease, days: int, now: datetime) -> datetime:
     return max(lease.expires_at, now) + timedelta(days=days)
 
 
-def lease_apply_extension(*, lease_id: int, days: int, actor, now: datetime, reason: str = "") -> Lease:
-    """Move the expiry, leave grace (restoring the workloads), re-stamp the objects' annotation."""
+def lease_apply_extension(
+    *, lease_id: int, days: int, actor, now: datetime, reason: str = "", fulfils: ResourceRequest | None = None
+) -> Lease:
+    """Move the expiry, leave grace (restoring the workloads), re-stamp the objects' annotation.
+
+    `fulfils`: the approved extend request this carries out; it is marked fulfilled in the same
+    transaction (and nothing happens when it is no longer approved), so a redelivered task never
+    extends twice.
+    """
     with transaction.atomic():
+        if fulfils is not None:
+            fulfils = ResourceRequest.objects.select_for_update().get(pk=fulfils.pk)
+            if fulfils.state != RequestState.APPROVED:
+                return Lease.objects.get(pk=lease_id)
         lease = Lease.objects.select_for_update().select_related("resource").get(pk=lease_id)
         if lease.state not in (LeaseState.ACTIVE, LeaseState.GRACE):
             raise InvalidState(f"The lease is {lease.state}; it can no longer be extended.")
@@ -127,12 +140,9 @@ def lease_apply_extension(*, lease_id: int, days: int, actor, now: datetime, rea
         lease.expires_at = _extended_expiry(lease, days, now)
         lease.extensions += 1
         lease.notices_sent = []  # the notices count down to the new expiry
-        counts = dict(lease.quarantined_replicas)
-        was_in_grace = lease.state == LeaseState.GRACE
-        if was_in_grace:
+        if lease.state == LeaseState.GRACE:
             transition_apply(lease, "restore", actor=actor, verb="lease_restored", resource=resource, request=request)
             transition_apply(resource, "restore", actor=actor, verb="restored", request=request)
-            lease.quarantined_replicas = {}
         lease.save()
         Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
         resource.lease_expires_at = lease.expires_at
@@ -144,15 +154,40 @@ def lease_apply_extension(*, lease_id: int, days: int, actor, now: datetime, rea
             request=request,
             detail=f"{old:%Y-%m-%d %H:%M} → {lease.expires_at:%Y-%m-%d %H:%M} UTC (+{days} days): {reason}".strip(),
         )
+        if fulfils is not None:
+            transition_apply(fulfils, "fulfil", actor=None, verb="extended", resource=resource)
     try:
-        if was_in_grace:
-            for line in workloads.restore(resource, counts):
-                audit_record(actor=None, verb="workload_restored", target=resource, request=request, detail=line)
+        lease_restore_workloads(lease_id=lease.pk)
         restamp_objects(resource)
     except (ClusterError, ImproperlyConfigured) as exc:
-        # The database holds the new expiry; the objects' annotation is repaired by the next re-apply.
+        # The database holds the new expiry and still remembers the replica counts: the next pass
+        # restores the workloads, and the next re-apply repairs the objects' annotation.
         log.warning("extension of %s: could not update the cluster yet: %s", resource.pk, exc)
     return lease
+
+
+def lease_restore_workloads(*, lease_id: int) -> list[str]:
+    """Scale a lease's workloads back to the remembered counts (after an extension ended its grace, or a
+    quarantine that did not finish); the counts are forgotten only once the cluster has them. Raises
+    ClusterError (the pass retries)."""
+    lease = Lease.objects.select_related("resource").get(pk=lease_id)
+    counts = dict(lease.quarantined_replicas)
+    if not counts or lease.state != LeaseState.ACTIVE:
+        return []
+    restored = workloads.restore(lease.resource, counts)
+    with transaction.atomic():
+        if Lease.objects.filter(pk=lease_id, state=LeaseState.ACTIVE, quarantined_replicas=counts).update(
+            quarantined_replicas={}
+        ):
+            for line in restored:
+                audit_record(
+                    actor=None,
+                    verb="workload_restored",
+                    target=lease.resource,
+                    request=lease.resource.created_by_request,
+                    detail=line,
+                )
+    return restored
 
 
 def restamp_objects(resource: Resource) -> None:
@@ -162,22 +197,56 @@ def restamp_objects(resource: Resource) -> None:
 
 
 def extension_fulfil(*, request_id) -> None:
-    """An approved extend request takes effect."""
+    """An approved extend request takes effect (idempotent: a task delivered twice extends once).
+
+    A lease that is already being reclaimed (or gone) can no longer be extended: the request fails
+    with that reason, so that it never says "approved" for nothing.
+    """
     request = ResourceRequest.objects.select_related("resource").get(pk=request_id)
     if request.state != RequestState.APPROVED or request.action != Action.EXTEND or request.resource is None:
         return
-    lease = Lease.objects.get(resource=request.resource)
-    lease_apply_extension(
-        lease_id=lease.pk,
-        days=request.lease_days,
-        actor=None,
-        now=database_now(),
-        reason=f"approved request {request.pk}: {request.justification}",
-    )
-    with transaction.atomic():
-        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
-        if request.state == RequestState.APPROVED:
-            transition_apply(request, "fulfil", actor=None, verb="extended", resource=request.resource)
+    lease = Lease.objects.filter(resource=request.resource).first()
+    try:
+        if lease is None:
+            raise InvalidState("The resource has no lease any more.")
+        lease_apply_extension(
+            lease_id=lease.pk,
+            days=request.lease_days,
+            actor=None,
+            now=database_now(),
+            reason=f"approved request {request.pk}: {request.justification}",
+            fulfils=request,
+        )
+    except InvalidState as exc:
+        reason = f"Not extended: {exc} It was approved too late; restore the resource instead once it is reclaimed."
+        with transaction.atomic():
+            request = ResourceRequest.objects.select_for_update().get(pk=request_id)
+            if request.state == RequestState.APPROVED:
+                transition_apply(request, "fail", actor=None, verb="failed", detail=reason, reason=reason)
+
+
+def extensions_sweep(*, older_than: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Approved extend requests whose task was lost (broker restart, worker killed): enqueued again."""
+    from .tasks import fulfil_extension
+
+    cutoff = timezone.now() - older_than
+    stuck = [
+        str(pk)
+        for pk in ResourceRequest.objects.filter(
+            action=Action.EXTEND, state=RequestState.APPROVED, updated_at__lt=cutoff
+        ).values_list("pk", flat=True)[:200]
+    ]
+    for request_id in stuck:
+        publish(fulfil_extension, request_id)
+    return stuck
+
+
+def publish(task, *args) -> None:
+    """Send a task; when the broker is down, the sweeps send it again later."""
+    try:
+        task.delay(*args)
+    except Exception:  # any broker failure: the database still says what is due
+        log.warning("could not enqueue %s%s; a sweep will", task.name, args, exc_info=True)
 
 
 # --- reclamation ----------------------------------------------------------------------------------
@@ -314,45 +383,75 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport) -> None:
             notices.handover_notice(resource, former)
 
 
+def _claim_lease(lease_id: int, **conditions) -> uuid.UUID | None:
+    """Take a lease for one step of a pass (or a release) with a compare-and-set: no row lock is held
+    while the step calls the cluster, and other passes skip the lease until the claim is released or
+    runs out (LEASEHOLD_LEASE_CLAIM_SECONDS, when the process holding it died)."""
+    token = uuid.uuid4()
+    now = timezone.now()
+    taken = (
+        Lease.objects.filter(pk=lease_id, **conditions)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claim_token=token, claimed_until=now + timedelta(seconds=settings.LEASEHOLD_LEASE_CLAIM_SECONDS))
+    )
+    return token if taken else None
+
+
+def _release_lease(lease_id: int, token: uuid.UUID) -> None:
+    Lease.objects.filter(pk=lease_id, claim_token=token).update(claim_token=None, claimed_until=None)
+
+
+def _remember_replicas(lease_id: int, counts: dict[str, int]) -> None:
+    """Keep the counts to restore before anything is scaled down (a later partial failure keeps them)."""
+    Lease.objects.filter(pk=lease_id).update(quarantined_replicas=counts)
+
+
 def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
-    """Move one expired lease (and its resource) into grace. False when another pass got there first."""
-    with transaction.atomic():
-        lease = (
-            Lease.objects.select_for_update(skip_locked=True)
-            .filter(pk=lease_id, state=LeaseState.ACTIVE, expires_at__lte=now)
-            .select_related("resource")
-            .first()
-        )
-        if lease is None:
-            return False
-        resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
-        grace_until = max(now, lease.expires_at) + timedelta(days=settings.LEASE_GRACE_DAYS)
-        request = resource.created_by_request
-        transition_apply(
-            lease,
-            "enter_grace",
-            actor=None,
-            verb="lease_expired",
-            resource=resource,
-            request=request,
-            grace_until=grace_until,
-            detail=f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC",
-        )
-        if resource.state == ResourceState.ACTIVE:
-            transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=request)
-    return True
+    """Quarantine one expired lease: remember the replica counts, scale the workloads to zero, and only
+    then record grace (lease and resource). False when another pass has it, or it was extended meanwhile
+    (its workloads are then restored). Raises ClusterError with nothing recorded: the next pass retries."""
+    token = _claim_lease(lease_id, state=LeaseState.ACTIVE, expires_at__lte=now)
+    if token is None:
+        return False
+    try:
+        lease = Lease.objects.select_related("resource").get(pk=lease_id)
+        counts = workloads.replica_counts(lease.resource, lease.quarantined_replicas)
+        _remember_replicas(lease_id, counts)
+        workloads.scale_to_zero(lease.resource)
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().get(pk=lease_id)
+            due = lease.claim_token == token and lease.state == LeaseState.ACTIVE and lease.expires_at <= now
+            if due:
+                resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
+                grace_until = max(now, lease.expires_at) + timedelta(days=settings.LEASE_GRACE_DAYS)
+                request = resource.created_by_request
+                transition_apply(
+                    lease,
+                    "enter_grace",
+                    actor=None,
+                    verb="lease_expired",
+                    resource=resource,
+                    request=request,
+                    grace_until=grace_until,
+                    detail=f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC; {len(counts)} workload(s) scaled to zero",
+                )
+                if resource.state == ResourceState.ACTIVE:
+                    transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=request)
+        if not due:  # extended while its workloads were being scaled down
+            lease_restore_workloads(lease_id=lease_id)
+        return due
+    finally:
+        _release_lease(lease_id, token)
 
 
 def lease_quarantine(*, lease_id: int) -> int:
-    """Scale a lease's workloads to zero (idempotent); remembers the counts to restore. Returns how many."""
+    """Keep a lease in grace quarantined (a workload scaled up by hand goes back to zero; the counts to
+    restore are kept). Returns how many workloads it has."""
     lease = Lease.objects.select_related("resource").get(pk=lease_id)
-    counts = workloads.quarantine(lease.resource, lease.quarantined_replicas)
-    with transaction.atomic():
-        locked = Lease.objects.select_for_update().get(pk=lease_id)
-        if locked.state == LeaseState.GRACE and locked.quarantined_replicas != counts:
-            locked.quarantined_replicas = counts
-            locked.save(update_fields=["quarantined_replicas"])
-    return len(counts)
+    counts = workloads.replica_counts(lease.resource, lease.quarantined_replicas)
+    if counts != lease.quarantined_replicas:
+        Lease.objects.filter(pk=lease_id, state=LeaseState.GRACE).update(quarantined_replicas=counts)
+    return workloads.scale_to_zero(lease.resource)
 
 
 def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
@@ -447,42 +546,40 @@ def _finish_backup(record: Backup, outcome: str, now: datetime, detail: str = ""
 def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
     """Back up, then delete a lease's objects, then mark lease, resource and request reclaimed.
 
-    The lease row stays locked for the whole step, so concurrent passes (several cron hosts) skip it:
-    each lease is reclaimed once. Returns (done, note); not done while a backup runs or failed, or
-    objects are still going away (the next pass carries on).
+    The lease is claimed (concurrent passes on several cron hosts skip it: each lease is reclaimed
+    once) and no row lock is held while the cluster is called. Returns (done, note); not done while a
+    backup runs or failed, or objects are still going away (the follow-up carries on).
     """
-    with transaction.atomic():
-        lease = (
-            Lease.objects.select_for_update(skip_locked=True)
-            .filter(pk=lease_id, state__in=[LeaseState.GRACE, LeaseState.RECLAIMING])
-            .first()
-        )
-        if lease is None:
-            return False, "taken by another pass"
-        resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
-        if lease.state == LeaseState.GRACE:
-            if lease.grace_until is None or lease.grace_until > now:
-                return False, "still in grace"
-            request = resource.created_by_request
-            transition_apply(
-                lease, "start_reclaim", actor=None, verb="reclaim_started", resource=resource, request=request
-            )
-            transition_apply(resource, "start_reclaim", actor=None, verb="reclaim_started", request=request)
-        return _teardown_and_finish(lease=lease, resource=resource, now=now)
+    token = _claim_lease(lease_id, state__in=[LeaseState.GRACE, LeaseState.RECLAIMING])
+    if token is None:
+        return False, "taken by another pass"
+    try:
+        with transaction.atomic():
+            lease = Lease.objects.select_for_update().get(pk=lease_id)
+            if lease.state == LeaseState.GRACE:
+                if lease.grace_until is None or lease.grace_until > now:
+                    return False, "still in grace"
+                resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
+                request = resource.created_by_request
+                transition_apply(
+                    lease, "start_reclaim", actor=None, verb="reclaim_started", resource=resource, request=request
+                )
+                transition_apply(resource, "start_reclaim", actor=None, verb="reclaim_started", request=request)
+        return _teardown_and_finish(lease_id=lease_id, token=token, now=now)
+    finally:
+        _release_lease(lease_id, token)
 
 
-def _teardown_and_finish(*, lease: Lease, resource: Resource, now: datetime) -> tuple[bool, str]:
-    """Back up, keep the manifests, delete the objects; when all are gone mark everything reclaimed.
-
-    Runs inside the caller's transaction, with the lease and resource rows locked.
-    """
+def _teardown_and_finish(*, lease_id: int, token: uuid.UUID, now: datetime) -> tuple[bool, str]:
+    """Back up, keep the manifests, delete the objects (outside any transaction, the lease claimed);
+    when all are gone, mark everything reclaimed in one short transaction."""
+    lease = Lease.objects.select_related("resource").get(pk=lease_id)
+    resource = lease.resource
     backed_up, backup_note = _ensure_backups(resource=resource, now=now)
     if not backed_up:
-        lease.last_report = backup_note
-        lease.save(update_fields=["last_report"])
+        Lease.objects.filter(pk=lease_id, claim_token=token).update(last_report=backup_note)
         return False, backup_note
-    if not lease.last_manifests:
-        lease.last_manifests = _manifests_to_keep(resource)
+    keep = lease.last_manifests or _manifests_to_keep(resource)
     report = resource_teardown(resource=resource)
     note = "; ".join(
         ([backup_note] if backup_note else [])
@@ -490,25 +587,31 @@ def _teardown_and_finish(*, lease: Lease, resource: Resource, now: datetime) -> 
         + [f"pending {', '.join(report.pending)}"] * bool(report.pending)
         + [f"left alone {', '.join(report.refused)}"] * bool(report.refused)
     )
-    lease.last_report = note
-    lease.save(update_fields=["last_report", "last_manifests"])
-    if not report.complete:
-        return False, note
-    request = ResourceRequest.objects.select_for_update().get(pk=resource.created_by_request_id)
-    transition_apply(
-        lease,
-        "mark_reclaimed",
-        actor=None,
-        verb="lease_reclaimed",
-        resource=resource,
-        request=request,
-        at=now,
-        detail=note,
-    )
-    transition_apply(resource, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=note)
-    if request.state == RequestState.ACTIVE:
-        transition_apply(request, "mark_reclaimed", actor=None, verb="reclaimed", resource=resource)
-    _reclaim_children(namespace=resource, now=now)
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().get(pk=lease_id)
+        if lease.claim_token != token or lease.state != LeaseState.RECLAIMING:
+            return False, "taken by another pass"
+        lease.last_report = note
+        lease.last_manifests = keep
+        lease.save(update_fields=["last_report", "last_manifests"])
+        if not report.complete:
+            return False, note
+        resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
+        request = ResourceRequest.objects.select_for_update().get(pk=resource.created_by_request_id)
+        transition_apply(
+            lease,
+            "mark_reclaimed",
+            actor=None,
+            verb="lease_reclaimed",
+            resource=resource,
+            request=request,
+            at=now,
+            detail=note,
+        )
+        transition_apply(resource, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=note)
+        if request.state == RequestState.ACTIVE:
+            transition_apply(request, "mark_reclaimed", actor=None, verb="reclaimed", resource=resource)
+        _reclaim_children(namespace=resource, now=now)
     return True, note
 
 
@@ -566,7 +669,13 @@ def resource_release(*, resource: Resource, actor) -> tuple[bool, str]:
         request = resource.created_by_request
         transition_apply(lease, "start_reclaim", actor=actor, verb="released", resource=resource, request=request)
         transition_apply(resource, "start_reclaim", actor=actor, verb="released", request=request)
-        return _teardown_and_finish(lease=lease, resource=resource, now=now)
+    token = _claim_lease(lease.pk, state=LeaseState.RECLAIMING)
+    if token is None:
+        return False, "a reclamation pass is already deleting it"
+    try:
+        return _teardown_and_finish(lease_id=lease.pk, token=token, now=now)
+    finally:
+        _release_lease(lease.pk, token)
 
 
 def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
@@ -581,22 +690,35 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
 
     expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
     for lease in expired.select_related("resource", "resource__team", "resource__parent"):
-        if dry_run or lease_enter_grace(lease_id=lease.pk, now=now):
+        if dry_run:
             report.to_grace.append(_label(lease))
+            continue
+        try:
+            entered = lease_enter_grace(lease_id=lease.pk, now=now)
+        except ClusterError as exc:
+            report.errors.append(f"{_label(lease)}: quarantine: {exc}; still active, the next pass tries again")
+            continue
+        if entered:
+            report.to_grace.append(_label(lease))
+            lease.refresh_from_db()
+            notices.quarantine_notice(lease.resource, lease.grace_until, len(lease.quarantined_replicas))
     if not dry_run:
         for lease in Lease.objects.filter(state=LeaseState.GRACE, grace_until__gt=now).select_related("resource"):
             try:
-                scaled = lease_quarantine(lease_id=lease.pk)
+                lease_quarantine(lease_id=lease.pk)
             except ClusterError as exc:
                 report.errors.append(f"{_label(lease)}: quarantine: {exc}")
-                continue
-            if _label(lease) in report.to_grace:
-                notices.quarantine_notice(lease.resource, lease.grace_until, scaled)
+        # Extended leases whose workloads could not be scaled back yet.
+        unrestored = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now).exclude(quarantined_replicas={})
+        for lease in unrestored.select_related("resource"):
+            try:
+                lease_restore_workloads(lease_id=lease.pk)
+            except ClusterError as exc:
+                report.errors.append(f"{_label(lease)}: restore of its workloads: {exc}")
 
+    # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
     budget = settings.RECLAIM_MAX_PER_RUN
-    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now) | Lease.objects.filter(
-        state=LeaseState.RECLAIMING
-    )
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now)
     for lease in due.select_related("resource", "resource__team", "resource__parent").order_by("grace_until", "pk"):
         if budget <= 0:
             report.deferred.append(_label(lease))
@@ -608,17 +730,44 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
             objects = lease.resource.managed_objects.filter(deleted_at__isnull=True)
             report.reclaimed.append(f"{_label(lease)}: {', '.join(str(o) for o in objects) or 'no objects'}")
             continue
-        try:
-            done, note = lease_reclaim(lease_id=lease.pk, now=now)
-        except ClusterError as exc:
-            log.warning("reclaiming lease %s failed: %s", lease.pk, exc)
-            report.errors.append(f"{_label(lease)}: {exc}")
-            continue
-        if "backup" in note and not done:
-            report.backups.append(f"{_label(lease)}: {note}")
-        (report.reclaimed if done else report.in_progress).append(f"{_label(lease)}: {note}" if note else _label(lease))
-        if "backup" in note and "failed" in note:
-            report.errors.append(f"{_label(lease)}: {note} — nothing was deleted")
+        _reclaim_into_report(lease, now, report)
+    if not dry_run:
+        reclaim_follow(now=now, report=report)
+    return report
+
+
+def _reclaim_into_report(lease: Lease, now: datetime, report: ReclaimReport) -> None:
+    try:
+        done, note = lease_reclaim(lease_id=lease.pk, now=now)
+    except ClusterError as exc:
+        log.warning("reclaiming lease %s failed: %s", lease.pk, exc)
+        report.errors.append(f"{_label(lease)}: {exc}")
+        return
+    if note == "taken by another pass":
+        return
+    if "backup" in note and not done:
+        report.backups.append(f"{_label(lease)}: {note}")
+    (report.reclaimed if done else report.in_progress).append(f"{_label(lease)}: {note}" if note else _label(lease))
+    if "backup" in note and "failed" in note:
+        report.errors.append(f"{_label(lease)}: {note} — nothing was deleted")
+
+
+def reclaim_follow(*, now: datetime | None = None, report: ReclaimReport | None = None) -> ReclaimReport:
+    """Follow up leases that are reclaiming (a namespace terminating, a backup Job running, a release
+    that could not finish at once): each is one cheap check (a read of the namespace or the Job), and
+    the records are marked reclaimed as soon as the cluster is done. Runs every
+    LEASEHOLD_RECLAIM_FOLLOW_SECONDS and at the end of every pass; never counted against the cap."""
+    now = now or database_now()
+    report = report or ReclaimReport(now=now, dry_run=False)
+    check_restores(now=now, report=report)
+    extensions_sweep()
+    waiting = Lease.objects.filter(state=LeaseState.RECLAIMING).filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now())
+    )
+    for lease in waiting.select_related("resource", "resource__team", "resource__parent").order_by("pk")[
+        : settings.LEASEHOLD_RECLAIM_FOLLOW_MAX
+    ]:
+        _reclaim_into_report(lease, now, report)
     return report
 
 

@@ -38,21 +38,28 @@ def _scale(obj: ManagedObject, replicas: int) -> None:
     )
 
 
-def quarantine(resource: Resource, remembered: dict[str, int]) -> dict[str, int]:
-    """Scale every workload to zero; returns the replica counts to restore (merged with `remembered`,
-    so a second pass after a partial failure never records zero as the count to restore)."""
+def replica_counts(resource: Resource, remembered: dict[str, int]) -> dict[str, int]:
+    """The replica counts to restore after quarantine: what runs now, merged with `remembered`, so that a
+    pass after a partial failure never records the zero that the failed pass left as the count."""
     counts = dict(remembered)
     for obj in workloads_of(resource):
         key = _key(obj)
-        live = cluster.read(cluster.ObjectRef(obj.api_version, obj.kind, obj.namespace, obj.name))
-        if live is None:
+        if key in counts:
             continue
-        replicas = (live.get("spec") or {}).get("replicas", 1)
-        if key not in counts:
-            counts[key] = replicas
-        if replicas != 0:
-            _scale(obj, 0)
+        live = cluster.read(cluster.ObjectRef(obj.api_version, obj.kind, obj.namespace, obj.name))
+        if live is not None:
+            counts[key] = (live.get("spec") or {}).get("replicas", 1)
     return counts
+
+
+def scale_to_zero(resource: Resource) -> int:
+    """Scale every workload of the resource to zero (idempotent); returns how many there are."""
+    objects = workloads_of(resource)
+    for obj in objects:
+        live = cluster.read(cluster.ObjectRef(obj.api_version, obj.kind, obj.namespace, obj.name))
+        if live is not None and (live.get("spec") or {}).get("replicas", 1) != 0:
+            _scale(obj, 0)
+    return len(objects)
 
 
 def restore(resource: Resource, counts: dict[str, int]) -> list[str]:

@@ -836,7 +836,22 @@ def resource_teardown(*, resource: Resource, dry_run: bool = False) -> TeardownR
     namespaces are never touched. Objects that are going away (a Terminating namespace) are `pending`.
     """
     report = TeardownReport()
-    for obj in teardown_order(list(resource.managed_objects.filter(deleted_at__isnull=True))):
+    remaining = list(resource.managed_objects.filter(deleted_at__isnull=True))
+    namespace = next((o for o in remaining if o.kind == "Namespace" and o.api_version == "v1"), None)
+    if namespace is not None and not _protected(namespace) and not dry_run:
+        # A namespace already gone (or going) takes everything inside with it: one read, not one per object.
+        live = cluster.read(cluster.ObjectRef("v1", "Namespace", "", namespace.name))
+        inside = [o for o in remaining if o.namespace == namespace.name or o is namespace]
+        if live is None:
+            ManagedObject.objects.filter(pk__in=[o.pk for o in inside]).update(deleted_at=timezone.now())
+            report.gone += [str(o) for o in inside]
+            remaining = [o for o in remaining if o not in inside]
+        elif (live.get("metadata") or {}).get("deletionTimestamp") and (
+            ((live.get("metadata") or {}).get("labels") or {}).get(LABEL_RESOURCE) == str(resource.pk)
+        ):
+            report.pending.append(f"{namespace}: still terminating")
+            remaining = [o for o in remaining if o not in inside]
+    for obj in teardown_order(remaining):
         ref = cluster.ObjectRef(obj.api_version, obj.kind, obj.namespace, obj.name)
         label = str(obj)
         if _protected(obj):

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 from kubernetes import client
 
 from approvals.services import step_decide
 from leases.models import Lease
-from leases.services import lease_extend, reclaim_pass
+from leases.services import extension_fulfil, extensions_sweep, lease_extend, reclaim_pass
 from provisioning.renderers import rfc3339
 from provisioning.services import request_provision
 from requests_app.errors import ValidationFailed
@@ -92,10 +93,43 @@ def test_an_extension_beyond_the_total_goes_through_approval(
     step = request.approval_steps.get()
     with django_capture_on_commit_callbacks(execute=True):
         step_decide(step_id=step.pk, user=approver, verdict="approve")
+    # Nothing happens in the approver's web request: a task (sent to the broker) carries it out.
+    request.refresh_from_db()
+    assert request.state == "approved"
+    for _ in range(2):  # delivered twice (at least once): extended once
+        extension_fulfil(request_id=request.pk)
     request.refresh_from_db()
     lease.refresh_from_db()
     assert request.state == "active"
-    assert lease.expires_at == before + timedelta(days=10)
+    assert (lease.expires_at, lease.extensions) == (before + timedelta(days=10), 1)
+
+
+def test_an_extension_approved_while_the_lease_is_reclaiming_fails_with_the_reason(
+    namespace, requester, approver, settings, core
+):
+    settings.LEASE_MAX_TOTAL_DAYS = 20
+    _, request = lease_extend(resource=namespace, actor=requester, days=10, justification="quarter end")
+    from leases.services import resource_release
+
+    resource_release(resource=namespace, actor=requester)
+    assert lease_of(namespace).state in ("reclaiming", "reclaimed")
+    step_decide(step_id=request.approval_steps.get().pk, user=approver, verdict="approve")
+
+    extension_fulfil(request_id=request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "failed"
+    assert "can no longer be extended" in request.error
+    assert AuditEvent.objects.filter(request=request, verb="failed").count() == 1
+
+
+def test_a_lost_extension_task_is_sent_again_by_the_follow_up(namespace, requester, approver, settings):
+    settings.LEASE_MAX_TOTAL_DAYS = 20
+    _, request = lease_extend(resource=namespace, actor=requester, days=10, justification="quarter end")
+    step_decide(step_id=request.approval_steps.get().pk, user=approver, verdict="approve")
+    assert extensions_sweep() == []  # just approved: its task is on its way
+    ResourceRequest.objects.filter(pk=request.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    assert extensions_sweep() == [str(request.pk)]
 
 
 def test_bad_extensions_are_refused(namespace, requester, outsider):
