@@ -11,6 +11,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from .email import email_settings
 from .env import env, secret
 from .ldap import ldap_settings
 
@@ -244,13 +245,8 @@ if LEASE_DEFAULT_DAYS < 1 or LEASE_DEFAULT_DAYS > LEASE_MAX_DAYS:
     raise ImproperlyConfigured("LEASE_DEFAULT_DAYS must be between 1 and LEASE_MAX_DAYS.")
 
 # --- email ----------------------------------------------------------------------------------------
-if env.str("EMAIL_URL", default=""):
-    vars().update(env.email_url("EMAIL_URL"))
-else:
-    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leasehold@localhost")
-# A hung mail server must not stall the request or pass that sends a notice.
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# EMAIL_URL or Django's EMAIL_* (see config/email.py); DEFAULT_FROM_EMAIL and EMAIL_TIMEOUT too.
+globals().update(email_settings())
 
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
