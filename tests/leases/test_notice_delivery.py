@@ -5,19 +5,26 @@ These leases are made without a cluster (the pass then needs none: no lease expi
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from leases.models import Lease
 from leases.services import lease_open, reclaim_pass
 from requests_app.models import AuditEvent, OutgoingMail
+from tests.conftest import require_env
 from tests.factories import active_namespace
+from tests.integration.conftest import test_database_url
 
 # Committed for real: the pass's transactions commit and the mail is sent after them, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -135,3 +142,33 @@ def test_a_mail_server_that_is_down_is_tried_once_per_pass(lease, atlas, request
     assert all("not sent: ConnectionRefusedError" in e for e in report.errors)
     attempts = sorted(OutgoingMail.objects.values_list("attempts", flat=True))
     assert attempts == [0, 1]  # the second was not tried against a server that refused the connection
+
+
+def reclaim_command(now, **environ: str) -> subprocess.CompletedProcess:
+    """`manage.py reclaim_leases` in its own process on the test database, with these mail variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMAIL_", "DEFAULT_FROM_EMAIL"))}
+    env.update({"DATABASE_URL": test_database_url(), **environ})
+    return subprocess.run(  # noqa: S603  (our own interpreter and command)
+        [sys.executable, "manage.py", "reclaim_leases", "--now", now.isoformat()],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.integration
+def test_the_reclaim_command_sends_the_notice_through_email_backend_and_email_file_path(lease, tmp_path):
+    """Issue 9 as reported: the file backend set in the environment, and `notify: 1` with no mail."""
+    require_env("DATABASE_URL")
+    now = lease.expires_at - timedelta(days=6)
+    half = reclaim_command(now, EMAIL_BACKEND=FILE_BACKEND)  # no EMAIL_FILE_PATH: refused at start-up
+    assert half.returncode != 0 and "EMAIL_FILE_PATH must be set" in half.stderr
+    assert not OutgoingMail.objects.exists()
+
+    done = reclaim_command(now, EMAIL_BACKEND=FILE_BACKEND, EMAIL_FILE_PATH=str(tmp_path / "mail"))
+    assert done.returncode == 0, done.stderr
+    assert "notify: 1" in done.stdout.splitlines() and "error:" not in done.stderr
+    assert "Subject: [Leasehold] namespace atlas-checkout expires in 7 days" in mail_files(tmp_path / "mail")
+    assert OutgoingMail.objects.get().state == "sent"
