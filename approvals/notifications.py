@@ -1,23 +1,24 @@
-"""Emails about approvals, sent through Django's email backend after the transaction commits.
+"""Emails about approvals, composed after the transaction commits and sent through the outbox
+(requests_app.OutgoingMail).
 
-A notice is never part of the decision: it is sent only once the decision is stored, and a mail
-server that refuses or is down is logged and audited (`notification_failed`), never raised.
+A notice is never part of the decision: it is composed only once the decision is stored (its text says
+what state the request ended in), then queued and delivered at once; a mail server that refuses or is
+down is logged and audited (`notification_failed`), never raised, and the mail stays in the outbox to be
+retried until the server accepts it.
 """
 
 from __future__ import annotations
 
 import logging
-import smtplib
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from requests_app.models import ResourceRequest
-from requests_app.services import audit_record
+from requests_app.services import mail_deliver_pending, mail_queue
 
 from .models import ApprovalStep, Decision, Delegation
 from .selectors import Recipient, request_size, step_recipients
@@ -38,36 +39,32 @@ def _subject(request: ResourceRequest, text: str) -> str:
     return f"[Leasehold] {text}: {request.kind} {request.team.slug}/{request.name} ({request.environment})"
 
 
-def _send(messages: list[EmailMessage], *, what: str, request: ResourceRequest | None) -> int:
-    """Send `messages`; on a mail failure log it, audit it and return 0."""
-    if not messages:
-        return 0
-    try:
-        with get_connection() as connection:
-            return connection.send_messages(messages) or 0
-    except (smtplib.SMTPException, OSError) as exc:
-        logger.warning("Could not send %s to %s: %s", what, ", ".join(m.to[0] for m in messages), exc)
-        target = request if request is not None else None
-        if target is not None:
-            audit_record(
-                actor=None,
-                verb="notification_failed",
-                target=target,
-                detail=f"{what} to {', '.join(m.to[0] for m in messages)}: {exc.__class__.__name__}: {exc}",
-            )
-        return 0
-
-
-def _messages(recipients: Iterable[Recipient], subject: str, template: str, context: dict) -> list[EmailMessage]:
-    return [
-        EmailMessage(
+def _queue(
+    recipients: Iterable[Recipient],
+    *,
+    what: str,
+    subject: str,
+    template: str,
+    context: dict,
+    request: ResourceRequest | None,
+) -> None:
+    """Queue one mail per recipient (each is addressed by name), about `request` in the audit trail, and
+    deliver them together, over one connection, once they are committed (at once: this runs after the
+    decision's commit)."""
+    queued = [
+        mail_queue(
+            topic=what,
             subject=subject,
             body=render_to_string(template, {**context, "recipient": r}),
-            from_email=settings.DEFAULT_FROM_EMAIL,
             to=[r.email],
+            request_id=request.pk if request is not None else None,
+            deliver=False,
         )
         for r in recipients
     ]
+    ids = [m.pk for m in queued if m is not None]
+    if ids:
+        transaction.on_commit(lambda: mail_deliver_pending(limit=len(ids), ids=ids), robust=True)
 
 
 def _step_context(step: ApprovalStep) -> dict:
@@ -89,10 +86,12 @@ def notify_step_pending(step_id) -> list[Recipient]:
     """Tell the approvers of a newly pending step that it waits for them."""
     step = _load_step(step_id)
     recipients = step_recipients(step)
-    subject = _subject(step.request, f"Approval needed ({step.name})")
-    _send(
-        _messages(recipients, subject, "approvals/email/step_pending.txt", _step_context(step)),
+    _queue(
+        recipients,
         what="approval request",
+        subject=_subject(step.request, f"Approval needed ({step.name})"),
+        template="approvals/email/step_pending.txt",
+        context=_step_context(step),
         request=step.request,
     )
     return recipients
@@ -105,9 +104,12 @@ def notify_step_waiting(step_id, *, escalated: bool) -> list[Recipient]:
     recipients = step_recipients(step, groups=groups)
     text = f"Escalated to {step.escalate_to}" if escalated else f"Reminder, still waiting ({step.name})"
     context = {**_step_context(step), "escalated": escalated}
-    _send(
-        _messages(recipients, _subject(step.request, text), "approvals/email/step_waiting.txt", context),
+    _queue(
+        recipients,
         what="escalation" if escalated else "reminder",
+        subject=_subject(step.request, text),
+        template="approvals/email/step_waiting.txt",
+        context=context,
         request=step.request,
     )
     return recipients
@@ -124,11 +126,12 @@ def notify_decision(decision_id) -> None:
         return
     context = {**_step_context(decision.step), "decision": decision}
     verb = "Approved" if decision.verdict == "approve" else "Rejected"
-    subject = _subject(request, f"{verb} by {decision.decided_by}")
-    recipient = Recipient(requester.get_username(), requester.email)
-    _send(
-        _messages([recipient], subject, "approvals/email/decision.txt", context),
+    _queue(
+        [Recipient(requester.get_username(), requester.email)],
         what="decision notice",
+        subject=_subject(request, f"{verb} by {decision.decided_by}"),
+        template="approvals/email/decision.txt",
+        context=context,
         request=request,
     )
 
@@ -142,10 +145,11 @@ def notify_delegation(delegation_id) -> None:
         "delegation": delegation,
         "queue_link": f"{settings.LEASEHOLD_BASE_URL}{reverse('approval-queue')}",
     }
-    recipient = Recipient(delegation.delegate.get_username(), delegation.delegate.email)
-    subject = f"[Leasehold] You decide approvals for {delegation.delegator} from {delegation.starts_on}"
-    _send(
-        _messages([recipient], subject, "approvals/email/delegation.txt", context),
+    _queue(
+        [Recipient(delegation.delegate.get_username(), delegation.delegate.email)],
         what="delegation notice",
+        subject=f"[Leasehold] You decide approvals for {delegation.delegator} from {delegation.starts_on}",
+        template="approvals/email/delegation.txt",
+        context=context,
         request=None,
     )

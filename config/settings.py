@@ -11,6 +11,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from .email import email_settings
 from .env import env, secret
 from .ldap import ldap_settings
 
@@ -153,6 +154,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("LEASEHOLD_SWEEP_SECONDS", default=30.0),
         "options": {"expires": env.float("LEASEHOLD_SWEEP_SECONDS", default=30.0)},
     },
+    # New mail is sent right after its transaction commits; this pass retries what the mail server refused
+    # or could not be reached for (and mail whose sender died after the commit). Every five minutes a
+    # reminder is late by at most that much once the server is back, a permanently refused mail costs the
+    # server a few hundred attempts a day, and an idle pass is one indexed query.
+    "deliver-pending-mail": {
+        "task": "requests_app.tasks.deliver_pending_mail",
+        "schedule": env.float("LEASEHOLD_MAIL_RETRY_SECONDS", default=300.0),
+        "options": {"expires": env.float("LEASEHOLD_MAIL_RETRY_SECONDS", default=300.0)},
+    },
     # Drift is repaired within five minutes; each pass reads every recorded object once, so a much
     # shorter interval would mostly add load on the API server.
     "reconcile-resources": {
@@ -258,13 +268,12 @@ if LEASE_DEFAULT_DAYS < 1 or LEASE_DEFAULT_DAYS > LEASE_MAX_DAYS:
     raise ImproperlyConfigured("LEASE_DEFAULT_DAYS must be between 1 and LEASE_MAX_DAYS.")
 
 # --- email ----------------------------------------------------------------------------------------
-if env.str("EMAIL_URL", default=""):
-    vars().update(env.email_url("EMAIL_URL"))
-else:
-    EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="leasehold@localhost")
-# A hung mail server must not stall the request or pass that sends a notice.
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# EMAIL_URL or Django's EMAIL_* (see config/email.py); DEFAULT_FROM_EMAIL and EMAIL_TIMEOUT too.
+globals().update(email_settings())
+# Mail goes through the outbox (requests_app.OutgoingMail): delivered after commit, and what the mail
+# backend did not accept is retried by the periodic delivery (CELERY_BEAT_SCHEDULE) and by every
+# reclamation pass, at most this many mails per run.
+LEASEHOLD_MAIL_MAX_PER_RUN = env.int("LEASEHOLD_MAIL_MAX_PER_RUN", default=200)
 
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -18,9 +18,24 @@ from provisioning import cluster
 from provisioning.errors import ClusterError
 from provisioning.services import resource_manifests, resource_reapply, resource_teardown
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
-from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
-from requests_app.selectors import teams_of, user_is_admin
-from requests_app.services import audit_record, request_file_followup, request_submit, transition_apply
+from requests_app.models import (
+    Action,
+    Kind,
+    MailState,
+    OutgoingMail,
+    RequestState,
+    Resource,
+    ResourceRequest,
+    ResourceState,
+)
+from requests_app.selectors import mail_pending, teams_of, user_is_admin
+from requests_app.services import (
+    audit_record,
+    mail_deliver_pending,
+    request_file_followup,
+    request_submit,
+    transition_apply,
+)
 
 from . import backup, notices, workloads
 from .models import Backup, BackupKind, BackupState, Lease, LeaseState
@@ -259,6 +274,7 @@ class ReclaimReport:
     now: datetime
     dry_run: bool
     notices: list[str] = field(default_factory=list)
+    earlier_mail: list[str] = field(default_factory=list)
     handed_over: list[str] = field(default_factory=list)
     to_grace: list[str] = field(default_factory=list)
     backups: list[str] = field(default_factory=list)
@@ -267,11 +283,15 @@ class ReclaimReport:
     deferred: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    # The line in `notices` of each expiry notice this pass queued, by outbox id: it goes there only
+    # once the mail backend accepted the mail.
+    notice_mail: dict[int, str] = field(default_factory=dict, repr=False)
 
     def sections(self) -> list[tuple[str, list[str]]]:
         would = "would " if self.dry_run else ""
         return [
             (f"{would}notify", self.notices),
+            (f"{would}send mail queued earlier (retries)", self.earlier_mail),
             (f"{would}hand over to the team", self.handed_over),
             (f"{would}move to grace (quarantine)", self.to_grace),
             (f"{would}back up", self.backups),
@@ -334,8 +354,13 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
                 request=resource.created_by_request,
                 detail=f"{min(due)} day(s) before expiry, to {', '.join(notices.owner_and_team(resource))}",
             )
-            notices.expiry_notice(resource, locked.expires_at, min(due))
-        report.notices.append(f"{_label(lease)}: {min(due)} day(s) left")
+            mail = notices.expiry_notice(resource, locked.expires_at, min(due))
+        # Reported as sent only once the mail backend accepted it (at the end of the pass).
+        line = f"{_label(lease)}: {min(due)} day(s) left"
+        if mail is None:
+            report.errors.append(f"{line}: nobody to send the notice to (no owner or team member has an email address)")
+        else:
+            report.notice_mail[mail.pk] = line
 
 
 def _owner_still_in_team(owner, team, cache: dict[int, set[str] | None]) -> bool:
@@ -680,9 +705,58 @@ def resource_release(*, resource: Resource, actor) -> tuple[bool, str]:
 
 def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
     """One reclamation pass: notices, hand-overs, expired leases into grace (quarantined), and leases past
-    grace backed up and reclaimed, at most RECLAIM_MAX_PER_RUN of them. Idempotent; safe in parallel."""
+    grace backed up and reclaimed, at most RECLAIM_MAX_PER_RUN of them. Idempotent; safe in parallel.
+
+    Mail that earlier attempts could not send is retried first; the mail this pass queues is sent at its
+    end, after its changes committed, and what the mail backend refused is in the report's errors (and
+    stays in the outbox for the next pass)."""
     now = now or database_now()
     report = ReclaimReport(now=now, dry_run=dry_run)
+    _mail_retry_earlier(report=report)
+    with notices.collecting() as queued:
+        _reclaim_steps(now=now, dry_run=dry_run, report=report)
+    if not dry_run:
+        _mail_deliver_queued(report=report, mail_ids=queued)
+    return report
+
+
+def _mail_line(mail: OutgoingMail) -> str:
+    return f"{mail.topic} to {', '.join(mail.recipients)}: {mail.subject.removeprefix('[Leasehold] ')} (mail {mail.pk})"
+
+
+def _mail_retry_earlier(*, report: ReclaimReport) -> None:
+    """Send the outbox's pending mail (what earlier passes or requests could not send), so that a refused
+    notice goes out with the next pass."""
+    if report.dry_run:
+        report.earlier_mail.extend(_mail_line(m) for m in mail_pending()[: settings.LEASEHOLD_MAIL_MAX_PER_RUN])
+        return
+    delivery = mail_deliver_pending(limit=settings.LEASEHOLD_MAIL_MAX_PER_RUN)
+    report.earlier_mail.extend(f"{_mail_line(m)}, attempt {m.attempts}" for m in delivery.sent)
+    report.errors.extend(
+        f"{_mail_line(m)}: still not sent after {m.attempts} attempt(s): {m.last_error}; retried by the next pass"
+        for m in delivery.failed
+    )
+    if delivery.stopped and (left := mail_pending().count() - len(delivery.failed)) > 0:
+        report.errors.append(f"{left} more pending mail not tried, the mail backend cannot be used: {delivery.stopped}")
+
+
+def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
+    """Send the mail a pass queued, now that its transactions committed, and report what became of it:
+    a notice counts as sent only once the mail backend accepted it; what it refused stays pending."""
+    delivery = mail_deliver_pending(limit=len(mail_ids), ids=mail_ids)
+    # Mail of a transaction that rolled back is gone; the rest is read back as it is now.
+    for mail in OutgoingMail.objects.filter(pk__in=mail_ids).order_by("pk"):
+        notice = report.notice_mail.get(mail.pk)
+        if mail.state == MailState.SENT:
+            if notice is not None:
+                report.notices.append(notice)
+            continue
+        why = mail.last_error if mail.attempts else (delivery.stopped or "not tried yet: another run is sending it")
+        report.errors.append(f"{notice or _mail_line(mail)}: {mail.topic} not sent: {why}; retried by the next pass")
+
+
+def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None:
+    """The work of a pass: notices, hand-overs, grace, backups and reclamation."""
     send_notices(now=now, dry_run=dry_run, report=report)
     hand_over_departed(dry_run=dry_run, report=report)
     if not dry_run:
@@ -733,7 +807,6 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
         _reclaim_into_report(lease, now, report)
     if not dry_run:
         reclaim_follow(now=now, report=report)
-    return report
 
 
 def _reclaim_into_report(lease: Lease, now: datetime, report: ReclaimReport) -> None:

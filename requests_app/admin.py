@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 
 from .errors import LeaseholdError
-from .models import AllowedRegistry, AppTemplate, AuditEvent, Resource, ResourceRequest, Team
-from .services import request_retry
+from .models import AllowedRegistry, AppTemplate, AuditEvent, MailState, OutgoingMail, Resource, ResourceRequest, Team
+from .services import mail_deliver_pending, request_retry
 
 
 @admin.register(Team)
@@ -72,3 +72,46 @@ class AppTemplateAdmin(admin.ModelAdmin):
     list_filter = ["active", "accepts_database"]
     search_fields = ["slug", "name", "image_repository"]
     prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(OutgoingMail)
+class OutgoingMailAdmin(admin.ModelAdmin):
+    """The outbox: what was sent, and what the mail server has not accepted yet (retried every run)."""
+
+    list_display = ["created_at", "topic", "subject", "recipient_list", "state", "attempts", "last_error", "sent_at"]
+    list_filter = ["state", "topic"]
+    search_fields = ["subject", "recipients", "key", "last_error"]
+    date_hierarchy = "created_at"
+    # Mail changes only through the services: what is shown is what was (or will be) sent.
+    readonly_fields = [
+        "topic",
+        "key",
+        "subject",
+        "body",
+        "from_email",
+        "recipients",
+        "state",
+        "attempts",
+        "last_error",
+        "last_attempt_at",
+        "sent_at",
+        "created_at",
+        "request_id",
+        "resource_id",
+    ]
+    actions = ["retry_now"]
+
+    @admin.display(description="to")
+    def recipient_list(self, mail: OutgoingMail) -> str:
+        return ", ".join(mail.recipients)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Retry the selected pending mail now", permissions=["change"])
+    def retry_now(self, request, queryset) -> None:
+        ids = list(queryset.filter(state=MailState.PENDING).values_list("pk", flat=True))
+        result = mail_deliver_pending(limit=len(ids), ids=ids, actor=request.user)
+        self.message_user(request, f"{len(result.sent)} mail(s) sent.")
+        for mail in result.failed:
+            self.message_user(request, f"{mail}: {mail.last_error}", level=messages.ERROR)

@@ -353,3 +353,49 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class MailState(models.TextChoices):
+    PENDING = "pending"
+    SENT = "sent"
+
+
+class OutgoingMail(ConcurrentTransitionMixin, models.Model):
+    """A mail in the outbox: written in the transaction that decides to send it, delivered after that
+    commits, and retried until the mail backend accepts it. Only then is it `sent`."""
+
+    TERMINAL = (MailState.SENT,)
+
+    topic = models.CharField(max_length=60, help_text="What kind of mail, e.g. “expiry notice”.")
+    # The same notice is never queued twice: a second queueing with the same key returns the first row.
+    key = models.CharField(max_length=200, blank=True, default="", help_text="Blank: no de-duplication.")
+    subject = models.TextField()
+    body = models.TextField()
+    from_email = models.CharField(max_length=254)
+    recipients = models.JSONField(default=list)
+    state = FSMField(max_length=10, choices=MailState.choices, default=MailState.PENDING, protected=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="How often delivery was tried.")
+    last_error = models.TextField(blank=True, help_text="Why the last failed attempt failed.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # What the mail is about, for the audit trail. Plain ids, not foreign keys: mail must never stand in
+    # the way of deleting anything, and a higher layer's object can be named without this layer knowing it.
+    request_id = models.UUIDField(null=True, blank=True, db_index=True)
+    resource_id = models.UUIDField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "outgoing mail"
+        verbose_name_plural = "outgoing mail"
+        indexes = [models.Index(fields=["state", "created_at"], name="outgoing_mail_state_created")]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=~models.Q(key=""), name="outgoing_mail_one_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} to {', '.join(self.recipients)} ({self.state})"
+
+    @transition(field=state, source=MailState.PENDING, target=MailState.SENT)
+    def mark_sent(self, at) -> None:
+        self.sent_at = at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from .models import AuditEvent, Resource, ResourceRequest, Team
+from .models import AuditEvent, MailState, OutgoingMail, Resource, ResourceRequest, Team
 from .sections import request_prefetch, request_select, request_visibility
 
 
@@ -104,3 +104,8 @@ def catalog() -> dict:
         "templates": templates,
         "lease": {"default_days": settings.LEASE_DEFAULT_DAYS, "max_days": settings.LEASE_MAX_DAYS},
     }
+
+
+def mail_pending() -> QuerySet[OutgoingMail]:
+    """Mail in the outbox that the mail backend has not accepted yet, oldest first (the order it is sent in)."""
+    return OutgoingMail.objects.filter(state=MailState.PENDING).order_by("created_at", "pk")

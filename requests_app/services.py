@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.utils import DNS_NAME
 from django.db import IntegrityError, models, transaction
+from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from . import specs
@@ -20,6 +27,8 @@ from .models import (
     AuditEvent,
     Environment,
     Kind,
+    MailState,
+    OutgoingMail,
     RequestState,
     Resource,
     ResourceRequest,
@@ -28,6 +37,8 @@ from .models import (
 )
 from .selectors import teams_of
 from .signals import request_submitted
+
+log = logging.getLogger(__name__)
 
 # `team-atlas-leads` is the lead group of team atlas (see the approval policy), not a team.
 TEAM_SUFFIXES_NOT_TEAMS = ("-leads",)
@@ -460,3 +471,166 @@ def request_file_followup(
     audit_record(actor=requester, verb="submitted", target=request, resource=resource, to_state=request.state)
     request_submitted.send(sender=ResourceRequest, request=request)
     return request
+
+
+# --- outgoing mail (the outbox) -------------------------------------------------------------------
+
+
+def mail_queue(
+    *,
+    topic: str,
+    subject: str,
+    body: str,
+    to: Iterable[str],
+    key: str = "",
+    request_id: uuid.UUID | None = None,
+    resource_id: uuid.UUID | None = None,
+    deliver: bool = True,
+) -> OutgoingMail | None:
+    """Put a mail in the outbox, inside the caller's transaction: it exists exactly when the change it
+    tells about was committed. It is delivered right after the commit (`deliver=False`: the caller
+    delivers it, e.g. a pass that sends its mail in one batch); what the mail backend refuses stays
+    pending for the next delivery run. With a `key`, a mail queued before under the same key is returned
+    instead of queueing it again. None when there is nobody to send it to."""
+    recipients = list(dict.fromkeys(a.strip() for a in to if a and a.strip()))
+    if not recipients:
+        return None
+    if key:
+        existing = OutgoingMail.objects.filter(key=key).first()
+        if existing is not None:
+            return existing
+    try:
+        with transaction.atomic():  # a savepoint: a lost race on the key leaves the caller's transaction usable
+            mail = OutgoingMail.objects.create(
+                topic=topic,
+                key=key,
+                subject=subject,
+                body=body,
+                from_email=settings.DEFAULT_FROM_EMAIL,
+                recipients=recipients,
+                request_id=request_id,
+                resource_id=resource_id,
+            )
+    except IntegrityError:
+        if not key:
+            raise
+        return OutgoingMail.objects.get(key=key)
+    if deliver:
+        mail_id = mail.pk
+        transaction.on_commit(lambda: mail_deliver_pending(limit=1, ids=[mail_id]), robust=True)
+    return mail
+
+
+@dataclass
+class MailDelivery:
+    """What one delivery run did: the mail the backend accepted, the mail it did not (still pending), and
+    why the run stopped early when the mail backend could not be opened at all (the rest was not tried)."""
+
+    sent: list[OutgoingMail] = field(default_factory=list)
+    failed: list[OutgoingMail] = field(default_factory=list)
+    stopped: str = ""
+
+
+def mail_deliver_pending(*, limit: int, ids: Collection[int] | None = None, actor=None) -> MailDelivery:
+    """Send pending mail (only `ids`, when given), oldest first, each at most once per run, at most `limit`.
+
+    Each mail is claimed with SELECT ... FOR UPDATE SKIP LOCKED and stays locked until its outcome is
+    stored, so concurrent runs (the after-commit delivery, the periodic task, reclamation passes on
+    several hosts) never send the same mail twice. A mail is `sent` only when the backend returned
+    without an error; any exception from the backend (a refusal, a connection error, a misconfigured
+    backend) is recorded on the mail, logged, and audited on its first failure; it stays pending.
+    When the backend cannot even be opened (server down, misconfigured backend) the run stops after that
+    mail: every other would wait for the same timeout and fail the same way.
+    `actor` is whoever asked for this run (an admin's "retry now"); None: the system.
+    """
+    result = MailDelivery()
+    tried: list[int] = []
+    connection: BaseEmailBackend | None = None
+    try:
+        while len(tried) < limit:
+            # Durable: the mark must be committed as soon as the backend has the mail. Inside a caller's
+            # transaction a later rollback would forget that the mail went out, and it would go out again.
+            with transaction.atomic(durable=True):
+                pending = OutgoingMail.objects.select_for_update(skip_locked=True).filter(state=MailState.PENDING)
+                if ids is not None:
+                    pending = pending.filter(pk__in=ids)
+                mail = pending.exclude(pk__in=tried).order_by("created_at", "pk").first()
+                if mail is None:
+                    break
+                tried.append(mail.pk)
+                connection, error, unusable = _mail_send(mail, connection)
+                _mail_record(mail, error, actor=actor)
+                (result.sent if error is None else result.failed).append(mail)
+            if unusable:
+                result.stopped = error or ""
+                break
+    finally:
+        _mail_close(connection)
+    return result
+
+
+def _mail_send(
+    mail: OutgoingMail, connection: BaseEmailBackend | None
+) -> tuple[BaseEmailBackend | None, str | None, bool]:
+    """Hand one mail to the mail backend. Returns the connection to reuse, the error (None: accepted),
+    and whether the error came from opening the backend (then no other mail can go either)."""
+    if connection is None:
+        try:
+            connection = get_connection(fail_silently=False)
+            connection.open()
+        except Exception as exc:  # noqa: BLE001  (a backend that cannot be opened fails this mail, not the run)
+            _mail_close(connection)
+            return None, f"{exc.__class__.__name__}: {exc}", True
+    try:
+        message = EmailMessage(
+            subject=mail.subject,
+            body=mail.body,
+            from_email=mail.from_email,
+            to=mail.recipients,
+            # The same Message-ID on every attempt: a copy delivered twice (accepted, then the process died
+            # before recording it) is recognisable as the same mail.
+            headers={"Message-ID": f"<leasehold-mail-{mail.pk}.{mail.created_at:%Y%m%d%H%M%S%f}@{DNS_NAME}>"},
+            connection=connection,
+        )
+        if connection.send_messages([message]) == 0:
+            raise RuntimeError("the mail backend sent nothing")
+    except Exception as exc:  # noqa: BLE001  (whatever the backend raises, the mail stays pending)
+        # A fresh connection for the next mail: after an error this one may be in any state.
+        _mail_close(connection)
+        return None, f"{exc.__class__.__name__}: {exc}", False
+    return connection, None, False
+
+
+def _mail_close(connection: BaseEmailBackend | None) -> None:
+    if connection is None:
+        return
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001  (a connection that broke is closed as far as it goes)
+        log.debug("closing the mail connection failed", exc_info=True)
+
+
+def _mail_record(mail: OutgoingMail, error: str | None, *, actor) -> None:
+    """Store the outcome of one attempt on the locked row; audit the first failure and a late success."""
+    now = timezone.now()
+    mail.attempts += 1
+    mail.last_attempt_at = now
+    to = ", ".join(mail.recipients)
+    if error is None:
+        mail.mark_sent(at=now)
+        mail.save()
+        if mail.attempts > 1:
+            _mail_audit(mail, actor, "notification_sent", f"{mail.topic} to {to}: sent at attempt {mail.attempts}")
+        return
+    mail.last_error = error
+    mail.save(update_fields=["attempts", "last_attempt_at", "last_error"])
+    log.warning("could not send %s #%s to %s (attempt %d): %s", mail.topic, mail.pk, to, mail.attempts, error)
+    if mail.attempts == 1:
+        # Once, not per retry: the mail's own row shows the attempts and the latest error.
+        _mail_audit(mail, actor, "notification_failed", f"{mail.topic} to {to}: {error}")
+
+
+def _mail_audit(mail: OutgoingMail, actor, verb: str, detail: str) -> None:
+    request = ResourceRequest.objects.filter(pk=mail.request_id).first() if mail.request_id else None
+    resource = Resource.objects.filter(pk=mail.resource_id).first() if mail.resource_id else None
+    audit_record(actor=actor, verb=verb, target=mail, request=request, resource=resource, detail=detail)

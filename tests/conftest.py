@@ -89,3 +89,27 @@ def require_env(*names: str) -> None:
         pytest.fail(
             f"{', '.join(missing)} not set: run the integration tests with `make test`, which starts the services."
         )
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on a free loopback port (tests/smtp.py), and Django's SMTP backend pointed at it."""
+    from tests.smtp import MailServer
+
+    server = MailServer().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", server.port, 5
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def unreachable_smtp(settings):
+    """Django's SMTP backend pointed at a loopback port where nothing listens (connection refused)."""
+    from tests.smtp import free_port
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
+    return settings.EMAIL_PORT

@@ -1,5 +1,5 @@
 """Emails: approvers of a newly pending step, the requester on every decision, each with a link to the
-request page; a mail server that fails never loses a decision."""
+request page; a mail server that fails never loses a decision, and what it refused is retried."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import socket
 import pytest
 
 from approvals.services import step_decide
-from requests_app.models import AuditEvent, ResourceRequest
+from requests_app.models import AuditEvent, OutgoingMail, ResourceRequest
+from requests_app.tasks import deliver_pending_mail
 
 from .conftest import pending_step
 
@@ -108,3 +109,23 @@ def test_a_failing_mail_server_never_loses_a_decision(
     assert ResourceRequest.objects.get(pk=request.pk).state == "rejected"
     failed = AuditEvent.objects.get(request=request, verb="notification_failed")
     assert failed.detail.startswith("decision notice to dana@example.org: ConnectionRefusedError")
+
+
+def test_a_notice_the_mail_server_refuses_is_retried_until_it_accepts_it(
+    file_request, approver, smtp_server, django_capture_on_commit_callbacks
+):
+    request = file_request()
+    smtp_server.refuse("RCPT", "550 5.7.1 Relaying denied")
+    with django_capture_on_commit_callbacks(execute=True):
+        step_decide(step_id=pending_step(request).pk, user=approver, verdict="reject", comment="no")
+    failed = AuditEvent.objects.get(request=request, verb="notification_failed")
+    assert failed.detail.startswith("decision notice to dana@example.org: SMTPRecipientsRefused")
+    assert smtp_server.received == []
+    mail = OutgoingMail.objects.get(request_id=request.pk)
+    assert (mail.state, mail.attempts) == ("pending", 1)
+
+    assert deliver_pending_mail() == {"sent": 1, "failed": 0}  # the periodic retry
+    (received,) = smtp_server.received
+    assert received["To"] == "dana@example.org" and "Rejected by frank" in received["Subject"]
+    assert AuditEvent.objects.filter(request=request, verb="notification_sent").count() == 1
+    assert deliver_pending_mail() == {"sent": 0, "failed": 0}
