@@ -18,9 +18,12 @@ from provisioning.services import database_spec_of
 from requests_app.models import Kind, Resource
 
 # The dump is written to a partial file and renamed, so a killed Job never leaves a file that looks
-# complete. Tested against a real PostgreSQL in tests/leases/test_backup_command.py.
+# complete; a failed pg_dump exits the script with its own status (no pipe hides it) and its partial
+# file is removed (pg_dump creates it before connecting). Both Jobs are run against a real PostgreSQL
+# in tests/leases/test_backup_command.py.
 PG_DUMP_SCRIPT = (
     'set -eu; mkdir -p "$(dirname "$BACKUP_FILE")"; '
+    "trap 'rm -f \"$BACKUP_FILE.partial\"' EXIT; "
     'pg_dump --format=custom --no-owner --file="$BACKUP_FILE.partial"; '
     'mv "$BACKUP_FILE.partial" "$BACKUP_FILE"'
 )

@@ -1,28 +1,21 @@
 """Backups before deletion, on the real API server (tests stand in for the kubelet by writing the Job's
-status) and the real PostgreSQL (the dump command itself)."""
+status). The Jobs' commands themselves run against the real PostgreSQL in test_backup_command.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from datetime import timedelta
-from urllib.parse import urlparse
 
 import pytest
 from django.core import mail
-from django.db import connection
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from approvals.services import step_decide
-from leases.backup import PG_DUMP_SCRIPT, PG_RESTORE_SCRIPT
 from leases.models import Backup, Lease
 from leases.services import reclaim_pass
 from provisioning.services import request_provision
 from requests_app.models import AuditEvent
 from requests_app.services import request_submit
-from tests.conftest import require_env
 from tests.integration.conftest import approve_and_provision, namespace_gone, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -165,53 +158,3 @@ def test_a_failed_backup_deletes_nothing_and_alerts(
     assert Backup.objects.filter(resource=database).count() == 1
     Lease.objects.get(resource=namespace).refresh_from_db()
     assert Lease.objects.get(resource=namespace).state == "reclaiming"
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_dump_command_writes_a_restorable_dump_of_a_real_database(tmp_path, requester):
-    require_env("DATABASE_URL")
-    if not shutil.which("pg_dump"):
-        pytest.fail("pg_dump is missing (Debian's postgresql-client)")
-    url = urlparse(os.environ["DATABASE_URL"])
-    test_database = connection.settings_dict["NAME"]  # the test database, with tables and a user in it
-    target = tmp_path / "atlas" / "atlas-checkout" / "orders-20260101T000000Z.dump"
-    env = {
-        **os.environ,
-        "PGHOST": url.hostname,
-        "PGPORT": str(url.port),
-        "PGUSER": url.username,
-        "PGPASSWORD": url.password,
-        "PGDATABASE": test_database,
-        "BACKUP_FILE": str(target),
-    }
-    subprocess.run(["sh", "-c", PG_DUMP_SCRIPT], env=env, check=True, timeout=60)
-    assert target.exists() and not target.with_name(target.name + ".partial").exists()
-    listing = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True, check=True)
-    assert "TABLE DATA public auth_user" in listing.stdout
-
-    # The restore command fills an empty database from that dump.
-    import psycopg
-
-    admin = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
-    admin.execute("DROP DATABASE IF EXISTS restore_target")
-    admin.execute("CREATE DATABASE restore_target")
-    try:
-        subprocess.run(
-            ["sh", "-c", PG_RESTORE_SCRIPT], env={**env, "PGDATABASE": "restore_target"}, check=True, timeout=60
-        )
-        with psycopg.connect(os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/restore_target") as restored:
-            users = restored.execute("SELECT username FROM auth_user").fetchall()
-        assert users == [("dana",)]
-    finally:
-        admin.execute("DROP DATABASE IF EXISTS restore_target")
-        admin.close()
-
-    env["PGPASSWORD"] = "wrong"
-    failed = subprocess.run(
-        ["sh", "-c", PG_DUMP_SCRIPT],
-        env={**env, "BACKUP_FILE": str(tmp_path / "x.dump")},
-        capture_output=True,
-        timeout=60,
-    )
-    assert failed.returncode != 0
-    assert not (tmp_path / "x.dump").exists()
