@@ -150,34 +150,118 @@ def lease_apply_extension(
         if lease.state not in (LeaseState.ACTIVE, LeaseState.GRACE):
             raise InvalidState(f"The lease is {lease.state}; it can no longer be extended.")
         resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
-        request = resource.created_by_request
         old = lease.expires_at
-        lease.expires_at = _extended_expiry(lease, days, now)
         lease.extensions += 1
-        lease.notices_sent = []  # the notices count down to the new expiry
-        if lease.state == LeaseState.GRACE:
-            transition_apply(lease, "restore", actor=actor, verb="lease_restored", resource=resource, request=request)
-            transition_apply(resource, "restore", actor=actor, verb="restored", request=request)
-        lease.save()
-        Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
-        resource.lease_expires_at = lease.expires_at
+        _move_expiry(lease, resource, _extended_expiry(lease, days, now), actor=actor)
         audit_record(
             actor=actor,
             verb="lease_extended",
             target=lease,
             resource=resource,
-            request=request,
+            request=resource.created_by_request,
             detail=f"{old:%Y-%m-%d %H:%M} → {lease.expires_at:%Y-%m-%d %H:%M} UTC (+{days} days): {reason}".strip(),
         )
         if fulfils is not None:
             transition_apply(fulfils, "fulfil", actor=None, verb="extended", resource=resource)
+    _restore_and_restamp(resource, lease.pk)
+    return lease
+
+
+def _move_expiry(lease: Lease, resource: Resource, expires_at: datetime, *, actor) -> None:
+    """Set a locked lease's expiry and save it; a lease in grace comes back to active (its remembered
+    replica counts stay until the workloads are really back). Runs inside the caller's transaction."""
+    request = resource.created_by_request
+    lease.expires_at = expires_at
+    lease.notices_sent = []  # the notices count down to the new expiry
+    if lease.state == LeaseState.GRACE:
+        transition_apply(lease, "restore", actor=actor, verb="lease_restored", resource=resource, request=request)
+        transition_apply(resource, "restore", actor=actor, verb="restored", request=request)
+    lease.save()
+    Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
+    resource.lease_expires_at = lease.expires_at
+
+
+def _restore_and_restamp(resource: Resource, lease_id: int) -> None:
+    """After the commit of a new expiry: bring quarantined workloads back and re-stamp the annotation."""
     try:
-        lease_restore_workloads(lease_id=lease.pk)
+        lease_restore_workloads(lease_id=lease_id)
         restamp_objects(resource)
     except (ClusterError, ImproperlyConfigured) as exc:
         # The database holds the new expiry and still remembers the replica counts: the next pass
         # restores the workloads, and the next re-apply repairs the objects' annotation.
-        log.warning("extension of %s: could not update the cluster yet: %s", resource.pk, exc)
+        log.warning("new expiry of %s: could not update the cluster yet: %s", resource.pk, exc)
+
+
+def lease_expiry_errors(*, lease: Lease, expires_at: datetime, now: datetime) -> dict[str, list[str]]:
+    """Why an admin cannot set `lease`'s expiry to `expires_at` (empty: they can).
+
+    A correction stays within what the policy lets a lease run without approval (LEASE_MAX_TOTAL_DAYS from
+    its start), never outlives the namespace's lease, and never cuts a namespace's lease below the leases
+    of what lives in it: longer goes through an extension request, shorter children are corrected first.
+    """
+    if lease.state not in (LeaseState.ACTIVE, LeaseState.GRACE):
+        return {"expires_at": [f"The lease is {lease.state}; its expiry can no longer change."]}
+    if expires_at <= now:
+        return {"expires_at": [f"Must be in the future (now is {now:%Y-%m-%d %H:%M} UTC); to end it now, release it."]}
+    longest = lease.starts_at + timedelta(days=settings.LEASE_MAX_TOTAL_DAYS)
+    if expires_at > longest:
+        return {
+            "expires_at": [
+                f"At most {settings.LEASE_MAX_TOTAL_DAYS} days from the start ({longest:%Y-%m-%d %H:%M} UTC); "
+                "longer needs an extension request through approval."
+            ]
+        }
+    resource = lease.resource
+    parent_expiry = _parent_expiry(resource)
+    if parent_expiry is not None and expires_at > parent_expiry:
+        return {
+            "expires_at": [f"The namespace's lease ends {parent_expiry:%Y-%m-%d %H:%M} UTC: correct that one first."]
+        }
+    if resource.kind == Kind.NAMESPACE:
+        later = Lease.objects.filter(
+            resource__parent=resource,
+            state__in=(LeaseState.ACTIVE, LeaseState.GRACE),
+            expires_at__gt=expires_at,
+        ).select_related("resource")
+        names = sorted(child.resource.name for child in later)
+        if names:
+            return {"expires_at": [f"Leases in this namespace end later ({', '.join(names)}): correct those first."]}
+    return {}
+
+
+def lease_correct_expiry(
+    *, lease_id: int, expires_at: datetime, actor, reason: str, now: datetime | None = None
+) -> Lease:
+    """An admin corrects a lease's expiry (a wrong date, an agreed end): audited with the expiry before and
+    after and the reason. The extension count is not touched; notices count down to the new expiry; a lease
+    in grace comes back (its workloads are restored); the objects' annotation is re-stamped.
+
+    Raises NotAllowed (not an admin), ValidationFailed (see `lease_expiry_errors`).
+    """
+    if not user_is_admin(actor):
+        raise NotAllowed("Only admins can correct a lease's expiry.")
+    if not (reason or "").strip():
+        raise ValidationFailed({"reason": ["Say why the expiry changes."]})
+    now = now or database_now()
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().select_related("resource").get(pk=lease_id)
+        errors = lease_expiry_errors(lease=lease, expires_at=expires_at, now=now)
+        if errors:
+            raise ValidationFailed(errors)
+        if lease.expires_at == expires_at:
+            return lease
+        resource = Resource.objects.select_for_update().get(pk=lease.resource_id)
+        old = lease.expires_at
+        _move_expiry(lease, resource, expires_at, actor=actor)
+        audit_record(
+            actor=actor,
+            verb="lease_corrected",
+            target=lease,
+            resource=resource,
+            request=resource.created_by_request,
+            detail=f"expires: {old:%Y-%m-%d %H:%M:%S} → {lease.expires_at:%Y-%m-%d %H:%M:%S} UTC: {reason.strip()}",
+        )
+    _restore_and_restamp(resource, lease.pk)
     return lease
 
 

@@ -1,10 +1,18 @@
+"""Django admin for provisioning: what was applied (managed objects, releases) and where each request's
+provisioning stands. All read-only: teardown deletes exactly the recorded objects and a rollback re-applies
+a release as it was, so none of them is added, changed or deleted by hand."""
+
 from django.contrib import admin
+
+from requests_app.admin import ReadOnlyAdmin
 
 from .models import ManagedObject, ProvisioningJob, Release
 
 
 @admin.register(ManagedObject)
-class ManagedObjectAdmin(admin.ModelAdmin):
+class ManagedObjectAdmin(ReadOnlyAdmin):
+    """Read-only: the reclaimer deletes exactly these objects from the cluster."""
+
     list_display = ["resource", "api_version", "kind", "namespace", "name", "uid", "applied_at", "deleted_at", "drift"]
     list_filter = ["kind"]
     search_fields = ["name", "namespace", "uid"]
@@ -24,7 +32,7 @@ class ManagedObjectAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProvisioningJob)
-class ProvisioningJobAdmin(admin.ModelAdmin):
+class ProvisioningJobAdmin(ReadOnlyAdmin):
     """Read-only: where each request's provisioning stands. Retry failed requests from the request admin."""
 
     list_display = ["request", "phase", "enqueued_at", "claimed_until", "retry_at", "last_error", "updated_at"]
@@ -35,6 +43,7 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         "phase",
         "enqueued_at",
         "claim_token",
+        "claimed_by",
         "claimed_until",
         "retry_at",
         "ready_deadline",
@@ -42,15 +51,9 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         "updated_at",
     ]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(Release)
-class ReleaseAdmin(admin.ModelAdmin):
+class ReleaseAdmin(ReadOnlyAdmin):
     """An app's releases: kept as applied, so a rollback re-applies them exactly. Read-only."""
 
     list_display = ["resource", "number", "image_tag", "rolled_back_from", "request", "created_at"]
@@ -65,9 +68,3 @@ class ReleaseAdmin(admin.ModelAdmin):
         "rolled_back_from",
         "created_at",
     ]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

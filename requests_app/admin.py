@@ -1,24 +1,66 @@
+"""Django admin for the bottom layer.
+
+What approvers decided on is read-only after filing: a request, and a resource's identity, are never
+edited, added or deleted here; a change is a new request through the approval chain. What admins may do
+goes through a service and into the audit trail: retry a failed request, hand a resource to another
+member of its team. Teams, app templates and allowed registries stay editable; every save and delete of
+them is audited with the fields before and after.
+"""
+
 from django.contrib import admin, messages
 
 from .errors import LeaseholdError
+from .forms import ResourceHandOverForm
 from .models import AllowedRegistry, AppTemplate, AuditEvent, MailState, OutgoingMail, Resource, ResourceRequest, Team
-from .services import mail_deliver_pending, request_retry
+from .services import catalog_delete, catalog_save, mail_deliver_pending, request_retry, resource_hand_over
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record the workflow (or the reclaimer, or a restore) relies on: viewable, never added, changed
+    or deleted from the admin, not even by superusers."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CatalogAdmin(admin.ModelAdmin):
+    """Edited in place by admins; each add, change and delete is audited through the services."""
+
+    def save_model(self, request, obj, form, change: bool) -> None:
+        catalog_save(obj=obj, actor=request.user)
+
+    def delete_model(self, request, obj) -> None:
+        catalog_delete(obj=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for obj in queryset:
+            catalog_delete(obj=obj, actor=request.user)
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(CatalogAdmin):
     list_display = ["slug", "name", "group", "budget_cpu", "budget_memory", "budget_storage", "budget_namespaces"]
     search_fields = ["slug", "name"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the team's namespaces (`<team>-<name>`) and labels: fixed once the team exists.
+        return ["slug", "created_at"] if obj is not None else ["created_at"]
+
 
 @admin.register(ResourceRequest)
-class ResourceRequestAdmin(admin.ModelAdmin):
+class ResourceRequestAdmin(ReadOnlyAdmin):
+    """Every field is what approvers decided on (or the workflow's record of it): read-only. A failed
+    request may be sent back to provisioning through `request_retry`."""
+
     list_display = ["id", "action", "kind", "team", "name", "environment", "state", "requester", "created_at"]
     list_filter = ["state", "kind", "environment", "action", "team"]
     search_fields = ["name", "requester__username", "id"]
-    # State moves only through the services (and so through the audit trail).
-    readonly_fields = ["state", "resource", "parent", "frozen", "error", "deliveries", "created_at", "updated_at"]
-    raw_id_fields = ["requester"]
     actions = ["retry_failed"]
 
     @admin.action(description="Retry the selected failed requests")
@@ -33,45 +75,97 @@ class ResourceRequestAdmin(admin.ModelAdmin):
         self.message_user(request, f"{retried} request(s) sent back to provisioning.")
 
 
+RESOURCE_FIELDS = (
+    "owner",
+    "reason",
+    "kind",
+    "name",
+    "team",
+    "environment",
+    "spec",
+    "lease_days",
+    "parent",
+    "state",
+    "created_by_request",
+    "activated_at",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+)
+
+
 @admin.register(Resource)
 class ResourceAdmin(admin.ModelAdmin):
+    """Read-only but for the owner: an admin may hand the resource to another member of its team (or to
+    the team), through `resource_hand_over`, audited with the owner before and after."""
+
     list_display = ["id", "kind", "team", "name", "environment", "state", "owner", "activated_at"]
     list_filter = ["state", "kind", "environment", "team"]
     search_fields = ["name", "owner__username", "id"]
-    readonly_fields = ["state", "created_by_request", "activated_at", "created_at", "updated_at"]
-    raw_id_fields = ["owner", "parent"]
+    form = ResourceHandOverForm
+    fields = RESOURCE_FIELDS
+    readonly_fields = [f for f in RESOURCE_FIELDS if f not in ("owner", "reason")]
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and obj.state in Resource.TERMINAL:
+            return [f for f in RESOURCE_FIELDS if f != "reason"]  # reclaimed or failed: nothing to hand over
+        return RESOURCE_FIELDS
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.state in Resource.TERMINAL:
+            return self.get_fields(request, obj)
+        return self.readonly_fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj: Resource, form, change: bool) -> None:
+        if "owner" not in form.changed_data:
+            return
+        try:
+            resource_hand_over(
+                resource=obj,
+                new_owner=form.cleaned_data["owner"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except LeaseholdError as exc:  # the resource changed since the form was checked
+            self.message_user(request, f"Not handed over: {exc}", level=messages.ERROR)
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """The audit trail, read-only: no add, change or delete, not even for superusers."""
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail, read-only: no add, change or delete, not even for superusers (and on PostgreSQL
+    a trigger refuses UPDATE and DELETE of its rows, see migration 0005)."""
 
     list_display = ["at", "actor_name", "verb", "target_type", "target_id", "from_state", "to_state", "detail"]
     list_filter = ["verb", "target_type"]
     search_fields = ["actor_name", "target_id", "detail"]
     date_hierarchy = "at"
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(AllowedRegistry)
-class AllowedRegistryAdmin(admin.ModelAdmin):
+class AllowedRegistryAdmin(CatalogAdmin):
     list_display = ["prefix", "description"]
 
 
 @admin.register(AppTemplate)
-class AppTemplateAdmin(admin.ModelAdmin):
+class AppTemplateAdmin(CatalogAdmin):
+    """Changes apply to requests filed from now on: filed ones froze the template as it was."""
+
     list_display = ["slug", "name", "image_repository", "default_tag", "container_port", "accepts_database", "active"]
     list_filter = ["active", "accepts_database"]
     search_fields = ["slug", "name", "image_repository"]
-    prepopulated_fields = {"slug": ["name"]}
+
+    def get_readonly_fields(self, request, obj=None):
+        # Requests and resources name their template by slug.
+        return ["slug"] if obj is not None else []
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return {"slug": ["name"]} if obj is None else {}
 
 
 @admin.register(OutgoingMail)
@@ -106,6 +200,10 @@ class OutgoingMailAdmin(admin.ModelAdmin):
         return ", ".join(mail.recipients)
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # What was sent, or is still to be sent, stays on record; a mail nobody should get is left pending.
         return False
 
     @admin.action(description="Retry the selected pending mail now", permissions=["change"])

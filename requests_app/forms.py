@@ -6,10 +6,13 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.validators import MaxValueValidator
+from django.db.models import Q
 
 from .models import AppTemplate, Environment, Kind, Resource, ResourceState
 from .selectors import resources_visible_to, teams_of
+from .services import resource_hand_over_errors
 from .specs import DATABASE_DEFAULTS, DATABASE_PLANS, ENV_NAME, NAMESPACE_PLANS, POSTGRES_VERSIONS
 
 NAMESPACE_PLAN_CHOICES = [
@@ -201,3 +204,48 @@ FORMS: dict[str, type[RequestForm]] = {
     Kind.DATABASE: DatabaseRequestForm,
     Kind.APP: AppRequestForm,
 }
+
+
+class ResourceHandOverForm(forms.ModelForm):
+    """The one thing an admin changes on a resource: who in its team owns it, with a reason (audited by
+    `resource_hand_over`). Everything approvers decided on stays read-only."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Why it changes hands (kept in the audit trail).",
+    )
+
+    class Meta:
+        model = Resource
+        fields = ["owner"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        owner = self.fields.get("owner")
+        if owner is None:  # shown read-only (a reclaimed resource): nothing to give a reason for
+            self.fields.pop("reason", None)
+        elif self.instance.pk is not None:
+            team = self.instance.team
+            # Team members only; the current owner stays listed even after leaving, so that an
+            # unchanged form still validates.
+            cast(forms.ModelChoiceField, owner).queryset = (
+                get_user_model()
+                .objects.filter(Q(groups=team.group, is_active=True) | Q(pk=self.instance.owner_id))
+                .distinct()
+                .order_by("username")
+            )
+            owner.help_text = f"An active member of team {team.slug}; empty: the whole team owns it."
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        if "owner" in self.changed_data and "owner" in data:
+            stored = Resource.objects.select_related("team__group").get(pk=self.instance.pk)
+            for field, messages in resource_hand_over_errors(resource=stored, new_owner=data["owner"]).items():
+                for message in messages:
+                    self.add_error(field, message)
+            if not (data.get("reason") or "").strip():
+                self.add_error("reason", "Say why the resource changes hands.")
+        return data

@@ -322,12 +322,20 @@ class Resource(ConcurrentTransitionMixin, models.Model):
 
 
 class AuditEvent(models.Model):
-    """One append-only line of the audit trail: who did what to which object, and why."""
+    """One append-only line of the audit trail: who did what to which object, and why.
+
+    Append-only three times over: `save()` of a stored row and `delete()` raise here, the admin is
+    read-only, and on PostgreSQL a trigger refuses every UPDATE and DELETE of the table (migration 0005),
+    so a queryset `update()`/`delete()` or raw SQL fails too. Every foreign key is PROTECT: deleting a
+    user, request or resource that the trail names is refused before any SQL runs. (SET_NULL would be
+    an UPDATE of audit rows and CASCADE a DELETE: both would rewrite history, and the trigger would turn
+    them into database errors instead of a clean refusal.) People who leave are deactivated, not deleted.
+    """
 
     id = models.BigAutoField(primary_key=True)
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     # Kept as text too, so the trail still reads correctly after a user is removed. Empty: the system.
     actor_name = models.CharField(max_length=150, blank=True)

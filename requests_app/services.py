@@ -23,6 +23,7 @@ from . import specs
 from .errors import InvalidState, NotAllowed, ValidationFailed
 from .models import (
     Action,
+    AllowedRegistry,
     AppTemplate,
     AuditEvent,
     Environment,
@@ -35,7 +36,7 @@ from .models import (
     ResourceState,
     Team,
 )
-from .selectors import teams_of
+from .selectors import teams_of, user_is_admin
 from .signals import request_submitted
 
 log = logging.getLogger(__name__)
@@ -634,3 +635,98 @@ def _mail_audit(mail: OutgoingMail, actor, verb: str, detail: str) -> None:
     request = ResourceRequest.objects.filter(pk=mail.request_id).first() if mail.request_id else None
     resource = Resource.objects.filter(pk=mail.resource_id).first() if mail.resource_id else None
     audit_record(actor=actor, verb=verb, target=mail, request=request, resource=resource, detail=detail)
+
+
+# --- admin changes --------------------------------------------------------------------------------
+
+
+def resource_hand_over_errors(*, resource: Resource, new_owner) -> dict[str, list[str]]:
+    """Why `new_owner` cannot take `resource` over (empty: they can). None hands it to the whole team."""
+    if resource.state in Resource.TERMINAL:
+        return {"owner": [f"The {resource.kind} is {resource.state}: there is nothing to hand over."]}
+    if new_owner is not None and not (new_owner.is_active and resource.team.has_member(new_owner)):
+        return {"owner": [f"{new_owner.get_username()} is not an active member of team {resource.team.slug}."]}
+    return {}
+
+
+@transaction.atomic
+def resource_hand_over(*, resource: Resource, new_owner, actor, reason: str) -> Resource:
+    """Hand a resource to another owner in the same team (or, with None, to the team): admins only,
+    audited with the owner before and after and the reason. Nothing else of the resource changes:
+    what was approved (kind, name, team, environment, spec) stays as it was."""
+    if not user_is_admin(actor):
+        raise NotAllowed("Only admins can hand a resource over.")
+    if not (reason or "").strip():
+        raise ValidationFailed({"reason": ["Say why the resource changes hands."]})
+    locked = Resource.objects.select_for_update(of=("self",)).select_related("team__group", "owner").get(pk=resource.pk)
+    errors = resource_hand_over_errors(resource=locked, new_owner=new_owner)
+    if errors:
+        raise ValidationFailed(errors)
+    before = locked.owner
+    if (before.pk if before else None) != (new_owner.pk if new_owner else None):
+        Resource.objects.filter(pk=locked.pk).update(owner=new_owner)
+        audit_record(
+            actor=actor,
+            verb="handed_over",
+            target=locked,
+            request=locked.created_by_request,
+            detail=f"owner: {_owner_label(before, locked)} → {_owner_label(new_owner, locked)}: {reason.strip()}",
+        )
+    resource.owner = new_owner
+    return resource
+
+
+def _owner_label(user, resource: Resource) -> str:
+    return user.get_username() if user is not None else f"team {resource.team.slug}"
+
+
+# What admins keep editing in place: each save and delete is audited with every changed field.
+CATALOG_MODELS = (Team, AppTemplate, AllowedRegistry)
+_NOT_AUDITED = ("id", "created_at")
+
+
+def _field_values(obj: models.Model) -> dict[str, str]:
+    values = {}
+    for f in obj._meta.concrete_fields:
+        if f.name in _NOT_AUDITED:
+            continue
+        value = getattr(obj, f.name)
+        values[f.name] = "" if value is None else str(value)
+    return values
+
+
+@transaction.atomic
+def catalog_save(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
+    """Save a team, app template or allowed registry that an admin added or changed, and audit it with
+    every field that changed, before and after (a team's group decides who may file for it and who gets
+    `edit` in its namespaces; its budget what it may ask for). Requests filed earlier are not touched:
+    they froze their inputs when they were filed."""
+    if not isinstance(obj, CATALOG_MODELS):
+        raise TypeError(f"{type(obj).__name__} is not edited in place.")
+    if not user_is_admin(actor):
+        raise NotAllowed("Only admins can change the catalog and the teams.")
+    model = type(obj)
+    stored = model.objects.select_for_update().filter(pk=obj.pk).first() if obj.pk else None
+    before = _field_values(stored) if stored is not None else None
+    obj.save()
+    after = _field_values(obj)
+    name = model._meta.model_name
+    if before is None:
+        detail = "; ".join(f"{k}: {v!r}" for k, v in after.items())
+        audit_record(actor=actor, verb=f"{name}_created", target=obj, detail=detail)
+        return
+    changes = [f"{k}: {before[k]!r} → {after[k]!r}" for k in after if before.get(k) != after[k]]
+    if changes:
+        audit_record(actor=actor, verb=f"{name}_changed", target=obj, detail="; ".join(changes))
+
+
+@transaction.atomic
+def catalog_delete(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
+    """Delete a team, app template or allowed registry (admins), audited with what it was."""
+    if not isinstance(obj, CATALOG_MODELS):
+        raise TypeError(f"{type(obj).__name__} is not deleted in place.")
+    if not user_is_admin(actor):
+        raise NotAllowed("Only admins can change the catalog and the teams.")
+    detail = "; ".join(f"{k}: {v!r}" for k, v in _field_values(obj).items())
+    audit_record(actor=actor, verb=f"{obj._meta.model_name}_deleted", target=obj, detail=detail)
+    obj.delete()

@@ -1,0 +1,45 @@
+"""Forms of the leases app: an admin's correction of a lease's expiry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .models import Lease
+from .services import database_now, lease_expiry_errors
+
+
+class LeaseCorrectionForm(forms.ModelForm):
+    """The one thing an admin changes on a lease: its expiry, with a reason, checked and applied by
+    `lease_correct_expiry` (audited with before and after). Dates, state and remembered replicas are the
+    reclaimer's and stay read-only."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Why the expiry changes (kept in the audit trail).",
+    )
+
+    class Meta:
+        model = Lease
+        fields = ["expires_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "expires_at" not in self.fields:  # shown read-only (a reclaimed lease)
+            self.fields.pop("reason", None)
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        if "expires_at" in self.changed_data and data.get("expires_at") is not None:
+            stored = Lease.objects.select_related("resource").get(pk=self.instance.pk)
+            errors = lease_expiry_errors(lease=stored, expires_at=data["expires_at"], now=database_now())
+            for field, messages in errors.items():
+                for message in messages:
+                    self.add_error(field, message)
+            if not (data.get("reason") or "").strip():
+                self.add_error("reason", "Say why the expiry changes.")
+        return data
