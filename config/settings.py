@@ -6,6 +6,7 @@ Production differs from development only by the environment; there are no per-en
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from celery.schedules import crontab
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "django_filters",
     "django_htmx",
     "drf_spectacular",
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
     "approvals",
     "provisioning",
     "leases",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -84,6 +87,28 @@ LDAP_ADMIN_GROUP = env.str("LDAP_ADMIN_GROUP", default="leasehold-admins")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- logins (accounts/) ---------------------------------------------------------------------------
+# django-axes counts failed logins per username *and* client address, in the database: every replica
+# sees the same counts, with or without Redis. After AXES_FAILURE_LIMIT failures within
+# AXES_COOLOFF_MINUTES, that pair is refused — the right password too — until AXES_COOLOFF_MINUTES
+# have passed without an attempt (each refused attempt starts the cool-off again).
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_MINUTES = env.float("AXES_COOLOFF_MINUTES", default=30.0)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_USERNAME_CALLABLE = "accounts.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES <= 0:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT must be at least 1 and AXES_COOLOFF_MINUTES above 0.")
+# How many reverse proxies (an ingress controller, a load balancer) stand in front of the service and
+# append the address they saw to X-Forwarded-For. 0: the peer address is the client's, and a client's
+# own X-Forwarded-For is ignored. Too high a number lets clients choose their address.
+LEASEHOLD_PROXY_COUNT = env.int("LEASEHOLD_PROXY_COUNT", default=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -281,7 +306,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")}},
+    "loggers": {
+        "django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")},
+        # INFO would log every login; failures and lockouts are warnings.
+        "axes": {"level": env.str("AXES_LOG_LEVEL", default="WARNING")},
+    },
 }
 
-SILENCED_SYSTEM_CHECKS: list[str] = []
+SILENCED_SYSTEM_CHECKS: list[str] = [
+    # axes' middleware only turns a lockout into its own plain 429 page; our login form and the admin's
+    # tell a locked-out person themselves (accounts/), so it is not installed.
+    "axes.W002",
+]
