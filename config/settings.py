@@ -5,6 +5,7 @@ Production differs from development only by the environment; there are no per-en
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -35,8 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "axes",
+    "knox",
     "django_filters",
     "django_htmx",
     "drf_spectacular",
@@ -88,7 +89,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-# --- logins (accounts/) ---------------------------------------------------------------------------
+# --- logins and API tokens (accounts/) ------------------------------------------------------------
 # django-axes counts failed logins per username *and* client address, in the database: every replica
 # sees the same counts, with or without Redis. After AXES_FAILURE_LIMIT failures within
 # AXES_COOLOFF_MINUTES, that pair is refused — the right password too — until AXES_COOLOFF_MINUTES
@@ -109,6 +110,25 @@ if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES <= 0:
 # append the address they saw to X-Forwarded-For. 0: the peer address is the client's, and a client's
 # own X-Forwarded-For is ignored. Too high a number lets clients choose their address.
 LEASEHOLD_PROXY_COUNT = env.int("LEASEHOLD_PROXY_COUNT", default=0)
+# API tokens (django-rest-knox): only a digest is stored; each token expires after this many hours.
+KNOX_TOKEN_MODEL = "accounts.ApiToken"
+# Knox's own migrations would make a table for its model, which ours replaces.
+MIGRATION_MODULES = {"knox": None}
+LEASEHOLD_TOKEN_TTL_HOURS = env.float("LEASEHOLD_TOKEN_TTL_HOURS", default=10.0)
+if LEASEHOLD_TOKEN_TTL_HOURS <= 0:
+    raise ImproperlyConfigured("LEASEHOLD_TOKEN_TTL_HOURS must be above 0.")
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=LEASEHOLD_TOKEN_TTL_HOURS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+# `POST /api/v1/auth/token/` calls per client address (DRF rate: N/second, N/minute, N/hour).
+LEASEHOLD_TOKEN_THROTTLE_RATE = env.str("LEASEHOLD_TOKEN_THROTTLE_RATE", default="20/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", LEASEHOLD_TOKEN_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        "LEASEHOLD_TOKEN_THROTTLE_RATE must look like 20/min (a count per s, min, hour or day), "
+        f"not {LEASEHOLD_TOKEN_THROTTLE_RATE!r}."
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -276,7 +296,7 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -285,6 +305,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "requests_app.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth-token": LEASEHOLD_TOKEN_THROTTLE_RATE},
+    # Throttles count per client address; see LEASEHOLD_PROXY_COUNT (DRF's default trusts any X-Forwarded-For).
+    "NUM_PROXIES": LEASEHOLD_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Leasehold API",
@@ -314,7 +337,7 @@ LOGGING = {
 }
 
 SILENCED_SYSTEM_CHECKS: list[str] = [
-    # axes' middleware only turns a lockout into its own plain 429 page; our login form and the admin's
-    # tell a locked-out person themselves (accounts/), so it is not installed.
+    # axes' middleware only turns a lockout into its own plain 429 page; our login form, the admin's and
+    # the token endpoint tell a locked-out person themselves (accounts/), so it is not installed.
     "axes.W002",
 ]

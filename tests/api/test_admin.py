@@ -9,7 +9,7 @@ from requests_app.models import AuditEvent
 from tests.conftest import namespace_body
 
 pytestmark = pytest.mark.django_db
-OUR_APPS = ("requests_app", "approvals", "provisioning", "leases")
+OUR_APPS = ("requests_app", "approvals", "provisioning", "leases", "accounts")
 
 
 def test_every_model_of_ours_is_in_the_admin():
