@@ -129,6 +129,8 @@ if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", LEA
         "LEASEHOLD_TOKEN_THROTTLE_RATE must look like 20/min (a count per s, min, hour or day), "
         f"not {LEASEHOLD_TOKEN_THROTTLE_RATE!r}."
     )
+# A token user's LDAP groups (so their teams and approver groups) are re-read at most this often.
+LEASEHOLD_LDAP_REFRESH_SECONDS = env.int("LEASEHOLD_LDAP_REFRESH_SECONDS", default=300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import time
 from datetime import timedelta
 
@@ -20,8 +21,9 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
+from accounts.services import token_issue
 from requests_app.models import AuditEvent
-from tests.conftest import require_env
+from tests.conftest import namespace_body, require_env
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -329,6 +331,32 @@ def test_the_admin_shows_who_holds_tokens_but_no_key_or_digest(client, lucy, adm
 
 # --- the directory ----------------------------------------------------------------------------------
 
+GROUPS = "ou=groups,dc=example,dc=org"
+
+
+@pytest.fixture
+def change_group():
+    """Add or remove a member of a group in the real directory; restored after the test."""
+    require_env("LDAP_URI", "LDAP_BIND_DN", "LDAP_BIND_PASSWORD")
+    import ldap
+
+    conn = ldap.initialize(os.environ["LDAP_URI"])
+    conn.simple_bind_s(os.environ["LDAP_BIND_DN"], os.environ["LDAP_BIND_PASSWORD"])
+    undo: list[tuple[int, str, bytes]] = []
+
+    def change(op: str, group: str, uid: str) -> None:
+        dn, member = f"cn={group},{GROUPS}", f"uid={uid},ou=people,dc=example,dc=org".encode()
+        mod = ldap.MOD_DELETE if op == "remove" else ldap.MOD_ADD
+        conn.modify_s(dn, [(mod, "member", [member])])
+        undo.append((ldap.MOD_ADD if op == "remove" else ldap.MOD_DELETE, dn, member))
+
+    try:
+        yield change
+    finally:
+        for mod, dn, member in reversed(undo):
+            conn.modify_s(dn, [(mod, "member", [member])])
+        conn.unbind_s()
+
 
 def test_a_directory_account_is_locked_out_like_a_local_one(settings):
     require_env("LDAP_URI")
@@ -337,3 +365,47 @@ def test_a_directory_account_is_locked_out_like_a_local_one(settings):
     assert get_token("dana").status_code == 429
     cool_off_passes(settings)
     assert get_token("dana").status_code == 200
+
+
+def test_a_removal_from_a_team_group_reaches_a_token_after_the_refresh_interval(change_group, settings):
+    settings.LEASEHOLD_LDAP_REFRESH_SECONDS = 3
+    dana = with_token(token_of("dana"))
+    filed = dana.post("/api/v1/requests/", namespace_body(), format="json")
+    assert filed.status_code == 201, filed.content
+    url = f"/api/v1/requests/{filed.json()['id']}/"
+
+    change_group("remove", "team-atlas", "dana")
+    # Within the interval the groups of the login still hold (no directory call per API call)...
+    assert dana.get(url).status_code == 200
+    time.sleep(3.1)
+    # ...after it the directory is asked again: the team's requests are gone, so is filing for it.
+    assert dana.get(url).status_code == 404
+    assert dana.get("/api/v1/me/").json()["teams"] == []
+    assert dana.post("/api/v1/requests/", namespace_body(name="other"), format="json").status_code == 400
+
+
+def test_with_no_interval_every_call_asks_the_directory(change_group, settings):
+    settings.LEASEHOLD_LDAP_REFRESH_SECONDS = 0
+    frank = with_token(token_of("frank"))
+    assert frank.get("/api/v1/me/").json()["groups"] == ["platform-approvers"]
+    change_group("add", "security-approvers", "frank")
+    assert sorted(frank.get("/api/v1/me/").json()["groups"]) == ["platform-approvers", "security-approvers"]
+
+
+def test_with_the_cache_down_logins_and_tokens_still_work(settings):
+    require_env("LDAP_URI")
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    dana = with_token(token_of("dana"))  # not throttled, rather than refused
+    assert dana.get("/api/v1/me/").json()["teams"] == ["atlas"]  # read from the directory
+
+
+def test_an_account_the_directory_no_longer_knows_loses_access(settings):
+    require_env("LDAP_URI")
+    ghost = UserFactory(username="ghost")
+    ghost.set_unusable_password()  # made by the directory once, and since removed from it
+    ghost.save()
+    _, key = token_issue(user=ghost)
+    settings.LEASEHOLD_LDAP_REFRESH_SECONDS = 0
+    assert with_token(key).get("/api/v1/me/").status_code == 401
