@@ -12,13 +12,16 @@ from typing import Any
 from .env import env, require, secret
 
 GROUP_TYPES = ("groupOfNames", "posixGroup", "groupOfUniqueNames")
+# First in every backends list: it refuses a locked-out login before LDAP or the local accounts are
+# asked, and the failures of both are counted (django-axes).
+AXES_BACKEND = "axes.backends.AxesStandaloneBackend"
 
 
 def ldap_settings() -> dict[str, Any]:
     """The AUTH_LDAP_* settings and the backends list, or only the model backend without LDAP_URI."""
     uri = os.environ.get("LDAP_URI", "").strip()
     if not uri:
-        return {"AUTHENTICATION_BACKENDS": ["django.contrib.auth.backends.ModelBackend"]}
+        return {"AUTHENTICATION_BACKENDS": [AXES_BACKEND, "django.contrib.auth.backends.ModelBackend"]}
 
     import ldap
     from django.core.exceptions import ImproperlyConfigured
@@ -45,6 +48,7 @@ def ldap_settings() -> dict[str, Any]:
 
     return {
         "AUTHENTICATION_BACKENDS": [
+            AXES_BACKEND,
             "django_auth_ldap.backend.LDAPBackend",
             # Kept so that a break-glass superuser made with createsuperuser can still log in.
             "django.contrib.auth.backends.ModelBackend",

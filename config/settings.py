@@ -5,7 +5,9 @@ Production differs from development only by the environment; there are no per-en
 
 from __future__ import annotations
 
+import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from celery.schedules import crontab
@@ -35,7 +37,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "axes",
+    "knox",
     "django_filters",
     "django_htmx",
     "drf_spectacular",
@@ -43,6 +46,7 @@ INSTALLED_APPS = [
     "approvals",
     "provisioning",
     "leases",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -85,6 +89,49 @@ LDAP_ADMIN_GROUP = env.str("LDAP_ADMIN_GROUP", default="leasehold-admins")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- logins and API tokens (accounts/) ------------------------------------------------------------
+# django-axes counts failed logins per username *and* client address, in the database: every replica
+# sees the same counts, with or without Redis. After AXES_FAILURE_LIMIT failures within
+# AXES_COOLOFF_MINUTES, that pair is refused — the right password too — until AXES_COOLOFF_MINUTES
+# have passed without an attempt (each refused attempt starts the cool-off again).
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_MINUTES = env.float("AXES_COOLOFF_MINUTES", default=30.0)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_USERNAME_CALLABLE = "accounts.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES <= 0:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT must be at least 1 and AXES_COOLOFF_MINUTES above 0.")
+# How many reverse proxies (an ingress controller, a load balancer) stand in front of the service and
+# append the address they saw to X-Forwarded-For. 0: the peer address is the client's, and a client's
+# own X-Forwarded-For is ignored. Too high a number lets clients choose their address.
+LEASEHOLD_PROXY_COUNT = env.int("LEASEHOLD_PROXY_COUNT", default=0)
+# API tokens (django-rest-knox): only a digest is stored; each token expires after this many hours.
+KNOX_TOKEN_MODEL = "accounts.ApiToken"
+# Knox's own migrations would make a table for its model, which ours replaces.
+MIGRATION_MODULES = {"knox": None}
+LEASEHOLD_TOKEN_TTL_HOURS = env.float("LEASEHOLD_TOKEN_TTL_HOURS", default=10.0)
+if LEASEHOLD_TOKEN_TTL_HOURS <= 0:
+    raise ImproperlyConfigured("LEASEHOLD_TOKEN_TTL_HOURS must be above 0.")
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=LEASEHOLD_TOKEN_TTL_HOURS),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+# `POST /api/v1/auth/token/` calls per client address (DRF rate: N/second, N/minute, N/hour).
+LEASEHOLD_TOKEN_THROTTLE_RATE = env.str("LEASEHOLD_TOKEN_THROTTLE_RATE", default="20/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", LEASEHOLD_TOKEN_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        "LEASEHOLD_TOKEN_THROTTLE_RATE must look like 20/min (a count per s, min, hour or day), "
+        f"not {LEASEHOLD_TOKEN_THROTTLE_RATE!r}."
+    )
+# A token user's LDAP groups (so their teams and approver groups) are re-read at most this often.
+LEASEHOLD_LDAP_REFRESH_SECONDS = env.int("LEASEHOLD_LDAP_REFRESH_SECONDS", default=300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -279,7 +326,7 @@ LEASEHOLD_MAIL_MAX_PER_RUN = env.int("LEASEHOLD_MAIL_MAX_PER_RUN", default=200)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -288,6 +335,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "requests_app.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth-token": LEASEHOLD_TOKEN_THROTTLE_RATE},
+    # Throttles count per client address; see LEASEHOLD_PROXY_COUNT (DRF's default trusts any X-Forwarded-For).
+    "NUM_PROXIES": LEASEHOLD_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Leasehold API",
@@ -309,7 +359,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")}},
+    "loggers": {
+        "django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")},
+        # INFO would log every login; failures and lockouts are warnings.
+        "axes": {"level": env.str("AXES_LOG_LEVEL", default="WARNING")},
+    },
 }
 
-SILENCED_SYSTEM_CHECKS: list[str] = []
+SILENCED_SYSTEM_CHECKS: list[str] = [
+    # axes' middleware only turns a lockout into its own plain 429 page; our login form, the admin's and
+    # the token endpoint tell a locked-out person themselves (accounts/), so it is not installed.
+    "axes.W002",
+]

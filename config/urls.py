@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.routers import DefaultRouter
 
+from accounts.api.views import LogoutView, ObtainTokenView
 from approvals.api.views import ApprovalViewSet
 from leases.api.views import ResourceViewSet
 from requests_app.api.views import RequestViewSet, catalog_view, me
@@ -16,7 +16,8 @@ router.register("approvals", ApprovalViewSet, basename="approval")
 router.register("resources", ResourceViewSet, basename="resource")
 
 api_v1: list[URLPattern | URLResolver] = [
-    path("auth/token/", ObtainAuthToken.as_view(), name="auth-token"),
+    path("auth/token/", ObtainTokenView.as_view(), name="auth-token"),
+    path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
     path("me/", me, name="me"),
     path("catalog/", catalog_view, name="catalog"),
     path("", include("provisioning.api.urls")),

@@ -1,13 +1,14 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from accounts.views import LoginView
 from approvals import views as approval_views
 from leases import views as lease_views
 from requests_app import views as request_views
 
 urlpatterns = [
     path("", request_views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("catalog/", request_views.catalog_page, name="catalog"),
     path("requests/", request_views.request_list, name="request-list"),

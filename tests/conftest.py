@@ -11,6 +11,15 @@ from rest_framework.test import APIClient
 from tests.factories import UserFactory, team
 
 
+@pytest.fixture(autouse=True)
+def fresh_login_throttle():
+    """Every test client calls from 127.0.0.1: the token endpoint's throttle (in the shared cache)
+    starts afresh in each test, as it would for a different client."""
+    from django.core.cache import cache
+
+    cache.delete("throttle_auth-token_127.0.0.1")
+
+
 @pytest.fixture
 def atlas(db):
     return team("atlas")

@@ -31,7 +31,7 @@ from tests.conftest import namespace_body
 from tests.factories import GroupFactory, active_namespace, app_template
 
 pytestmark = pytest.mark.django_db
-OUR_APPS = ("requests_app", "approvals", "provisioning", "leases")
+OUR_APPS = ("requests_app", "approvals", "provisioning", "leases", "accounts")
 
 # Edited in place by admins (every save and delete audited).
 CATALOG = {Team, AppTemplate, AllowedRegistry}
