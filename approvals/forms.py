@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import get_user_model
 
 from .models import ApprovalPolicy, Delegation
 from .policy import PolicyError, parse_policy
+from .selectors import user_by_username
 from .services import delegation_errors
 
 
 class DelegationForm(forms.Form):
-    delegate = forms.CharField(max_length=150, help_text="Username of the person who decides in your place.")
+    delegate = forms.CharField(
+        max_length=150, help_text="Username of a colleague in your approver group who decides in your place."
+    )
     starts_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="First day included.")
     ends_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="Last day included.")
     reason = forms.CharField(max_length=200, required=False)
 
     def clean_delegate(self):
-        username = self.cleaned_data["delegate"].strip()
-        user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError(f"Nobody called {username!r} can log in here.")
-        return user
+        # None for an unknown name: the service refuses it with the same words as anyone ineligible.
+        return user_by_username(self.cleaned_data["delegate"].strip())
 
 
 class PolicyForm(forms.ModelForm):

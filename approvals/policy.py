@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -108,8 +109,27 @@ class Policy:
         for rule in self.rules:
             if rule.matches(facts):
                 return rule
-        # A policy without a catch-all still routes everything somewhere safe: the platform team.
-        return Rule(name="fallback", match={}, steps=(Step("platform", "platform-approvers", 1),))
+        return FALLBACK_RULE
+
+    def names_group(self, name: str) -> bool:
+        """Whether some step of this policy (or of the fallback rule) is decided by, or escalated to, the
+        group `name`; `{team}` in a step's group stands for any team slug."""
+        return any(
+            pattern and _group_pattern(pattern).fullmatch(name)
+            for rule in (*self.rules, FALLBACK_RULE)
+            for step in rule.steps
+            for pattern in (step.group, step.escalate_to)
+        )
+
+
+# A policy without a catch-all still routes everything somewhere safe: the platform team.
+FALLBACK_RULE = Rule(name="fallback", match={}, steps=(Step("platform", "platform-approvers", 1),))
+# What `{team}` may stand for in a group name: a team slug (requests_app.services.TEAM_SLUG).
+TEAM_SLUG_PATTERN = r"[a-z0-9](?:[-a-z0-9]{0,38}[a-z0-9])?"
+
+
+def _group_pattern(group: str) -> re.Pattern[str]:
+    return re.compile(TEAM_SLUG_PATTERN.join(re.escape(part) for part in group.split(PLACEHOLDER)))
 
 
 def _fail(where: str, message: str) -> PolicyError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from django.utils import timezone
 from kubernetes.utils import parse_quantity
 
 from requests_app.models import Kind, RequestState, ResourceRequest
+from requests_app.selectors import teams_of, user_is_admin
 from requests_app.specs import database_usage, namespace_quota, plan_of
 
 from .directory import user_group_names
@@ -22,12 +24,15 @@ from .policy import DEFAULT_POLICY, Policy, PolicyError, RequestFacts, parse_pol
 
 __all__ = [
     "active_delegations_to",
+    "approver_groups",
     "delegations_of",
     "policy_in_force",
     "request_facts",
     "request_size",
     "step_recipients",
     "steps_decidable_by",
+    "steps_visible_to",
+    "user_by_username",
     "user_group_names",
 ]
 
@@ -97,6 +102,28 @@ def request_size(request: ResourceRequest) -> str:
     return f"{spec.get('template', '?')} × {spec.get('replicas', 1)}"
 
 
+def approver_groups(names: Iterable[str]) -> set[str]:
+    """Those of the group `names` that decide approval steps: named by a step (or as its escalation
+    group) of the policy in force, `{team}` standing for any team, or by a step still open (a chain
+    keeps the groups of the policy that routed it)."""
+    names = set(names)
+    if not names:
+        return set()
+    policy, _ = policy_in_force()
+    deciding = {name for name in names if policy.names_group(name)}
+    rest = sorted(names - deciding)
+    if rest:
+        open_steps = ApprovalStep.objects.filter(state__in=[StepState.WAITING, StepState.PENDING])
+        deciding |= set(open_steps.filter(group__in=rest).values_list("group", flat=True))
+        deciding |= set(open_steps.filter(escalate_to__in=rest).values_list("escalate_to", flat=True))
+    return deciding
+
+
+def user_by_username(username: str):
+    """The account called `username`, active or not; None when there is none."""
+    return get_user_model().objects.filter(username=username).first()
+
+
 def active_delegations_to(user, day: datetime.date | None = None) -> list[Delegation]:
     """Delegations that let `user` decide in someone else's place on `day` (today by default), in the
     order the engine tries them."""
@@ -137,17 +164,37 @@ def _may_decide_as(person_id, groups: set[str]) -> Q:
     return in_group & ~Q(request__requester_id=person_id) & Q(~_decided_on_request(person_id))
 
 
-def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[ApprovalStep]:
-    """Pending steps the user may decide now, in their own name or as someone's delegate, oldest first.
+def steps_visible_to(user) -> QuerySet[ApprovalStep]:
+    """Steps the user may know of: those their groups decide (or would decide once escalated), those of
+    their teams' requests, and every step for admins. Any other step answers as an unknown id does.
 
-    Each step carries `acting_for`: "" in their own name, else the username of the person they would
-    decide for. A constant number of queries, however long the queue (the delegators' groups are read
-    in one query).
+    A delegate is a member of the delegated group (see services.delegation_errors), so delegates see
+    what their delegators see.
     """
     if not user.is_authenticated:
         return ApprovalStep.objects.none()
-    own = _may_decide_as(user.pk, user_group_names(user))
-    delegations = active_delegations_to(user, day)
+    if user_is_admin(user):
+        return ApprovalStep.objects.all()
+    names = sorted(user_group_names(user))
+    return ApprovalStep.objects.filter(
+        Q(group__in=names) | Q(escalate_to__in=names) | Q(request__team__in=teams_of(user))
+    )
+
+
+def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[ApprovalStep]:
+    """Pending steps the user may decide now, oldest first.
+
+    A delegate decides only steps of groups they belong to themselves; each step carries `acting_for`:
+    the username of the delegator whose seat they take on it (the first delegation that applies, as the
+    engine chooses), else "" for their own name. A constant number of queries, however long the queue
+    (the delegators' groups are read in one query).
+    """
+    if not user.is_authenticated:
+        return ApprovalStep.objects.none()
+    own_groups = user_group_names(user)
+    eligible = _may_decide_as(user.pk, own_groups)
+    # A deactivated delegator lends nothing (the engine ends such a delegation when it meets it).
+    delegations = [d for d in active_delegations_to(user, day) if d.delegator.is_active]
     groups_by_delegator: dict[int, set[str]] = {d.delegator_id: set() for d in delegations}
     if delegations:
         for user_id, name in (
@@ -156,12 +203,11 @@ def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[Ap
             .values_list("user_id", "group__name")
         ):
             groups_by_delegator[user_id].add(name)
-    whens = [When(own, then=Value(""))]
-    eligible = own
+    whens = []
     for d in delegations:
-        as_delegate = _may_decide_as(d.delegator_id, groups_by_delegator[d.delegator_id])
-        whens.append(When(as_delegate, then=Value(d.delegator.get_username())))
-        eligible |= as_delegate
+        shared = own_groups & groups_by_delegator[d.delegator_id]
+        if shared:
+            whens.append(When(_may_decide_as(d.delegator_id, shared), then=Value(d.delegator.get_username())))
     return (
         ApprovalStep.objects.filter(eligible, state=StepState.PENDING, request__state=RequestState.PENDING_APPROVAL)
         # Whoever clicks must not be the requester nor have decided on the request, whoever they act for.
@@ -182,8 +228,8 @@ class Recipient:
 
 def step_recipients(step: ApprovalStep, *, groups: tuple[str, ...] | None = None) -> list[Recipient]:
     """Who to tell that `step` waits for them: active members of its deciding groups (or `groups`) with an
-    email address, and the delegates standing in for them today; never the requester, nor anyone who
-    decided on the request already."""
+    email address (a member who stands in for another today is told whose seat they may take); never the
+    requester, nor anyone who decided on the request already."""
     users = get_user_model()
     groups = groups or step.deciding_groups
     request = step.request
@@ -196,10 +242,18 @@ def step_recipients(step: ApprovalStep, *, groups: tuple[str, ...] | None = None
     members = list(users.objects.filter(groups__name__in=groups, is_active=True).exclude(pk__in=excluded).distinct())
     out = {m.pk: Recipient(m.get_username(), m.email) for m in members if m.email}
     today = timezone.localdate()
-    for d in Delegation.objects.filter(
-        delegator__in=members, revoked_at__isnull=True, starts_on__lte=today, ends_on__gte=today
-    ).select_related("delegate", "delegator"):
-        if d.delegate_id in excluded or d.delegate_id in out or not d.delegate.is_active or not d.delegate.email:
-            continue
-        out[d.delegate_id] = Recipient(d.delegate.get_username(), d.delegate.email, d.delegator.get_username())
+    for d in (
+        Delegation.objects.filter(
+            delegator__in=members,
+            delegate_id__in=list(out),
+            revoked_at__isnull=True,
+            starts_on__lte=today,
+            ends_on__gte=today,
+        )
+        .select_related("delegator")
+        .order_by("id")
+    ):
+        member = out[d.delegate_id]
+        if not member.on_behalf_of:
+            out[d.delegate_id] = Recipient(member.username, member.email, d.delegator.get_username())
     return sorted(out.values(), key=lambda r: r.username)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import logging
+import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -22,7 +23,15 @@ from . import notifications
 from .directory import groups_at_decision_time
 from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, Delegation, StepState, Verdict
 from .policy import Policy, parse_policy
-from .selectors import active_delegations_to, policy_in_force, policy_source_in_force, request_facts
+from .selectors import (
+    active_delegations_to,
+    approver_groups,
+    policy_in_force,
+    policy_source_in_force,
+    request_facts,
+    steps_visible_to,
+    user_group_names,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,36 +98,68 @@ class Standing:
 
     user_id: int
     groups: frozenset[str] | None  # None: the directory did not confirm the account
+    # Each delegation in force to the user, with the approver groups both people are in now.
     delegations: tuple[tuple[Delegation, frozenset[str]], ...] = field(default=())
 
 
 def standing_of(user, *, day: datetime.date | None = None) -> Standing:
-    """The user's groups and those of the people they stand in for today, as the directory says now.
+    """The user's groups and the delegations they may use today, as the directory says now.
 
-    A delegator the directory does not confirm lends nothing.
+    A delegation lends the delegator's seat only in the approver groups both people are in now. One that
+    no longer holds (either side inactive, or no approver group in common) is ended here, audited; one
+    whose delegator the directory does not confirm right now lends nothing but stays.
     """
     groups = groups_at_decision_time(user)
     lent = []
     for delegation in active_delegations_to(user, day or timezone.localdate()):
-        delegator_groups = groups_at_decision_time(delegation.delegator)
-        if delegator_groups:
-            lent.append((delegation, frozenset(delegator_groups)))
+        delegator = delegation.delegator
+        if not (delegator.is_active and user.is_active):
+            delegation_end(delegation=delegation, reason=_inactive_reason(delegator, user))
+            continue
+        # Re-reading the delegator mirrors the directory, which may end the delegation on its own
+        # (receivers.py); the engine checks again under lock before using it.
+        delegator_groups = groups_at_decision_time(delegator)
+        if groups is None or delegator_groups is None:
+            continue
+        shared = approver_groups(groups & delegator_groups)
+        if not shared:
+            delegation_end(delegation=delegation, reason=_apart_reason(delegator, user))
+            continue
+        lent.append((delegation, frozenset(shared)))
     return Standing(user.pk, None if groups is None else frozenset(groups), tuple(lent))
 
 
-def step_decide(*, step_id, user, verdict: str, comment: str = "", standing: Standing | None = None) -> ApprovalStep:
+def step_decide(
+    *,
+    step_id,
+    user,
+    verdict: str,
+    comment: str = "",
+    standing: Standing | None = None,
+    seen: bool | None = None,
+) -> ApprovalStep:
     """Record `user`'s verdict on a pending step and move the chain on.
 
-    The decider's groups are read from the directory now (see directory.py). A delegate decides for the
-    delegator: the decision is recorded as "user on behalf of delegator" and counts as the delegator's.
+    The decider's groups are read from the directory now (see directory.py). A delegate decides only
+    steps of groups they are in themselves; while a delegation applies, the decision takes the
+    delegator's seat: it is recorded as "user on behalf of delegator" and counts as the delegator's.
 
-    Raises NotAllowed (separation of duties, group membership), InvalidState (decided already, request no
-    longer pending, a concurrent decision won) or ValidationFailed (a rejection without a comment). A
-    refusal is audited even though nothing else changes. Emails go out after the commit.
+    A step the user may not see (selectors.steps_visible_to), neither by the groups they came with nor
+    by the directory now, raises ApprovalStep.DoesNotExist exactly as an unknown id does, and leaves no
+    trace in that request's trail. `seen` says whether they could see it before a caller that passes
+    `standing` re-read the directory. Otherwise raises NotAllowed (separation of duties, group
+    membership), InvalidState (decided already, request no longer pending, a concurrent decision won) or
+    ValidationFailed (a rejection without a comment). A refusal is audited even though nothing else
+    changes. Emails go out after the commit.
     """
+    if seen is None:
+        seen = steps_visible_to(user).filter(pk=step_id).exists()
     if standing is None:
         # Outside the transaction: a slow directory must not hold row locks.
         standing = standing_of(user)
+    if not (seen or steps_visible_to(user).filter(pk=step_id).exists()):
+        logger.warning("%s tried to decide step %s, which they may not see.", user.get_username(), step_id)
+        raise ApprovalStep.DoesNotExist("No such step.")
     try:
         return _step_decide(step_id=step_id, user=user, verdict=verdict, comment=comment, standing=standing)
     except NotAllowed as exc:
@@ -129,33 +170,33 @@ def step_decide(*, step_id, user, verdict: str, comment: str = "", standing: Sta
 
 
 def _principal(step: ApprovalStep, request: ResourceRequest, user, standing: Standing):
-    """Whom `user` decides `step` for: themselves, or the first delegator who could decide it. Returns
-    (principal, delegation); raises NotAllowed when nobody."""
+    """Whom `user` decides `step` for: the first delegator whose seat they may take on it, else
+    themselves. Returns (principal, delegation); raises NotAllowed when nobody.
+
+    A seat is taken only where the delegator could decide the step now: never on the delegator's own
+    request, and not on a request where the delegator (or someone for them) decided already. The
+    delegation row is locked, so a revocation racing this decision either comes first or waits.
+    """
     deciding = set(step.deciding_groups)
     if standing.groups is None:
         raise NotAllowed(
             "The directory does not confirm your account or groups right now, so you cannot decide; "
             "try again later or ask an administrator."
         )
-    if standing.groups & deciding:
-        return user, None
-    lent_by_requester = False
     for delegation, groups in standing.delegations:
-        if not groups & deciding:
-            continue
-        if delegation.delegator_id == request.requester_id:
-            lent_by_requester = True
+        if not groups & deciding or delegation.delegator_id == request.requester_id:
             continue
         if (
             Decision.objects.filter(step__request=request)
             .filter(Q(approver_id=delegation.delegator_id) | Q(on_behalf_of_id=delegation.delegator_id))
-            .exclude(step=step)
             .exists()
         ):
             continue
+        if not Delegation.objects.select_for_update().filter(pk=delegation.pk, revoked_at__isnull=True).exists():
+            continue
         return delegation.delegator, delegation
-    if lent_by_requester:
-        raise NotAllowed("Nobody may decide on a request they filed, not even through a delegate.")
+    if standing.groups & deciding:
+        return user, None
     raise NotAllowed(f"Only members of {' or '.join(sorted(deciding))} decide the {step.name} step.")
 
 
@@ -205,6 +246,13 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
         target=request,
         detail=f"{step.name}: {decision.decided_by}" + (f": {comment}" if comment else ""),
     )
+    if delegation is not None:
+        audit_record(
+            actor=user,
+            verb="delegation_used",
+            target=delegation,
+            detail=f"{user} decided the {step.name} step of request {request.pk} on behalf of {principal}: {verdict}",
+        )
     notifications.after_commit(notifications.notify_decision, decision.pk)
     if verdict == Verdict.REJECT:
         transition_apply(step, "reject", actor=user, verb="step_closed", request=request, detail=step.name)
@@ -234,12 +282,23 @@ class Outcome:
 
 def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
     """Approve several steps at once (the queue's "approve selected"). Each step is its own decision in
-    its own transaction, so one refusal or lost race does not undo the others."""
+    its own transaction, so one refusal or lost race does not undo the others. A step the caller may not
+    see is reported as "No such step.", as an unknown one is."""
+    ids = list(dict.fromkeys(str(s) for s in step_ids))
+    asked = {step_id: _as_uuid(step_id) for step_id in ids}
+    seen = set(steps_visible_to(user).filter(pk__in=[u for u in asked.values() if u]).values_list("pk", flat=True))
     standing = standing_of(user)
     outcomes = []
-    for step_id in dict.fromkeys(str(s) for s in step_ids):
+    for step_id in ids:
         try:
-            step = step_decide(step_id=step_id, user=user, verdict=Verdict.APPROVE, comment=comment, standing=standing)
+            step = step_decide(
+                step_id=step_id,
+                user=user,
+                verdict=Verdict.APPROVE,
+                comment=comment,
+                standing=standing,
+                seen=asked[step_id] in seen,
+            )
         except (ApprovalStep.DoesNotExist, DjangoValidationError):
             outcomes.append(Outcome(step_id, False, "No such step."))
         except LeaseholdError as exc:
@@ -249,26 +308,72 @@ def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
     return outcomes
 
 
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 # --- delegation ------------------------------------------------------------------------------------
+
+
+# Said for an unknown name, an inactive account and anyone who may not be the delegate alike, so the
+# answer does not tell who exists.
+NOT_ELIGIBLE = "No such user, or they cannot be your delegate."
+# "Today" differs across time zones: a delegation may start on the day before today in TIME_ZONE.
+DELEGATION_START_TOLERANCE = datetime.timedelta(days=1)
 
 
 def delegation_errors(
     *, delegator, delegate, starts_on: datetime.date, ends_on: datetime.date, today: datetime.date | None = None
 ) -> dict[str, list[str]]:
-    """What is wrong with a delegation, by field (empty: nothing)."""
+    """What is wrong with a delegation, by field (empty: nothing).
+
+    The delegate must be an active account that shares at least one approver group with the delegator,
+    as the directory says now; the range must start no earlier than yesterday and no later than
+    LEASEHOLD_DELEGATION_MAX_DAYS ahead, end on or after its first day and last at most
+    LEASEHOLD_DELEGATION_MAX_DAYS days (both ends included).
+    """
+    return _delegation_check(delegator, delegate, starts_on, ends_on, today)[0]
+
+
+def _delegation_check(
+    delegator, delegate, starts_on: datetime.date, ends_on: datetime.date, today: datetime.date | None
+) -> tuple[dict[str, list[str]], set[str]]:
+    """delegation_errors, and the approver groups the two share (read from the directory once)."""
     today = today or timezone.localdate()
+    max_days = settings.LEASEHOLD_DELEGATION_MAX_DAYS
     errors: dict[str, list[str]] = {}
-    if delegate is None:
-        errors["delegate"] = ["No such person."]
-    elif delegator is not None and delegate.pk == delegator.pk:
+    shared: set[str] = set()
+    if delegate is not None and delegator is not None and delegate.pk == delegator.pk:
         errors["delegate"] = ["Delegate to someone else."]
-    elif not delegate.is_active:
-        errors["delegate"] = [f"{delegate} cannot log in."]
+    else:
+        shared = _shared_approver_groups(delegator, delegate) if delegate and delegator else set()
+        if not shared:
+            errors["delegate"] = [NOT_ELIGIBLE]
+    if starts_on < today - DELEGATION_START_TOLERANCE:
+        errors["starts_on"] = ["The first day is in the past."]
+    elif starts_on > today + datetime.timedelta(days=max_days):
+        errors["starts_on"] = [f"A delegation starts at most {max_days} days from today."]
     if ends_on < starts_on:
         errors["ends_on"] = ["The last day comes before the first."]
     elif ends_on < today:
         errors["ends_on"] = ["The range is over already."]
-    return errors
+    elif (ends_on - starts_on).days + 1 > max_days:
+        errors["ends_on"] = [f"A delegation lasts at most {max_days} days, both ends included."]
+    return errors, shared
+
+
+def _shared_approver_groups(delegator, delegate) -> set[str]:
+    """The approver groups both are in now (as the directory says), when both are active."""
+    if not (delegator.is_active and delegate.is_active):
+        return set()
+    delegator_groups = groups_at_decision_time(delegator)
+    delegate_groups = groups_at_decision_time(delegate)
+    if delegator_groups is None or delegate_groups is None:
+        return set()
+    return approver_groups(delegator_groups & delegate_groups)
 
 
 @transaction.atomic
@@ -282,11 +387,11 @@ def delegation_create(
     actor,
     today: datetime.date | None = None,
 ) -> Delegation:
-    """Let `delegate` decide in `delegator`'s place from `starts_on` to `ends_on` (both included).
-    Only the delegator themselves or an admin may create one (the caller checks who `actor` is)."""
-    errors = delegation_errors(
-        delegator=delegator, delegate=delegate, starts_on=starts_on, ends_on=ends_on, today=today
-    )
+    """Let `delegate` decide in `delegator`'s place from `starts_on` to `ends_on` (both included), in
+    the approver groups both are in. `delegate` may be None (an unknown name): refused like any
+    ineligible delegate. Only the delegator themselves or an admin may create one (the caller checks
+    who `actor` is)."""
+    errors, shared = _delegation_check(delegator, delegate, starts_on, ends_on, today)
     if errors:
         raise ValidationFailed(errors)
     delegation = Delegation.objects.create(
@@ -301,8 +406,8 @@ def delegation_create(
         actor=actor,
         verb="delegation_created",
         target=delegation,
-        detail=f"{delegate} decides on behalf of {delegator} from {starts_on} to {ends_on}"
-        + (f": {delegation.reason}" if delegation.reason else ""),
+        detail=f"{delegate} decides on behalf of {delegator} from {starts_on} to {ends_on} "
+        f"in {', '.join(sorted(shared))}" + (f": {delegation.reason}" if delegation.reason else ""),
     )
     notifications.after_commit(notifications.notify_delegation, delegation.pk)
     return delegation
@@ -321,6 +426,48 @@ def delegation_revoke(*, delegation: Delegation, actor, is_admin: bool = False) 
     delegation.refresh_from_db()
     audit_record(actor=actor, verb="delegation_revoked", target=delegation, detail=str(delegation))
     return delegation
+
+
+@transaction.atomic
+def delegation_end(*, delegation: Delegation, reason: str) -> bool:
+    """End a delegation that no longer holds (nobody revoked it: the service found it void), audited
+    with the reason. False when it had ended already."""
+    if not Delegation.objects.filter(pk=delegation.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        return False
+    delegation.refresh_from_db()
+    audit_record(actor=None, verb="delegation_ended", target=delegation, detail=f"{delegation}: {reason}")
+    return True
+
+
+def delegations_recheck(*, user=None) -> int:
+    """End, audited, the open delegations that `user` gives or receives (every open one when None) and
+    that no longer hold by what Django knows now: either side inactive, or no approver group in common.
+    The receivers call this when an account is deactivated or leaves a group; a decision checks again
+    against the directory (standing_of). Returns how many ended."""
+    today = timezone.localdate()
+    open_delegations = Delegation.objects.filter(revoked_at__isnull=True, ends_on__gte=today)
+    if user is not None:
+        open_delegations = open_delegations.filter(Q(delegator=user) | Q(delegate=user))
+    ended = 0
+    for delegation in open_delegations.select_related("delegator", "delegate"):
+        delegator, delegate = delegation.delegator, delegation.delegate
+        if not (delegator.is_active and delegate.is_active):
+            reason = _inactive_reason(delegator, delegate)
+        elif not approver_groups(user_group_names(delegator) & user_group_names(delegate)):
+            reason = _apart_reason(delegator, delegate)
+        else:
+            continue
+        ended += delegation_end(delegation=delegation, reason=reason)
+    return ended
+
+
+def _inactive_reason(delegator, delegate) -> str:
+    gone = [str(u) for u in (delegator, delegate) if not u.is_active]
+    return f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} no longer active"
+
+
+def _apart_reason(delegator, delegate) -> str:
+    return f"{delegator} and {delegate} no longer share an approver group"
 
 
 # --- reminders and escalation ------------------------------------------------------------------------

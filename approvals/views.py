@@ -118,11 +118,12 @@ def _revoke(request: HttpRequest) -> None:
 def decide(request: HttpRequest, pk) -> HttpResponse:
     """Approve or reject one step, from the queue or from the request page."""
     verdict = request.POST.get("verdict", "")
-    if not ApprovalStep.objects.filter(pk=pk).exists():
-        raise Http404
     try:
         step_decide(step_id=pk, user=request.user, verdict=verdict, comment=request.POST.get("comment", ""))
         messages.success(request, "Approved." if verdict == Verdict.APPROVE else "Rejected.")
+    except ApprovalStep.DoesNotExist:
+        # Unknown, or a step the caller may not see: the same 404 either way.
+        raise Http404 from None
     except LeaseholdError as exc:
         messages.error(request, str(exc))
     return _back(request)

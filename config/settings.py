@@ -287,6 +287,11 @@ APPROVAL_REMINDER_HOURS = env.int("APPROVAL_REMINDER_HOURS", default=24)
 APPROVAL_ESCALATION_HOURS = env.int("APPROVAL_ESCALATION_HOURS", default=48)
 if APPROVAL_REMINDER_HOURS < 1 or APPROVAL_ESCALATION_HOURS < 1:
     raise ImproperlyConfigured("APPROVAL_REMINDER_HOURS and APPROVAL_ESCALATION_HOURS must be at least 1.")
+# The longest delegation, in days with both ends included; a delegation may also be planned at most
+# this many days ahead.
+LEASEHOLD_DELEGATION_MAX_DAYS = env.int("LEASEHOLD_DELEGATION_MAX_DAYS", default=90)
+if not 1 <= LEASEHOLD_DELEGATION_MAX_DAYS <= 3660:
+    raise ImproperlyConfigured("LEASEHOLD_DELEGATION_MAX_DAYS must be between 1 and 3660.")
 # The address people use to reach the web pages: links in notification emails start with it.
 LEASEHOLD_BASE_URL = env.str("LEASEHOLD_BASE_URL", default="http://localhost:8000").rstrip("/")
 

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 # `team-atlas-leads` is the lead group of team atlas (see the approval policy), not a team.
 TEAM_SUFFIXES_NOT_TEAMS = ("-leads",)
+NO_SUCH_TEAM = "No such team, or you are not a member of it."
 TEAM_SLUG = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 
 
@@ -310,11 +311,11 @@ def request_build(
     """
     spec = spec if spec is not None else {}
     errors: dict[str, list[str]] = {}
-    team_obj = Team.objects.filter(slug=team).first() if isinstance(team, str) else None
+    # Another team is answered as a team that does not exist, and nothing below is checked against it,
+    # so the answer tells no one which teams exist.
+    team_obj = teams_of(requester).filter(slug=team).first() if isinstance(team, str) else None
     if team_obj is None:
-        errors["team"] = [f"No team {team!r}."]
-    elif not teams_of(requester).filter(pk=team_obj.pk).exists():
-        errors["team"] = [f"You are not a member of team {team!r}."]
+        errors["team"] = [NO_SUCH_TEAM]
     if kind not in Kind.values:
         errors["kind"] = [f"Must be one of: {', '.join(Kind.values)}."]
     if environment not in Environment.values:

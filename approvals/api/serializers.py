@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import prefetch_related_objects
 from django.urls import reverse
@@ -90,8 +89,12 @@ class ApproveManyOutputSerializer(serializers.Serializer):
 
 class DelegationSerializer(serializers.ModelSerializer):
     delegator = serializers.CharField(source="delegator.username", read_only=True)
-    delegate = serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.filter(is_active=True)
+    # A plain name, not a lookup: whether it exists is the service's to say, in the same words as for
+    # anyone who may not be the delegate.
+    delegate = serializers.CharField(
+        source="delegate.username",
+        max_length=150,
+        help_text="Username of a colleague who shares an approver group with the delegator.",
     )
     active = serializers.SerializerMethodField()
 

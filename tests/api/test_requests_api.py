@@ -61,6 +61,18 @@ def test_bad_input_gets_a_400_naming_the_field_and_creates_nothing(api, requeste
     assert AuditEvent.objects.count() == 0
 
 
+@pytest.mark.parametrize("url", [URL, "/api/v1/plan/"])
+def test_a_team_that_does_not_exist_and_another_team_get_the_same_answer(api, requester, outsider, url):
+    # A name that is too long only as `zephyr-<name>` must not tell that zephyr exists either.
+    answers = [
+        api.as_(requester).post(url, namespace_body(team=team, name="x" * 58), format="json")
+        for team in ("zephyr", "nope")
+    ]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].json() == answers[1].json() == {"team": ["No such team, or you are not a member of it."]}
+    assert ResourceRequest.objects.count() == 0
+
+
 def test_a_body_that_is_not_json_is_a_400(api, requester):
     response = api.as_(requester).post(URL, "{not json", content_type="application/json")
     assert response.status_code == 400

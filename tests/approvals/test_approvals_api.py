@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from approvals.models import Decision
@@ -67,8 +69,12 @@ def test_someone_outside_the_steps_group_gets_403_and_an_audit_event(api, filed,
 
 
 @pytest.mark.parametrize("verb", ["approve", "reject"])
-def test_an_outsider_gets_404_for_the_step(api, filed, outsider, verb):
-    assert api.as_(outsider).post(step_url(filed, verb), {"comment": "x"}, format="json").status_code == 404
+def test_an_outsider_gets_404_for_the_step_and_leaves_no_trace_in_the_team_s_trail(api, filed, outsider, verb):
+    unknown = f"/api/v1/approvals/{uuid.uuid4()}/{verb}/"
+    answers = [api.as_(outsider).post(url, {"comment": "x"}, format="json") for url in (step_url(filed, verb), unknown)]
+    assert [a.status_code for a in answers] == [404, 404]
+    assert answers[0].json() == answers[1].json()
+    assert not AuditEvent.objects.filter(actor_name="olga").exists()
 
 
 @pytest.mark.parametrize("verb", ["approve", "reject"])
@@ -136,6 +142,27 @@ def test_a_batch_of_an_outsider_approves_nothing(api, filed, outsider):
     results = api.as_(outsider).post("/api/v1/approvals/approve-many/", {"steps": [step_id]}, format="json").json()
     assert results["results"][0]["ok"] is False
     assert ResourceRequest.objects.get(pk=filed["id"]).state == "pending_approval"
+
+
+@pytest.mark.parametrize("persona", ["outsider", "security"])
+def test_a_batch_answers_for_a_step_the_caller_may_not_see_as_for_an_unknown_one(api, filed, request, persona):
+    # Olga is on another team; sam decides security steps, not the platform step of an atlas request.
+    step_id, unknown = filed["approval"]["steps"][0]["id"], str(uuid.uuid4())
+    caller = request.getfixturevalue(persona)
+    response = api.as_(caller).post("/api/v1/approvals/approve-many/", {"steps": [step_id, unknown]}, format="json")
+    assert response.status_code == 200
+    assert [(r["ok"], r["detail"]) for r in response.json()["results"]] == [(False, "No such step.")] * 2
+    assert not AuditEvent.objects.filter(actor_name=caller.username).exists()
+    assert not AuditEvent.objects.filter(request_id=filed["id"], verb="decision_refused").exists()
+
+
+def test_a_batch_still_audits_a_refusal_on_a_step_the_caller_may_see(api, filed, teammate):
+    # Tom sees his team's request but decides no step of it: the refusal lands in his own team's trail.
+    step_id = filed["approval"]["steps"][0]["id"]
+    response = api.as_(teammate).post("/api/v1/approvals/approve-many/", {"steps": [step_id]}, format="json")
+    outcome = response.json()["results"][0]
+    assert outcome["ok"] is False and "Only members of platform-approvers" in outcome["detail"]
+    assert AuditEvent.objects.filter(request_id=filed["id"], verb="decision_refused", actor_name="tom").count() == 1
 
 
 def test_the_schema_describes_the_approval_endpoints(api, admin_user):

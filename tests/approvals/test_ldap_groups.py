@@ -101,15 +101,27 @@ def test_an_account_the_directory_does_not_know_cannot_decide(directory, file_re
     assert AuditEvent.objects.filter(verb="decision_refused", actor_name="ghost").count() == 1
 
 
-def test_a_delegator_removed_from_the_group_in_ldap_lends_nothing(change_group, file_request, approver):
+@pytest.mark.parametrize("removed", ["frank", "paula"])
+def test_a_delegation_ends_when_either_side_is_removed_from_the_group_in_ldap(
+    change_group, file_request, approver, second_approver, removed
+):
     from django.utils import timezone
 
     from approvals.models import Delegation
 
-    olga = UserFactory(username="olga", groups=["team-zephyr"])
     today = timezone.localdate()
-    Delegation.objects.create(delegator=approver, delegate=olga, starts_on=today, ends_on=today)
-    request = file_request()
-    change_group("remove", "platform-approvers", "frank")
-    with pytest.raises(NotAllowed):
-        step_decide(step_id=pending_step(request).pk, user=olga, verdict="approve")
+    delegation = Delegation.objects.create(delegator=approver, delegate=second_approver, starts_on=today, ends_on=today)
+    step = pending_step(file_request())
+    change_group("remove", "platform-approvers", removed)
+    if removed == "frank":
+        # Paula still decides, in her own name only.
+        step_decide(step_id=step.pk, user=second_approver, verdict="approve")
+        decision = Decision.objects.get()
+        assert (decision.approver, decision.on_behalf_of) == (second_approver, None)
+    else:
+        with pytest.raises(NotAllowed):
+            step_decide(step_id=step.pk, user=second_approver, verdict="approve")
+        assert not Decision.objects.exists()
+    delegation.refresh_from_db()
+    assert delegation.revoked_at is not None
+    assert AuditEvent.objects.filter(verb="delegation_ended", target_id=str(delegation.pk)).count() == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -9,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import ApprovalStep
-from requests_app.models import ResourceRequest
+from requests_app.models import AuditEvent, ResourceRequest
 
 from .conftest import age_step, pending_step
 
@@ -113,6 +115,28 @@ def test_a_batch_reports_the_steps_it_could_not_approve(client, file_request, ap
     assert "Not approved: The platform step is approved" in text and "No such step." in text
 
 
+@pytest.mark.parametrize("persona", ["outsider", "security"])
+def test_the_decide_form_answers_404_for_a_step_the_caller_may_not_see_as_for_an_unknown_one(
+    client, file_request, request, persona
+):
+    step = pending_step(file_request())
+    caller = request.getfixturevalue(persona)
+    client.force_login(caller)
+    for pk in (step.pk, uuid.uuid4()):
+        assert client.post(reverse("approval-decide", args=[pk]), {"verdict": "approve"}).status_code == 404
+    assert not AuditEvent.objects.filter(actor_name=caller.username).exists()
+    step.refresh_from_db()
+    assert step.state == "pending"
+
+
+def test_a_batch_on_the_queue_page_calls_a_step_the_caller_may_not_see_no_such_step(client, file_request, outsider):
+    step = pending_step(file_request())
+    client.force_login(outsider)
+    page = client.post(reverse("approval-queue"), {"op": "approve-selected", "steps": [str(step.pk)]}, follow=True)
+    assert "Not approved: No such step." in page.content.decode()
+    assert not AuditEvent.objects.filter(actor_name="olga").exists()
+
+
 def test_the_request_page_offers_the_decision_only_to_those_who_may_decide(client, file_request, requester, admin_user):
     request = file_request()
     url = reverse("request-detail", args=[request.pk])
@@ -174,7 +198,7 @@ def test_a_delegate_s_queue_also_stays_flat(api, file_request, approver, second_
     from approvals.models import Delegation
     from tests.factories import UserFactory
 
-    stand_in = UserFactory(username="victor")
+    stand_in = UserFactory(username="victor", groups=["platform-approvers"])
     today = timezone.localdate()
     for delegator in (approver, second_approver):
         Delegation.objects.create(delegator=delegator, delegate=stand_in, starts_on=today, ends_on=today)
