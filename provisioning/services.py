@@ -44,6 +44,8 @@ from .renderers import (
     database_manifests,
     database_secret_name,
     manifests_for,
+    pod_security_labels_of,
+    pod_templates_hardened,
     rfc3339,
 )
 
@@ -95,7 +97,17 @@ def render_request(
     if request.action == Action.ROLLBACK:
         return rollback_manifests(request, ctx)
     if request.kind == Kind.NAMESPACE:
-        return manifests_for(kind=request.kind, team=request.team.slug, name=request.name, spec=spec, ctx=ctx)
+        # The level in force, not one frozen on the request: a changed setting reaches every namespace
+        # at its next apply, which the reconcile does for the ones already running.
+        return manifests_for(
+            kind=request.kind,
+            team=request.team.slug,
+            name=request.name,
+            spec=spec,
+            ctx=ctx,
+            pod_security=settings.LEASEHOLD_POD_SECURITY[request.environment],
+            pod_security_version=settings.LEASEHOLD_POD_SECURITY_VERSION,
+        )
     namespace = request.parent.namespace_name if request.parent else ""
     if request.kind == Kind.DATABASE:
         return database_manifests(
@@ -140,11 +152,12 @@ def render_request(
 
 
 def rollback_manifests(request: ResourceRequest, ctx: RenderContext) -> list[dict]:
-    """Exactly what ran in the release rolled back to, stamped with this request and today's lease."""
+    """Exactly what ran in the release rolled back to, stamped with this request and today's lease, with
+    today's pod protections (a release from before one was added must not take it away again)."""
     release = Release.objects.filter(resource=request.resource, number=request.frozen.get("release")).first()
     if release is None:
         raise InvalidState(f"Release {request.frozen.get('release')} of this app does not exist.")
-    manifests = copy.deepcopy(release.manifests)
+    manifests = pod_templates_hardened(copy.deepcopy(release.manifests))
     for manifest in manifests:
         annotations = manifest["metadata"].setdefault("annotations", {})
         annotations[ANNOTATION_REQUEST] = ctx.request_id
@@ -860,6 +873,8 @@ def resource_reconcile(*, resource_id) -> list[str]:
                 if (stored.get("metadata") or {}).get("resourceVersion") == before:
                     continue
                 note = "fields owned by Leasehold were changed outside it; restored"
+                if pod_security_labels_of(live) != pod_security_labels_of(manifest):
+                    note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
             _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True)
             findings.append(f"{row}: {note}")
     return findings

@@ -93,3 +93,20 @@ def test_bad_day_two_requests_are_refused(app, requester, outsider, api, approve
         .status_code
         == 409
     )
+
+
+def test_a_rollback_to_a_release_from_before_the_token_was_turned_off_keeps_it_off(app, requester, approver, kube_api):
+    # Release 1 as an older Leasehold stored it: the pod template mounted the service account token.
+    first = Release.objects.get(resource=app, number=1)
+    manifests = first.manifests
+    del manifests[0]["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    Release.objects.filter(pk=first.pk).update(manifests=manifests)
+    approve_and_provision(
+        app_upgrade_file(resource=app, actor=requester, image_tag="2.0.0", justification=""), approver
+    )
+
+    approve_and_provision(app_rollback_file(resource=app, actor=requester, release=1, justification=""), approver)
+
+    deployment = client.AppsV1Api(kube_api).read_namespaced_deployment("shop", app.namespace_name)
+    assert deployment.spec.template.spec.containers[0].image == "registry.example.org/platform/web:1.4.2"
+    assert deployment.spec.template.spec.automount_service_account_token is False
