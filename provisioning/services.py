@@ -23,8 +23,8 @@ from django.utils import timezone
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import teams_of, user_is_admin
-from requests_app.services import audit_record, request_file_followup, transition_apply
-from requests_app.specs import IMAGE_TAG
+from requests_app.services import audit_record, request_file_followup, reserved_namespaces, transition_apply
+from requests_app.specs import IMAGE_TAG, RESERVED_NAMES
 
 from . import cluster
 from .errors import ClaimLost, ClusterError, PermanentClusterError, TransientClusterError
@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 # The actions whose approval makes the worker apply objects.
 PROVISIONED_ACTIONS = (Action.CREATE, Action.UPGRADE, Action.ROLLBACK)
 
-PROTECTED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})
+# The namespaces that belong to Kubernetes: never requested (requests_app.specs), never torn down here.
+PROTECTED_NAMESPACES = RESERVED_NAMES
 RESOURCE_ID_NAMESPACE = uuid.UUID("0f3c4a4e-6d0b-4c36-9b7b-6c2f1f0d9a11")
 
 
@@ -753,7 +754,7 @@ class TeardownReport:
 
 
 def _protected(obj: ManagedObject) -> bool:
-    names = PROTECTED_NAMESPACES | {settings.LEASEHOLD_SERVICE_NAMESPACE}
+    names = reserved_namespaces()
     if obj.kind == "Namespace" and obj.api_version == "v1":
         return obj.name in names
     return obj.namespace in names

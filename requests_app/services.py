@@ -122,6 +122,12 @@ LIVE_RESOURCE_STATES = (
 UNPROVISIONED_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED)
 
 
+def reserved_namespaces() -> frozenset[str]:
+    """Namespaces no team namespace may be, and that teardown never touches: Kubernetes' own, the one
+    the service runs in and the one its backup Jobs run in."""
+    return specs.RESERVED_NAMES | {settings.LEASEHOLD_SERVICE_NAMESPACE, settings.LEASEHOLD_BACKUP_NAMESPACE}
+
+
 def resolve_namespace(*, team: Team, ref: str) -> Resource | None:
     """The team's active namespace resource named by `ref`: its resource id, `<team>-<name>`, or `<name>`."""
     qs = Resource.objects.filter(kind=Kind.NAMESPACE, team=team, state=ResourceState.ACTIVE).select_related("team")
@@ -316,7 +322,7 @@ def request_build(
     ):
         errors["lease_days"] = [f"Must be a whole number of days from 1 to {settings.LEASE_MAX_DAYS}."]
     if kind == Kind.NAMESPACE and team_obj is not None:
-        name_errors = specs.validate_namespace_name(team_obj.slug, name, settings.LEASEHOLD_SERVICE_NAMESPACE)
+        name_errors = specs.validate_namespace_name(team_obj.slug, name, *reserved_namespaces())
     elif kind in (Kind.DATABASE, Kind.APP):
         name_errors = specs.validate_workload_name(name)
     else:

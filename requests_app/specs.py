@@ -12,7 +12,8 @@ from .errors import ValidationFailed
 from .models import Kind
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# Names that belong to Kubernetes, OpenShift or the platform itself: never created for a team.
+# Namespaces that belong to Kubernetes or OpenShift: never created for a team, never torn down. The
+# service's own namespaces (settings) are added by `requests_app.services.reserved_namespaces`.
 RESERVED_PREFIXES = ("kube-", "openshift-")
 RESERVED_NAMES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
@@ -58,15 +59,16 @@ def validate_dns_label(name: str, field: str = "name") -> list[str]:
     return []
 
 
-def validate_namespace_name(team_slug: str, name: str, service_namespace: str) -> list[str]:
-    """Check `name` and the namespace `<team>-<name>` it becomes."""
+def validate_namespace_name(team_slug: str, name: str, *reserved: str) -> list[str]:
+    """Check `name` and the namespace `<team>-<name>` it becomes, which must not be one of Kubernetes'
+    namespaces nor one of `reserved` (the service's own)."""
     errors = validate_dns_label(name)
     if errors:
         return errors
     full = f"{team_slug}-{name}"
     if len(full) > 63:
         return [f"The namespace '{full}' would be {len(full)} characters; at most 63 are allowed."]
-    if full in RESERVED_NAMES or full == service_namespace or full.startswith(RESERVED_PREFIXES):
+    if full in RESERVED_NAMES or full in reserved or full.startswith(RESERVED_PREFIXES):
         return [f"The namespace '{full}' is reserved."]
     return []
 

@@ -51,3 +51,8 @@ def test_it_names_the_field_of_a_bad_spec(spec, field):
     with pytest.raises(ValidationFailed) as exc:
         namespace_quota(spec)
     assert field in exc.value.errors
+
+
+def test_it_refuses_the_extra_reserved_namespaces_it_is_given():
+    assert "reserved" in validate_namespace_name("leasehold", "backups", "leasehold", "leasehold-backups")[0]
+    assert validate_namespace_name("leasehold", "backup", "leasehold", "leasehold-backups") == []
