@@ -33,7 +33,7 @@ test-unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy config requests_app approvals provisioning leases
+	SECRET_KEY=lint-only-not-a-secret $(VENV)/bin/mypy config requests_app approvals provisioning leases
 
 ## build the local Kubernetes control plane binaries now (make run/test do it on first use)
 services-build:

@@ -137,13 +137,15 @@ CELERY_BEAT_SCHEDULE = {
     # Reminder and escalation delays are counted in hours: a pass every 15 minutes sends each notice
     # within a quarter of an hour of being due, and an idle pass is one indexed query.
     "nudge-waiting-approvals": {"task": "approvals.tasks.nudge_waiting_approvals", "schedule": crontab(minute="*/15")},
-    # A lost provisioning message (broker restart, worker killed before the ack) delays a request by at
-    # most LEASEHOLD_PROVISION_STUCK_MINUTES plus this interval; an idle pass is one indexed query.
-    # `expires`: a pass that waited longer than its interval is dropped, the next one does the same work.
+    # A worker that died mid-apply is noticed within this interval (its database session is gone), and
+    # a lost message (broker restart) within LEASEHOLD_PROVISION_STUCK_MINUTES plus this interval: with
+    # the defaults, 30 s and 90 s, so that a request is provisioned again within two minutes. An idle
+    # pass is two indexed queries. `expires`: a pass that waited longer than its interval is dropped,
+    # the next one does the same work.
     "sweep-stuck-provisioning": {
         "task": "provisioning.tasks.sweep_stuck_requests",
-        "schedule": env.float("LEASEHOLD_SWEEP_SECONDS", default=60.0),
-        "options": {"expires": env.float("LEASEHOLD_SWEEP_SECONDS", default=60.0)},
+        "schedule": env.float("LEASEHOLD_SWEEP_SECONDS", default=30.0),
+        "options": {"expires": env.float("LEASEHOLD_SWEEP_SECONDS", default=30.0)},
     },
     # Drift is repaired within five minutes; each pass reads every recorded object once, so a much
     # shorter interval would mostly add load on the API server.
@@ -200,8 +202,11 @@ LEASEHOLD_MAX_DELIVERIES = env.int("LEASEHOLD_MAX_DELIVERIES", default=8)
 # leaves a claim that runs out. Longer than the slowest single step (a call and its in-process retries).
 LEASEHOLD_PROVISION_CLAIM_SECONDS = env.float("LEASEHOLD_PROVISION_CLAIM_SECONDS", default=120.0)
 # A request approved or provisioning with no claim, no retry due and nothing enqueued for this long is
-# enqueued again by the sweep (see CELERY_BEAT_SCHEDULE).
-LEASEHOLD_PROVISION_STUCK_MINUTES = env.float("LEASEHOLD_PROVISION_STUCK_MINUTES", default=10.0)
+# enqueued again by the sweep (see CELERY_BEAT_SCHEDULE). Short, because a duplicate message costs
+# nothing (the worker claims the request and re-reads its state) while a lost one strands the request.
+# Retries are scheduled in the database (`retry_at`): the sweep also re-publishes a retry whose
+# message was lost, so recovery never waits for Redis's visibility_timeout.
+LEASEHOLD_PROVISION_STUCK_MINUTES = env.float("LEASEHOLD_PROVISION_STUCK_MINUTES", default=1.0)
 LEASEHOLD_SWEEP_MAX_PER_RUN = env.int("LEASEHOLD_SWEEP_MAX_PER_RUN", default=200)
 # Readiness: the namespace must be Active. With LEASEHOLD_WAIT_FOR_READY (clusters with nodes),
 # Deployments and StatefulSets must also become available within LEASEHOLD_READY_TIMEOUT_SECONDS,

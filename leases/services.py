@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from provisioning import cluster
 from provisioning.errors import ClusterError
-from provisioning.services import render_request, resource_teardown
+from provisioning.services import resource_manifests, resource_reapply, resource_teardown
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import teams_of, user_is_admin
@@ -56,6 +56,9 @@ def lease_open(*, resource: Resource) -> Lease:
     lease, created = Lease.objects.get_or_create(
         resource=resource, defaults={"starts_at": starts, "expires_at": expires}
     )
+    # Opened from the activation's post_transition signal, before the caller saves this very instance:
+    # without the attribute set, that save would write the expiry back to empty.
+    resource.lease_expires_at = lease.expires_at
     if created:
         Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
         audit_record(
@@ -153,13 +156,9 @@ def lease_apply_extension(*, lease_id: int, days: int, actor, now: datetime, rea
 
 
 def restamp_objects(resource: Resource) -> None:
-    """Re-apply the resource's objects so `leasehold.io/lease-expires` shows the current expiry."""
-    request = resource.created_by_request
-    password = backup.database_password(resource) if resource.kind == Kind.DATABASE else None
-    for manifest in render_request(
-        request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at, password=password
-    ):
-        cluster.apply(manifest)
+    """Re-apply the resource's current objects (an app's current release, never the first request's
+    render) so `leasehold.io/lease-expires` shows the current expiry."""
+    resource_reapply(resource=resource)
 
 
 def extension_fulfil(*, request_id) -> None:
@@ -516,9 +515,7 @@ def _teardown_and_finish(*, lease: Lease, resource: Resource, now: datetime) -> 
 def _manifests_to_keep(resource: Resource) -> list[dict[str, Any]]:
     """The objects as rendered now, without any password: what a restore re-creates."""
     try:
-        return render_request(
-            resource.created_by_request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at
-        )
+        return resource_manifests(resource, with_secrets=False)
     except (ValueError, KeyError, InvalidState):
         return []
 

@@ -27,7 +27,12 @@ serve() {
   Stop with Ctrl-C.
 
 MSG
-  exec "$py" manage.py runserver "127.0.0.1:$port"
+  # Beat's equivalent without a broker: the sweep, the reconcile, reclamation passes and reminders run
+  # on the same schedule as in production, in a process of their own.
+  "$py" manage.py run_periodic &
+  periodic=$!
+  trap 'kill "$periodic" 2>/dev/null || true' EXIT
+  "$py" manage.py runserver "127.0.0.1:$port"
 }
 
 if [[ "${1:-}" == "--serve-local" ]]; then

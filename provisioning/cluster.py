@@ -236,8 +236,11 @@ def ref_of(manifest: dict) -> ObjectRef:
     return ObjectRef(manifest["apiVersion"], manifest["kind"], meta.get("namespace") or "", meta["name"])
 
 
-def apply(manifest: dict, *, field_manager: str | None = None) -> dict:
+def apply(manifest: dict, *, field_manager: str | None = None, dry_run: bool = False) -> dict:
     """Server-side apply `manifest` with field manager `leasehold`; returns the object as stored.
+
+    `dry_run` asks the server what the apply would store, without storing it: the drift check compares
+    that with the live object, so only a real difference in the fields Leasehold owns counts.
 
     Another `field_manager` applies a partial object that owns only its own fields (quarantine
     sets replicas to zero as `leasehold-quarantine` without dropping what `leasehold` applied).
@@ -247,9 +250,11 @@ def apply(manifest: dict, *, field_manager: str | None = None) -> dict:
     ref = ref_of(manifest)
     path = _path_of(ref.api_version, ref.kind, ref.namespace or None, ref.name)
     query = [("fieldManager", field_manager or settings.LEASEHOLD_FIELD_MANAGER), ("force", "true")]
+    if dry_run:
+        query.append(("dryRun", "All"))
     return with_retries(
         lambda: _request("PATCH", path, body=manifest, query=query, content_type="application/apply-patch+yaml"),
-        what=f"apply {ref}",
+        what=f"{'dry-run ' if dry_run else ''}apply {ref}",
     )
 
 

@@ -27,10 +27,12 @@ from requests_app.services import audit_record, request_file_followup, reserved_
 from requests_app.specs import IMAGE_TAG, RESERVED_NAMES
 
 from . import cluster
+from .drift import differences, only_stamps, path_text
 from .errors import ClaimLost, ClusterError, PermanentClusterError, TransientClusterError
 from .models import ManagedObject, Phase, ProvisioningJob, Release
 from .renderers import (
     ANNOTATION_LEASE_EXPIRES,
+    ANNOTATION_OWNER,
     ANNOTATION_REQUEST,
     LABEL_RESOURCE,
     AppSpec,
@@ -83,8 +85,11 @@ def render_request(
     what the worker applies. `password` is given only by the worker, for a database's Secret.
     """
     start = lease_start or timezone.now()
-    # An extended lease (kept on the resource by the leases app) wins over the first term.
+    # An extended lease (kept on the resource by the leases app) wins over the first term, and a
+    # database's or app's lease never outlives its namespace's (as the leases app opens it).
     expires = lease_expires or start + timedelta(days=request.lease_days)
+    if lease_expires is None and request.parent is not None and request.parent.lease_expires_at is not None:
+        expires = min(expires, request.parent.lease_expires_at)
     ctx = RenderContext(
         resource_id=str(resource_id_for(request)),
         request_id=str(request.pk),
@@ -164,6 +169,55 @@ def rollback_manifests(request: ResourceRequest, ctx: RenderContext) -> list[dic
         annotations[ANNOTATION_REQUEST] = ctx.request_id
         annotations[ANNOTATION_LEASE_EXPIRES] = rfc3339(ctx.lease_expires)
     return manifests
+
+
+def resource_manifests(resource: Resource, *, with_secrets: bool = True) -> list[dict]:
+    """The objects a live resource has now, stamped with its current lease expiry and owner.
+
+    An app runs its newest release (what its last create, upgrade or rollback applied); a namespace
+    or database runs what the request that made it rendered (they have no day-2 changes). Every
+    re-apply after provisioning (drift repair, the lease re-stamp, what a restore keeps) uses this,
+    never the first request's render, so it never undoes an upgrade or a rollback. `with_secrets`
+    reads a database's password from its Secret in the cluster; without it the plan's placeholder
+    stands in (for what is kept in the database).
+    """
+    release = resource.releases.order_by("-number").first() if resource.kind == Kind.APP else None
+    if release is None:
+        request = resource.created_by_request
+        password = _database_password(request) if with_secrets and resource.kind == Kind.DATABASE else None
+        manifests = render_request(
+            request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at, password=password
+        )
+    else:
+        # With today's pod protections: a release rendered before one existed must not take it away.
+        manifests = pod_templates_hardened(copy.deepcopy(release.manifests))
+    for manifest in manifests:
+        annotations = manifest["metadata"].setdefault("annotations", {})
+        if resource.lease_expires_at is not None:
+            annotations[ANNOTATION_LEASE_EXPIRES] = rfc3339(resource.lease_expires_at)
+        if resource.owner is not None:
+            annotations[ANNOTATION_OWNER] = resource.owner.get_username()
+    return manifests
+
+
+def change_in_flight(resource: Resource) -> bool:
+    """Whether an approved upgrade or rollback of the resource is being applied right now: its worker
+    owns the objects until it finishes, and a re-apply of the current release would undo its work."""
+    return ResourceRequest.objects.filter(
+        resource=resource,
+        action__in=(Action.UPGRADE, Action.ROLLBACK),
+        state__in=(RequestState.APPROVED, RequestState.PROVISIONING),
+    ).exists()
+
+
+def resource_reapply(*, resource: Resource) -> bool:
+    """Apply the resource's current objects again (after its lease or owner changed): False, and nothing
+    applied, while an upgrade or rollback is in flight (the next reconcile brings the stamps up to date)."""
+    if change_in_flight(resource):
+        return False
+    for manifest in resource_manifests(resource):
+        cluster.apply(manifest)
+    return True
 
 
 def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
@@ -649,13 +703,37 @@ def provisioning_enqueue(*, request: ResourceRequest, reset: bool = False) -> No
     transaction.on_commit(lambda: _publish(request_id))
 
 
+def _dead_claims(now) -> list:
+    """Requests whose claim has not run out but whose worker is gone: its database session no longer
+    exists (a worker killed with -9, a node lost). They are stuck at once, not after the claim runs out."""
+    if connection.vendor != "postgresql":
+        return []
+    held = list(
+        ProvisioningJob.objects.filter(
+            claimed_until__gt=now,
+            claimed_by__startswith="pg:",
+            request__state__in=(RequestState.APPROVED, RequestState.PROVISIONING),
+        ).values_list("pk", "claimed_by")
+    )
+    if not held:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity")
+        live = {row[0] for row in cursor.fetchall()}
+    return [pk for pk, by in held if int(by[3:].split("@", 1)[0]) not in live]
+
+
 def provisioning_sweep() -> list[str]:
-    """Re-enqueue create requests stuck in approved or provisioning: no live claim, no retry due, and
-    nothing enqueued for LEASEHOLD_PROVISION_STUCK_MINUTES. Safe to run anywhere, any number of times
-    at once (compare-and-set on `enqueued_at`). Returns the ids it re-enqueued."""
+    """Re-enqueue requests stuck in approved or provisioning, exactly once per stuck spell:
+    - a claim whose worker is gone (its database session ended): at once;
+    - no live claim, no retry due, and nothing enqueued for LEASEHOLD_PROVISION_STUCK_MINUTES (a message
+      lost with the broker, or never published).
+    Runs every LEASEHOLD_SWEEP_SECONDS and when a worker starts. Safe to run anywhere, any number of times
+    at once (compare-and-set on the claim and `enqueued_at`). Returns the ids it re-enqueued."""
     now = timezone.now()
     cutoff = now - timedelta(minutes=settings.LEASEHOLD_PROVISION_STUCK_MINUTES)
-    candidates = (
+    dead = _dead_claims(now)
+    idle = (
         ResourceRequest.objects.filter(
             action__in=PROVISIONED_ACTIONS, state__in=(RequestState.APPROVED, RequestState.PROVISIONING)
         )
@@ -669,25 +747,26 @@ def provisioning_sweep() -> list[str]:
         .values_list("pk", flat=True)[: settings.LEASEHOLD_SWEEP_MAX_PER_RUN]
     )
     requeued = []
-    for request_id in candidates:
+    for request_id in [*dead, *(pk for pk in idle if pk not in dead)]:
         with transaction.atomic():
             job, _ = ProvisioningJob.objects.get_or_create(request_id=request_id)
             if claim_alive(job):
                 continue
+            gone = job.claimed_until is not None and job.claimed_until > now
             taken = (
                 ProvisioningJob.objects.filter(pk=request_id, claim_token=job.claim_token)
-                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
-                .update(enqueued_at=now)
+                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff) | Q(claimed_until__gt=now))
+                .update(enqueued_at=now, claim_token=None, claimed_until=None, claimed_by="")
             )
             if not taken:
                 continue
             request = ResourceRequest.objects.get(pk=request_id)
-            audit_record(
-                actor=None,
-                verb="requeued",
-                target=request,
-                detail=f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min; enqueued again",
+            why = (
+                f"its worker ({job.claimed_by}) is gone"
+                if gone
+                else f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min"
             )
+            audit_record(actor=None, verb="requeued", target=request, detail=f"{why}; enqueued again")
             transaction.on_commit(lambda rid=str(request_id): _publish(rid))  # type: ignore[misc]
         requeued.append(str(request_id))
     return requeued
@@ -832,25 +911,30 @@ def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Res
 
 
 def resource_reconcile(*, resource_id) -> list[str]:
-    """Compare an active resource's recorded objects with the cluster and converge them.
+    """Compare an active resource's recorded objects with what it should run now and converge them.
 
-    A missing object is re-applied; a field owned by `leasehold` that was changed is restored (the
-    re-apply changes the object only then: its resourceVersion moves); an object being deleted by
-    someone is reported and re-applied once it is gone. Every finding is kept on the object (the
-    `objects` section of the resource) and written to the audit trail.
+    What it should run is `resource_manifests` (an app's current release). A missing object is
+    re-applied; for an existing one, a dry-run apply shows what applying would change in the fields
+    Leasehold owns: nothing, and nothing is written; only Leasehold's own stamps (a new lease
+    expiry), and they are brought up to date quietly; anything else was changed outside Leasehold
+    and is restored. An object being deleted by someone is reported and re-applied once it is gone.
+    A resource whose upgrade or rollback is in flight is left to that worker. Every finding is kept
+    on the object (the `objects` section of the resource) and written to the audit trail.
     """
     findings: list[str] = []
     with transaction.atomic():
         resource = (
             Resource.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=resource_id, state=ResourceState.ACTIVE)
-            .select_related("created_by_request__team__group", "created_by_request__requester", "team", "parent")
+            .select_related(
+                "created_by_request__team__group", "created_by_request__requester", "team", "parent", "owner"
+            )
             .first()
         )
-        if resource is None:  # busy elsewhere (reclaim, extension) or no longer active
+        if resource is None or change_in_flight(resource):  # busy elsewhere, or no longer active
             return findings
         request = resource.created_by_request
-        manifests = {cluster.ref_of(m): m for m in _rendered(request, resource)}
+        manifests = {cluster.ref_of(m): m for m in resource_manifests(resource)}
         for row in resource.managed_objects.filter(deleted_at__isnull=True, applied_at__isnull=False):
             ref = cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)
             manifest = manifests.get(ref)
@@ -869,11 +953,14 @@ def resource_reconcile(*, resource_id) -> list[str]:
                     findings.append(f"{row}: {note}")
                 continue
             else:
-                stored = cluster.apply(manifest)
-                before = (live.get("metadata") or {}).get("resourceVersion")
-                if (stored.get("metadata") or {}).get("resourceVersion") == before:
+                changed = differences(live, cluster.apply(manifest, dry_run=True))
+                if not changed:
                     continue
-                note = "fields owned by Leasehold were changed outside it; restored"
+                stored = cluster.apply(manifest)
+                if only_stamps(changed):
+                    continue
+                shown = ", ".join(path_text(path) for path in changed[:5]) + (" …" if len(changed) > 5 else "")
+                note = f"fields owned by Leasehold were changed outside it ({shown}); restored"
                 if pod_security_labels_of(live) != pod_security_labels_of(manifest):
                     note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
             _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True)

@@ -13,6 +13,7 @@ import logging
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
@@ -73,6 +74,15 @@ def provision_request(self, request_id: str) -> None:
 def sweep_stuck_requests() -> list[str]:
     """Re-enqueue requests whose provisioning message was lost (see services.provisioning_sweep)."""
     return services.provisioning_sweep()
+
+
+@worker_ready.connect(dispatch_uid="provisioning.sweep_on_start")
+def sweep_when_a_worker_starts(sender, **kwargs) -> None:
+    """A worker that starts (after a crash, a node loss, a deploy) sweeps at once, not at the next beat."""
+    try:
+        sweep_stuck_requests.delay()
+    except BrokerError:
+        log.warning("could not enqueue the start-up sweep; beat runs it soon", exc_info=True)
 
 
 @shared_task(acks_late=True)

@@ -81,7 +81,9 @@ class RequestCreateSerializer(serializers.Serializer):
 
 class ResourceSerializer(serializers.ModelSerializer):
     team = serializers.CharField(source="team.slug", read_only=True)
-    owner = serializers.CharField(source="owner.username", read_only=True)
+    # A resource whose owner left the team belongs to the team: `owner` is null, `owned_by` says so.
+    owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
+    owned_by = serializers.SerializerMethodField()
     namespace = serializers.CharField(source="namespace_name", read_only=True)
     lease = serializers.SerializerMethodField()
     objects = serializers.SerializerMethodField()
@@ -97,6 +99,7 @@ class ResourceSerializer(serializers.ModelSerializer):
             "namespace",
             "team",
             "owner",
+            "owned_by",
             "environment",
             "state",
             "spec",
@@ -109,6 +112,10 @@ class ResourceSerializer(serializers.ModelSerializer):
             "releases",
         ]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "enum": ["user", "team"]})
+    def get_owned_by(self, obj: Resource) -> str:
+        return "user" if obj.owner_id is not None else "team"
 
     def _section(self, name: str, obj: Resource):
         render = resource_sections.get(name)

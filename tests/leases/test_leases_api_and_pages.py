@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from leases.models import Lease
-from leases.services import database_now, lease_open, reclaim_pass
+from leases.services import ReclaimReport, database_now, hand_over_departed, lease_open, reclaim_pass
 from requests_app.models import ResourceRequest
 from tests.factories import active_namespace
 
@@ -117,3 +117,16 @@ def test_extension_pages_are_post_only_and_refuse_bad_days(client, leased, reque
     response = client.post(f"/resources/{leased.pk}/extend/", {"days": "x", "justification": "y"}, follow=True)
     assert "whole number" in response.content.decode()
     assert ResourceRequest.objects.filter(action="extend").count() == 0
+
+
+def test_a_resource_handed_to_the_team_shows_a_null_owner_owned_by_the_team(api, leased, requester, teammate):
+    assert api.as_(teammate).get(f"/api/v1/resources/{leased.pk}/").json()["owned_by"] == "user"
+    requester.groups.clear()
+    report = ReclaimReport(now=database_now(), dry_run=False)
+    hand_over_departed(dry_run=False, report=report)
+    assert len(report.handed_over) == 1
+
+    body = api.as_(teammate).get(f"/api/v1/resources/{leased.pk}/").json()
+    assert (body["owner"], body["owned_by"]) == (None, "team")
+    listed = api.get("/api/v1/resources/").json()["results"]
+    assert [(r["owner"], r["owned_by"]) for r in listed] == [(None, "team")]

@@ -49,8 +49,7 @@ def test_the_sweep_leaves_requests_with_a_retry_due_or_a_live_claim_alone(approv
     waiting = approved_namespace("waiting1")
     make_old(waiting)
     ProvisioningJob.objects.filter(pk=waiting.pk).update(retry_at=timezone.now() + timedelta(seconds=30))
-    held = approved_namespace("held1")
-    make_old(held)
+    held = approved_namespace("held1")  # enqueued just now
     # Held by a worker whose session is alive (this test's own connection, seen from the sweep's).
     from provisioning.services import _session_identity
 
@@ -58,9 +57,12 @@ def test_the_sweep_leaves_requests_with_a_retry_due_or_a_live_claim_alone(approv
         claimed_until=timezone.now() + timedelta(minutes=1), claimed_by=_session_identity().replace("@", "@other-")
     )
     assert provisioning_sweep() == []
-    # A claim whose database session is gone is dead at once.
+    # A claim whose database session is gone is dead at once: taken by the next sweep although it was
+    # enqueued just now and its claim has not run out, and only by one sweep.
     ProvisioningJob.objects.filter(pk=held.pk).update(claimed_by="pg:999999@gone:1:1")
     assert provisioning_sweep() == [str(held.pk)]
+    assert provisioning_sweep() == []
+    assert "is gone" in AuditEvent.objects.get(request=held, verb="requeued").detail
 
 
 @override_settings(LEASEHOLD_MAX_DELIVERIES=3)
@@ -264,3 +266,19 @@ def test_an_admin_retry_of_a_failed_request_provisions_it_afresh(
     request.refresh_from_db()
     assert (request.state, request.deliveries) == ("active", 1)
     assert ManagedObject.objects.filter(resource_id=request.resource_id, applied_at__isnull=False).count() == 5
+
+
+def test_run_periodic_once_runs_every_scheduled_job_like_beat(approved_namespace, settings):
+    from django.core.management import call_command
+
+    from requests_app.management.commands.run_periodic import schedule_entries
+
+    assert {e.task for e in schedule_entries()} >= {
+        "provisioning.tasks.sweep_stuck_requests",
+        "provisioning.tasks.reconcile_resources",
+        "leases.tasks.reclaim_leases",
+    }
+    stuck = approved_namespace()
+    make_old(stuck)
+    call_command("run_periodic", "--once")
+    assert AuditEvent.objects.filter(request=stuck, verb="requeued").count() == 1
