@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .email import email_settings
 from .env import env, secret
+from .kubernetes import ingress_domains, pod_security_levels, pod_security_version
 from .ldap import ldap_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -239,6 +240,14 @@ if LEASEHOLD_DATABASE_PROVIDER not in ("statefulset", "cloudnativepg"):
     )
 # The IngressClass for app hosts; empty: the cluster's default class.
 LEASEHOLD_INGRESS_CLASS = env.str("LEASEHOLD_INGRESS_CLASS", default="")
+# App hosts must be names under one of these domains (not a domain itself), and unique across teams.
+# Empty: no app may have a host. Keep the service's own host out of them (it is refused anyway).
+LEASEHOLD_INGRESS_DOMAINS = ingress_domains(env.list("LEASEHOLD_INGRESS_DOMAINS", default=["apps.example.org"]))
+# The Pod Security Admission level every team namespace enforces (and audits and warns about), per
+# environment: `restricted`, or e.g. `baseline,prod=restricted` (a bare level is the default).
+LEASEHOLD_POD_SECURITY = pod_security_levels(env.str("LEASEHOLD_POD_SECURITY", default="restricted"))
+# The version of those rules: `latest` (they follow the cluster's release) or pinned, e.g. `v1.30`.
+LEASEHOLD_POD_SECURITY_VERSION = pod_security_version(env.str("LEASEHOLD_POD_SECURITY_VERSION", default="latest"))
 
 # --- reliable provisioning (provisioning/) ----------------------------------------------------------
 # Per API call: transient errors (429, 5xx, timeouts, resets) are retried this many times in-process,

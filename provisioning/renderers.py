@@ -30,6 +30,10 @@ ANNOTATION_OWNER = "leasehold.io/owner"
 ANNOTATION_LEASE_EXPIRES = "leasehold.io/lease-expires"
 OBJECT_NAME = "leasehold"
 BACKUPS_LABEL = "leasehold.io/backups"
+# Pod Security Admission: the level a namespace enforces, audits and warns about, each with its version.
+POD_SECURITY_PREFIX = "pod-security.kubernetes.io/"
+POD_SECURITY_MODES = ("enforce", "audit", "warn")
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 
 # Container defaults inside a namespace, so that pods without resources still pass the quota.
 DEFAULT_REQUEST = {"cpu": "100m", "memory": "128Mi"}
@@ -82,12 +86,42 @@ def _smaller(a: str, b: str) -> str:
     return a if qa <= parse_quantity(b) else b
 
 
-def namespace_manifests(*, namespace: str, quota: Quota, ctx: RenderContext) -> list[dict]:
-    """Namespace, ResourceQuota, LimitRange, RoleBinding and NetworkPolicy for one team namespace."""
+def pod_security_labels(level: str, version: str = "latest") -> dict[str, str]:
+    """The Pod Security Admission labels of a namespace: `level` enforced, audited and warned about."""
+    if level not in POD_SECURITY_LEVELS:
+        raise ValueError(f"unknown Pod Security level {level!r}; expected one of {', '.join(POD_SECURITY_LEVELS)}")
+    labels = {}
+    for mode in POD_SECURITY_MODES:
+        labels[f"{POD_SECURITY_PREFIX}{mode}"] = level
+        labels[f"{POD_SECURITY_PREFIX}{mode}-version"] = version
+    return labels
+
+
+def pod_security_labels_of(manifest: dict | None) -> dict[str, str]:
+    """The Pod Security Admission labels an object (a Namespace) carries."""
+    labels = ((manifest or {}).get("metadata") or {}).get("labels") or {}
+    return {k: v for k, v in labels.items() if k.startswith(POD_SECURITY_PREFIX)}
+
+
+def namespace_manifests(
+    *,
+    namespace: str,
+    quota: Quota,
+    ctx: RenderContext,
+    pod_security: str = "restricted",
+    pod_security_version: str = "latest",
+) -> list[dict]:
+    """Namespace, ResourceQuota, LimitRange, RoleBinding and NetworkPolicy for one team namespace.
+
+    The Namespace carries the Pod Security Admission labels of `pod_security`: the team gets `edit` in
+    it, and these labels (which `edit` cannot change) decide what pods it may run.
+    """
     limit = {k: _at_most(v, getattr(quota, k)) for k, v in DEFAULT_LIMIT.items()}
     request = {k: _smaller(v, limit[k]) for k, v in DEFAULT_REQUEST.items()}
+    ns_meta = object_metadata(ctx, namespace)
+    ns_meta["labels"] = {**ns_meta["labels"], **pod_security_labels(pod_security, pod_security_version)}
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": object_metadata(ctx, namespace)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": ns_meta},
         {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
@@ -132,10 +166,25 @@ def namespace_manifests(*, namespace: str, quota: Quota, ctx: RenderContext) -> 
     ]
 
 
-def manifests_for(*, kind: str, team: str, name: str, spec: dict, ctx: RenderContext) -> list[dict]:
+def manifests_for(
+    *,
+    kind: str,
+    team: str,
+    name: str,
+    spec: dict,
+    ctx: RenderContext,
+    pod_security: str = "restricted",
+    pod_security_version: str = "latest",
+) -> list[dict]:
     """The manifests a create request of `kind` applies, in apply order."""
     if kind == Kind.NAMESPACE:
-        return namespace_manifests(namespace=f"{team}-{name}", quota=namespace_quota(spec), ctx=ctx)
+        return namespace_manifests(
+            namespace=f"{team}-{name}",
+            quota=namespace_quota(spec),
+            ctx=ctx,
+            pod_security=pod_security,
+            pod_security_version=pod_security_version,
+        )
     raise ValueError(f"no renderer for kind {kind!r}")
 
 
@@ -178,12 +227,39 @@ def _canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-# Containers run as an unprivileged user with no extra capabilities (the "restricted" Pod Security level).
+# Every pod Leasehold renders passes the "restricted" Pod Security level, whatever level its namespace
+# enforces: non-root, the runtime's seccomp profile, no privilege escalation, no capabilities. None of
+# them talks to the Kubernetes API, so none gets a service account token.
+_SECCOMP_RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
 _CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
     "readOnlyRootFilesystem": False,
 }
+POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "Job")
+
+
+def pod_templates_hardened(manifests: list[dict]) -> list[dict]:
+    """`manifests` with the pod settings above enforced on every pod template (in place, and returned).
+
+    For objects kept from an earlier render (an app's release that a rollback applies again): what ran
+    then may predate a setting, and a rollback must not take a pod's protection away.
+    """
+    for manifest in manifests:
+        if manifest.get("kind") not in POD_TEMPLATE_KINDS:
+            continue
+        pod = manifest.get("spec", {}).get("template", {}).get("spec")
+        if not isinstance(pod, dict):
+            continue
+        pod["automountServiceAccountToken"] = False
+        security = pod.setdefault("securityContext", {})
+        security["runAsNonRoot"] = True
+        security.setdefault("seccompProfile", dict(_SECCOMP_RUNTIME_DEFAULT))
+        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+            container_security = container.setdefault("securityContext", {})
+            container_security["allowPrivilegeEscalation"] = False
+            container_security.setdefault("capabilities", {})["drop"] = ["ALL"]
+    return manifests
 
 
 # --- databases ----------------------------------------------------------------------------------------------
@@ -485,7 +561,11 @@ def app_manifests(*, app: AppSpec, ctx: RenderContext) -> list[dict]:
                         "annotations": {ANNOTATION_CONFIG_HASH: config_hash(container)},
                     },
                     "spec": {
-                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
                         "containers": [container],
                     },
                 },

@@ -23,8 +23,8 @@ from django.utils import timezone
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import teams_of, user_is_admin
-from requests_app.services import audit_record, request_file_followup, transition_apply
-from requests_app.specs import IMAGE_TAG
+from requests_app.services import audit_record, request_file_followup, reserved_namespaces, transition_apply
+from requests_app.specs import IMAGE_TAG, RESERVED_NAMES
 
 from . import cluster
 from .drift import differences, only_stamps, path_text
@@ -46,6 +46,8 @@ from .renderers import (
     database_manifests,
     database_secret_name,
     manifests_for,
+    pod_security_labels_of,
+    pod_templates_hardened,
     rfc3339,
 )
 
@@ -53,7 +55,8 @@ log = logging.getLogger(__name__)
 # The actions whose approval makes the worker apply objects.
 PROVISIONED_ACTIONS = (Action.CREATE, Action.UPGRADE, Action.ROLLBACK)
 
-PROTECTED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})
+# The namespaces that belong to Kubernetes: never requested (requests_app.specs), never torn down here.
+PROTECTED_NAMESPACES = RESERVED_NAMES
 RESOURCE_ID_NAMESPACE = uuid.UUID("0f3c4a4e-6d0b-4c36-9b7b-6c2f1f0d9a11")
 
 
@@ -100,7 +103,17 @@ def render_request(
     if request.action == Action.ROLLBACK:
         return rollback_manifests(request, ctx)
     if request.kind == Kind.NAMESPACE:
-        return manifests_for(kind=request.kind, team=request.team.slug, name=request.name, spec=spec, ctx=ctx)
+        # The level in force, not one frozen on the request: a changed setting reaches every namespace
+        # at its next apply, which the reconcile does for the ones already running.
+        return manifests_for(
+            kind=request.kind,
+            team=request.team.slug,
+            name=request.name,
+            spec=spec,
+            ctx=ctx,
+            pod_security=settings.LEASEHOLD_POD_SECURITY[request.environment],
+            pod_security_version=settings.LEASEHOLD_POD_SECURITY_VERSION,
+        )
     namespace = request.parent.namespace_name if request.parent else ""
     if request.kind == Kind.DATABASE:
         return database_manifests(
@@ -145,11 +158,12 @@ def render_request(
 
 
 def rollback_manifests(request: ResourceRequest, ctx: RenderContext) -> list[dict]:
-    """Exactly what ran in the release rolled back to, stamped with this request and today's lease."""
+    """Exactly what ran in the release rolled back to, stamped with this request and today's lease, with
+    today's pod protections (a release from before one was added must not take it away again)."""
     release = Release.objects.filter(resource=request.resource, number=request.frozen.get("release")).first()
     if release is None:
         raise InvalidState(f"Release {request.frozen.get('release')} of this app does not exist.")
-    manifests = copy.deepcopy(release.manifests)
+    manifests = pod_templates_hardened(copy.deepcopy(release.manifests))
     for manifest in manifests:
         annotations = manifest["metadata"].setdefault("annotations", {})
         annotations[ANNOTATION_REQUEST] = ctx.request_id
@@ -175,7 +189,8 @@ def resource_manifests(resource: Resource, *, with_secrets: bool = True) -> list
             request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at, password=password
         )
     else:
-        manifests = copy.deepcopy(release.manifests)
+        # With today's pod protections: a release rendered before one existed must not take it away.
+        manifests = pod_templates_hardened(copy.deepcopy(release.manifests))
     for manifest in manifests:
         annotations = manifest["metadata"].setdefault("annotations", {})
         if resource.lease_expires_at is not None:
@@ -818,7 +833,7 @@ class TeardownReport:
 
 
 def _protected(obj: ManagedObject) -> bool:
-    names = PROTECTED_NAMESPACES | {settings.LEASEHOLD_SERVICE_NAMESPACE}
+    names = reserved_namespaces()
     if obj.kind == "Namespace" and obj.api_version == "v1":
         return obj.name in names
     return obj.namespace in names
@@ -961,6 +976,8 @@ def resource_reconcile(*, resource_id) -> list[str]:
                     continue
                 shown = ", ".join(path_text(path) for path in changed[:5]) + (" …" if len(changed) > 5 else "")
                 note = f"fields owned by Leasehold were changed outside it ({shown}); restored"
+                if pod_security_labels_of(live) != pod_security_labels_of(manifest):
+                    note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
             _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True)
             findings.append(f"{row}: {note}")
     return findings

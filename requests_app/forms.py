@@ -173,6 +173,12 @@ class AppRequestForm(WorkloadForm):
         cast(forms.ChoiceField, self.fields["database"]).choices = [("", "— none —")] + [
             (str(d.pk), f"{d.name} in {d.namespace_name}") for d in databases
         ]
+        domains = settings.LEASEHOLD_INGRESS_DOMAINS
+        self.fields["host"].help_text = (
+            f"A name under {', '.join(f'*.{d}' for d in domains)}, e.g. checkout.{domains[0]}; blank: no Ingress."
+            if domains
+            else "No Ingress hosts are offered here: leave blank."
+        )
 
     def clean_env(self) -> dict[str, str]:
         env: dict[str, str] = {}

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 
@@ -185,7 +186,18 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
                     action="create", state__in=["pending_approval", "approved", "provisioning", "active"]
                 ),
                 name="requests_one_live_create_per_name",
-            )
+            ),
+            # One app per Ingress host across all teams, from filing until the app is reclaimed, also
+            # when two requests for the same host are filed at once (the service checks first, for the
+            # message; this index decides races).
+            models.UniqueConstraint(
+                KeyTextTransform("host", "spec"),
+                condition=models.Q(
+                    kind="app", action="create", state__in=["pending_approval", "approved", "provisioning", "active"]
+                ),
+                name="requests_one_live_app_per_host",
+                violation_error_message="Another app has this host, or a pending request asks for it.",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -98,6 +98,8 @@ def catalog() -> dict:
                 "description": "An app from a template, in one of your namespaces, optionally bound to a database.",
                 "schema": schemas["app"],
                 "templates": [t["slug"] for t in templates],
+                # An app's host must be a name under one of these (empty: apps get no host).
+                "ingress_domains": list(settings.LEASEHOLD_INGRESS_DOMAINS),
             },
         ],
         "environments": list(Environment.values),

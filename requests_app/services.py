@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -133,6 +134,46 @@ LIVE_RESOURCE_STATES = (
 )
 # Requests that will become resources but are not yet: they count against budgets and headroom too.
 UNPROVISIONED_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED)
+
+
+# Create requests in these states hold their name, and an app's its host (see the model's constraints):
+# from filing until the resource is reclaimed.
+HOLDING_STATES = (
+    RequestState.PENDING_APPROVAL,
+    RequestState.APPROVED,
+    RequestState.PROVISIONING,
+    RequestState.ACTIVE,
+)
+HOST_CONSTRAINT = "requests_one_live_app_per_host"
+
+
+def reserved_namespaces() -> frozenset[str]:
+    """Namespaces no team namespace may be, and that teardown never touches: Kubernetes' own, the one
+    the service runs in and the one its backup Jobs run in."""
+    return specs.RESERVED_NAMES | {settings.LEASEHOLD_SERVICE_NAMESPACE, settings.LEASEHOLD_BACKUP_NAMESPACE}
+
+
+def service_hosts() -> frozenset[str]:
+    """Host names the service itself answers to, which no app may take: the exact names in
+    ALLOWED_HOSTS (not patterns) and the host of LEASEHOLD_BASE_URL."""
+    hosts = {h.lower().rstrip(".") for h in settings.ALLOWED_HOSTS if h and not h.startswith((".", "*"))}
+    base = urlsplit(settings.LEASEHOLD_BASE_URL).hostname
+    if base:
+        hosts.add(base.lower().rstrip("."))
+    return frozenset(hosts)
+
+
+def app_host_taken(host: str) -> bool:
+    """An app of any team has this Ingress host, or a request that has not ended asks for it."""
+    requests = ResourceRequest.objects.filter(
+        kind=Kind.APP, action=Action.CREATE, state__in=HOLDING_STATES, spec__host=host
+    )
+    apps = Resource.objects.filter(kind=Kind.APP, state__in=LIVE_RESOURCE_STATES, spec__host=host)
+    return requests.exists() or apps.exists()
+
+
+def _host_taken_message(host: str) -> str:
+    return f"{host} is already used by another app, or asked for by a pending request; choose another host."
 
 
 def resolve_namespace(*, team: Team, ref: str) -> Resource | None:
@@ -329,7 +370,7 @@ def request_build(
     ):
         errors["lease_days"] = [f"Must be a whole number of days from 1 to {settings.LEASE_MAX_DAYS}."]
     if kind == Kind.NAMESPACE and team_obj is not None:
-        name_errors = specs.validate_namespace_name(team_obj.slug, name, settings.LEASEHOLD_SERVICE_NAMESPACE)
+        name_errors = specs.validate_namespace_name(team_obj.slug, name, *reserved_namespaces())
     elif kind in (Kind.DATABASE, Kind.APP):
         name_errors = specs.validate_workload_name(name)
     else:
@@ -339,10 +380,14 @@ def request_build(
     parent = None
     if kind in Kind.values:
         try:
-            spec = specs.validate_spec(kind, spec)
+            spec = specs.validate_spec(
+                kind, spec, ingress_domains=settings.LEASEHOLD_INGRESS_DOMAINS, service_hosts=service_hosts()
+            )
         except ValidationFailed as exc:
             errors.update(exc.errors)
         else:
+            if kind == Kind.APP and spec.get("host") and app_host_taken(spec["host"]):
+                errors["spec.host"] = [_host_taken_message(spec["host"])]
             if team_obj is not None and not errors.get("team"):
                 try:
                     parent = _check_admission(team=team_obj, kind=kind, spec=spec)
@@ -401,6 +446,9 @@ def request_submit(*, requester, **fields) -> ResourceRequest:
         with transaction.atomic():
             request.save(force_insert=True)
     except IntegrityError as exc:
+        # Another request filed at the same moment won the race for the host or the name.
+        if HOST_CONSTRAINT in str(exc):
+            raise ValidationFailed({"spec.host": [_host_taken_message(request.spec.get("host", ""))]}) from exc
         raise ValidationFailed(
             {"name": [f"Team {request.team.slug} already has a {request.kind} named {request.name!r}."]}
         ) from exc
@@ -435,7 +483,13 @@ def request_retry(*, request: ResourceRequest, actor) -> ResourceRequest:
     if not (actor.is_staff or actor.is_superuser):
         raise NotAllowed("Only admins can retry a failed request.")
     request = ResourceRequest.objects.select_for_update().get(pk=request.pk)
-    transition_apply(request, "retry", actor=actor, verb="retried")
+    try:
+        with transaction.atomic():
+            transition_apply(request, "retry", actor=actor, verb="retried")
+    except IntegrityError as exc:
+        # While it was failed, another request took its name or (an app) its Ingress host.
+        what = "Ingress host" if HOST_CONSTRAINT in str(exc) else "name"
+        raise InvalidState(f"Another request now holds this request's {what}; it cannot be retried.") from exc
     resource = request.resource
     if resource is not None and resource.state == ResourceState.FAILED:
         transition_apply(resource, "retry", actor=actor, verb="retried", request=request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -12,7 +13,8 @@ from .errors import ValidationFailed
 from .models import Kind
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# Names that belong to Kubernetes, OpenShift or the platform itself: never created for a team.
+# Namespaces that belong to Kubernetes or OpenShift: never created for a team, never torn down. The
+# service's own namespaces (settings) are added by `requests_app.services.reserved_namespaces`.
 RESERVED_PREFIXES = ("kube-", "openshift-")
 RESERVED_NAMES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
@@ -58,15 +60,16 @@ def validate_dns_label(name: str, field: str = "name") -> list[str]:
     return []
 
 
-def validate_namespace_name(team_slug: str, name: str, service_namespace: str) -> list[str]:
-    """Check `name` and the namespace `<team>-<name>` it becomes."""
+def validate_namespace_name(team_slug: str, name: str, *reserved: str) -> list[str]:
+    """Check `name` and the namespace `<team>-<name>` it becomes, which must not be one of Kubernetes'
+    namespaces nor one of `reserved` (the service's own)."""
     errors = validate_dns_label(name)
     if errors:
         return errors
     full = f"{team_slug}-{name}"
     if len(full) > 63:
         return [f"The namespace '{full}' would be {len(full)} characters; at most 63 are allowed."]
-    if full in RESERVED_NAMES or full == service_namespace or full.startswith(RESERVED_PREFIXES):
+    if full in RESERVED_NAMES or full in reserved or full.startswith(RESERVED_PREFIXES):
         return [f"The namespace '{full}' is reserved."]
     return []
 
@@ -190,8 +193,32 @@ def database_usage(spec: dict) -> Usage:
     return Usage(parse_quantity(plan.cpu_limit), parse_quantity(plan.memory_limit), parse_quantity(spec["storage"]))
 
 
-def app_spec(spec: dict) -> dict:
-    """Validate an app spec's shape (references and template defaults are filled in by the service)."""
+def validate_host(host: object, *, domains: Sequence[str], service_hosts: Collection[str] = ()) -> list[str]:
+    """Check an app's Ingress host: a DNS name under one of `domains` (not a domain itself), and not a
+    name the service itself answers to. Uniqueness across apps is the service's check."""
+    example = f"checkout.{domains[0]}" if domains else "checkout.apps.example.org"
+    if (
+        not isinstance(host, str)
+        or len(host) > 253
+        or not DNS_SUBDOMAIN.match(host)
+        or any(len(label) > 63 for label in host.split("."))
+    ):
+        return [f"Must be a DNS name such as {example}."]
+    if not domains:
+        return ["This installation offers no Ingress hosts (no domain is configured); leave the host out."]
+    if not any(host.endswith(f".{domain}") for domain in domains):
+        under = ", ".join(f"*.{d}" for d in domains)
+        return [f"Must be a name under {under} (not the domain itself), such as {example}."]
+    if host in service_hosts:
+        return [f"{host} is the address of Leasehold itself."]
+    return []
+
+
+def app_spec(spec: dict, *, ingress_domains: Sequence[str] = (), service_hosts: Collection[str] = ()) -> dict:
+    """Validate an app spec's shape (references and template defaults are filled in by the service).
+
+    A host must be under one of `ingress_domains`; without any, no app may have a host.
+    """
     if not isinstance(spec, dict):
         raise ValidationFailed({"spec": ["Must be an object."]})
     _unknown(spec, {"namespace", "template", "image_tag", "replicas", "env", "database", "host"})
@@ -219,9 +246,13 @@ def app_spec(spec: dict) -> dict:
     database = out.get("database")
     if database is not None and (not isinstance(database, str) or not database):
         errors["spec.database"] = ["Give the database's resource id."]
+    if out.get("host") is None:
+        out.pop("host", None)  # `"host": null` is no host
     host = out.get("host")
-    if host is not None and (not isinstance(host, str) or len(host) > 253 or not DNS_SUBDOMAIN.match(host)):
-        errors["spec.host"] = ["Must be a DNS name such as checkout.apps.example.org."]
+    if host is not None:
+        host_errors = validate_host(host, domains=ingress_domains, service_hosts=service_hosts)
+        if host_errors:
+            errors["spec.host"] = host_errors
     if errors:
         raise ValidationFailed(errors)
     return out
@@ -250,14 +281,16 @@ def plan_of(kind: str, spec: dict) -> str | None:
     return plan if isinstance(plan, str) else None
 
 
-def validate_spec(kind: str, spec: dict) -> dict:
+def validate_spec(
+    kind: str, spec: dict, *, ingress_domains: Sequence[str] = (), service_hosts: Collection[str] = ()
+) -> dict:
     """Validate a spec's shape for `kind`, returning it normalised with defaults filled in."""
     if kind == Kind.NAMESPACE:
         namespace_quota(spec)
         return dict(spec)
     if kind == Kind.DATABASE:
         return database_spec(spec)
-    return app_spec(spec)
+    return app_spec(spec, ingress_domains=ingress_domains, service_hosts=service_hosts)
 
 
 def spec_schemas() -> dict[str, dict]:
@@ -298,7 +331,11 @@ def spec_schemas() -> dict[str, dict]:
                 "replicas": {"type": "integer", "minimum": 1, "maximum": APP_MAX_REPLICAS, "default": 1},
                 "env": {"type": "object", "additionalProperties": {"type": "string"}},
                 "database": {"type": "string", "description": "A database resource id in the same namespace"},
-                "host": {"type": "string", "description": "Ingress host, e.g. checkout.apps.example.org"},
+                "host": {
+                    "type": "string",
+                    "description": "Ingress host: a name under one of the catalog's ingress_domains, used by "
+                    "no other app, e.g. checkout.apps.example.org",
+                },
             },
             "additionalProperties": False,
         },

@@ -2,6 +2,7 @@ import pytest
 
 from requests_app.models import AuditEvent, ResourceRequest
 from tests.conftest import namespace_body
+from tests.factories import UserFactory, team
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/requests/"
@@ -143,3 +144,21 @@ def test_me_lists_teams_groups_and_admin_flag(api, requester, admin_user):
         "is_admin": False,
     }
     assert api.as_(admin_user).get("/api/v1/me/").json()["is_admin"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "setting", "value"),
+    [
+        ("backups", "LEASEHOLD_BACKUP_NAMESPACE", "leasehold-backups"),
+        ("system", "LEASEHOLD_SERVICE_NAMESPACE", "leasehold-system"),
+        ("portal", "LEASEHOLD_SERVICE_NAMESPACE", "leasehold-portal"),
+    ],
+)
+def test_no_team_namespace_may_be_the_services_or_its_backups_namespace(api, settings, name, setting, value):
+    setattr(settings, setting, value)
+    team("leasehold")
+    member = UserFactory(username="lee", groups=["team-leasehold"])
+    response = api.as_(member).post(URL, namespace_body(team="leasehold", name=name), format="json")
+    assert response.status_code == 400, response.content
+    assert response.json() == {"name": [f"The namespace '{value}' is reserved."]}
+    assert api.post(URL, namespace_body(team="leasehold", name="shop"), format="json").status_code == 201

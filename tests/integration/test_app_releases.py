@@ -192,3 +192,23 @@ def test_a_hand_edit_of_an_owned_field_is_restored_and_audited_once(app, kube_ap
     for _ in range(2):
         assert resource_reconcile(resource_id=app.pk) == []
     assert restored.count() == 1
+
+
+def test_a_release_from_before_the_token_was_turned_off_is_applied_again_with_it_off(
+    app, requester, approver, kube_api
+):
+    # Release 1 as an older Leasehold stored it: the pod template mounted the service account token.
+    first = Release.objects.get(resource=app, number=1)
+    manifests = first.manifests
+    del manifests[0]["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    Release.objects.filter(pk=first.pk).update(manifests=manifests)
+
+    # The reconcile re-applies the newest release: with the token still off, so nothing to restore.
+    assert resource_reconcile(resource_id=app.pk) == []
+    assert deployment_of(kube_api, app).spec.template.spec.automount_service_account_token is False
+
+    upgrade(app, requester, approver, "2.0.0")
+    rollback(app, requester, approver, 1)
+    deployment = deployment_of(kube_api, app)
+    assert deployment.spec.template.spec.containers[0].image == f"{WEB}:1.4.2"
+    assert deployment.spec.template.spec.automount_service_account_token is False

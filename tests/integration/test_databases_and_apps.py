@@ -38,8 +38,14 @@ def test_a_database_and_a_bound_app_are_applied_as_planned(namespace, requester,
     password = base64.b64decode(secret.data["password"]).decode()
     assert len(password) >= 24
     assert base64.b64decode(secret.data["host"]).decode() == f"orders.{ns}.svc"
+    # The namespace enforces `restricted` (inert on the 1.20 test server, which has no Pod Security
+    # Admission; tests/unit/test_pod_security.py checks the rules), and the API server kept every
+    # field that lets our pods pass it.
+    assert core.read_namespace(ns).metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
     sts = client.AppsV1Api(kube_api).read_namespaced_stateful_set("orders", ns)
     assert sts.metadata.labels["leasehold.io/resource"] == str(db.pk)
+    assert sts.spec.template.spec.automount_service_account_token is False
+    assert sts.spec.template.spec.security_context.seccomp_profile.type == "RuntimeDefault"
     assert sts.spec.volume_claim_templates[0].spec.resources.requests["storage"] == "5Gi"
     service = core.read_namespaced_service("orders", ns)
     assert [(p.port, p.protocol) for p in service.spec.ports] == [(5432, "TCP")]
@@ -79,6 +85,11 @@ def test_a_database_and_a_bound_app_are_applied_as_planned(namespace, requester,
     )
     deployment = client.AppsV1Api(kube_api).read_namespaced_deployment("shop", ns)
     assert deployment.spec.replicas == 2
+    pod = deployment.spec.template.spec
+    assert pod.automount_service_account_token is False
+    assert (pod.security_context.run_as_non_root, pod.security_context.seccomp_profile.type) == (True, "RuntimeDefault")
+    assert pod.containers[0].security_context.capabilities.drop == ["ALL"]
+    assert pod.containers[0].security_context.allow_privilege_escalation is False
     env = {e.name: e for e in deployment.spec.template.spec.containers[0].env}
     assert env["FEATURE"].value == "on"
     assert env["PGPASSWORD"].value is None

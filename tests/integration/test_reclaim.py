@@ -98,12 +98,14 @@ def test_a_pass_stops_after_the_cap(approved_namespace, settings, unique_name):
     assert Lease.objects.filter(pk__in=[lease.pk for lease in leases], state="grace").count() == 1
 
 
-def test_protected_namespaces_are_never_deleted(active_namespace):
+# Kubernetes' own, the service's (LEASEHOLD_SERVICE_NAMESPACE) and its backup Jobs' (LEASEHOLD_BACKUP_NAMESPACE).
+@pytest.mark.parametrize("protected", ["kube-system", "leasehold", "leasehold-backups"])
+def test_protected_namespaces_are_never_deleted(active_namespace, protected):
     resource = active_namespace.resource
     forged = ManagedObject.objects.filter(resource=resource, kind="Namespace").get()
-    ManagedObject.objects.filter(pk=forged.pk).update(name="kube-system")
+    ManagedObject.objects.filter(pk=forged.pk).update(name=protected)
     report = resource_teardown(resource=Resource.objects.get(pk=resource.pk))
-    assert "Namespace kube-system: protected namespace" in report.refused
+    assert f"Namespace {protected}: protected namespace" in report.refused
 
 
 def test_a_bad_now_is_a_clear_error():

@@ -210,6 +210,24 @@ def test_the_reconcile_restores_deleted_and_changed_objects_and_reports_them(act
     assert AuditEvent.objects.filter(resource=resource, verb="object_restored").count() == 2
 
 
+def test_the_reconcile_brings_a_namespace_to_a_changed_pod_security_level(active_ns, core, settings):
+    ns = f"atlas-{active_ns.name}"
+    labels = core.read_namespace(ns).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    settings.LEASEHOLD_POD_SECURITY = {**settings.LEASEHOLD_POD_SECURITY, "dev": "baseline"}
+    settings.LEASEHOLD_POD_SECURITY_VERSION = "v1.30"
+
+    findings = resource_reconcile(resource_id=active_ns.resource.pk)
+
+    note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
+    assert findings == [f"Namespace {ns}: {note}"]
+    labels = core.read_namespace(ns).metadata.labels
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "baseline"
+        assert labels[f"pod-security.kubernetes.io/{mode}-version"] == "v1.30"
+    assert AuditEvent.objects.get(resource=active_ns.resource, verb="object_restored").detail.endswith(note)
+
+
 def test_the_progress_is_served_to_the_api_and_as_an_htmx_card(approved_namespace, api, client, requester, outsider):
     request = approved_namespace()
     body = api.as_(requester).get(f"/api/v1/requests/{request.pk}/progress/").json()

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import kubernetes_validate
 import pytest
 
-from provisioning.renderers import RenderContext, namespace_manifests
+from provisioning.renderers import RenderContext, namespace_manifests, pod_security_labels, pod_security_labels_of
 from requests_app.specs import NAMESPACE_PLANS, Quota
 
 CTX = RenderContext(
@@ -32,14 +32,26 @@ def test_a_namespace_request_renders_the_five_contract_objects():
     ]
 
 
+CONTRACT_LABELS = {
+    "app.kubernetes.io/managed-by": "leasehold",
+    "leasehold.io/resource": CTX.resource_id,
+    "leasehold.io/team": "atlas",
+    "leasehold.io/environment": "dev",
+}
+RESTRICTED_LATEST = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/audit-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+}
+
+
 def test_every_object_carries_the_contract_labels_and_annotations():
     for m in manifests():
-        assert m["metadata"]["labels"] == {
-            "app.kubernetes.io/managed-by": "leasehold",
-            "leasehold.io/resource": CTX.resource_id,
-            "leasehold.io/team": "atlas",
-            "leasehold.io/environment": "dev",
-        }
+        extra = RESTRICTED_LATEST if m["kind"] == "Namespace" else {}
+        assert m["metadata"]["labels"] == {**CONTRACT_LABELS, **extra}
         assert m["metadata"]["annotations"] == {
             "leasehold.io/request": CTX.request_id,
             "leasehold.io/owner": "dana",
@@ -76,7 +88,41 @@ def test_the_team_group_gets_edit_and_only_its_namespace_may_connect():
     ]
 
 
+def test_the_namespace_enforces_audits_and_warns_about_the_restricted_level_by_default():
+    namespace = manifests()[0]
+    assert namespace["kind"] == "Namespace"
+    assert {k: v for k, v in namespace["metadata"]["labels"].items() if "pod-security" in k} == RESTRICTED_LATEST
+
+
+@pytest.mark.parametrize("level", ["privileged", "baseline", "restricted"])
+def test_the_namespace_carries_the_level_and_version_it_is_given(level):
+    (namespace, *_) = namespace_manifests(
+        namespace="atlas-checkout",
+        quota=NAMESPACE_PLANS["small"],
+        ctx=CTX,
+        pod_security=level,
+        pod_security_version="v1.30",
+    )
+    for mode in ("enforce", "audit", "warn"):
+        assert namespace["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}"] == level
+        assert namespace["metadata"]["labels"][f"pod-security.kubernetes.io/{mode}-version"] == "v1.30"
+    assert pod_security_labels_of(namespace) == pod_security_labels(level, "v1.30")
+
+
+def test_an_unknown_pod_security_level_is_refused():
+    with pytest.raises(ValueError, match="unknown Pod Security level"):
+        namespace_manifests(namespace="atlas-checkout", quota=NAMESPACE_PLANS["small"], ctx=CTX, pod_security="open")
+
+
+def test_only_the_namespace_carries_pod_security_labels():
+    assert [m["kind"] for m in manifests() if pod_security_labels_of(m)] == ["Namespace"]
+
+
 @pytest.mark.parametrize("version", ["1.33.0", kubernetes_validate.latest_version()])
-def test_manifests_validate_strictly_against_current_schemas(version):
-    for m in manifests():
+@pytest.mark.parametrize("level", ["baseline", "restricted"])
+def test_manifests_validate_strictly_against_current_schemas(version, level):
+    objects = namespace_manifests(
+        namespace="atlas-checkout", quota=NAMESPACE_PLANS["small"], ctx=CTX, pod_security=level
+    )
+    for m in objects:
         kubernetes_validate.validate(m, version, strict=True)

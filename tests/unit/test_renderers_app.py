@@ -128,9 +128,10 @@ def test_the_templates_resources_become_the_containers_requests_and_limits():
     }
 
 
-def test_the_pod_runs_as_non_root_with_no_capabilities():
+def test_the_pod_runs_as_non_root_with_no_capabilities_and_no_service_account_token():
     pod = deployment()["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert pod["automountServiceAccountToken"] is False
     assert container()["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},

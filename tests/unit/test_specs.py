@@ -1,7 +1,7 @@
 import pytest
 
 from requests_app.errors import ValidationFailed
-from requests_app.specs import NAMESPACE_PLANS, namespace_quota, validate_namespace_name
+from requests_app.specs import NAMESPACE_PLANS, app_spec, namespace_quota, validate_host, validate_namespace_name
 
 
 @pytest.mark.parametrize("name", ["Checkout", "-x", "x-", "a_b", "a.b", "", "ü"])
@@ -51,3 +51,55 @@ def test_it_names_the_field_of_a_bad_spec(spec, field):
     with pytest.raises(ValidationFailed) as exc:
         namespace_quota(spec)
     assert field in exc.value.errors
+
+
+def test_it_refuses_the_extra_reserved_namespaces_it_is_given():
+    assert "reserved" in validate_namespace_name("leasehold", "backups", "leasehold", "leasehold-backups")[0]
+    assert validate_namespace_name("leasehold", "backup", "leasehold", "leasehold-backups") == []
+
+
+DOMAINS = ("apps.example.org", "preview.example.net")
+
+
+@pytest.mark.parametrize("host", ["shop.apps.example.org", "eu.shop.apps.example.org", "x.preview.example.net"])
+def test_a_host_under_a_configured_domain_is_accepted(host):
+    assert validate_host(host, domains=DOMAINS) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("apps.example.org", "Must be a name under *.apps.example.org, *.preview.example.net (not the domain itself)"),
+        ("leasehold.example.org", "Must be a name under"),
+        ("shopapps.example.org", "Must be a name under"),
+        ("shop.apps.example.org.evil.com", "Must be a name under"),
+        ("Shop.apps.example.org", "Must be a DNS name such as checkout.apps.example.org"),
+        ("shop..apps.example.org", "Must be a DNS name"),
+        ("*.apps.example.org", "Must be a DNS name"),
+        ("x" * 64 + ".apps.example.org", "Must be a DNS name"),
+        (42, "Must be a DNS name"),
+    ],
+)
+def test_a_host_outside_the_configured_domains_is_refused(host, message):
+    (error,) = validate_host(host, domains=DOMAINS)
+    assert error.startswith(message)
+
+
+def test_without_configured_domains_no_host_is_accepted():
+    assert validate_host("shop.apps.example.org", domains=()) == [
+        "This installation offers no Ingress hosts (no domain is configured); leave the host out."
+    ]
+
+
+def test_the_services_own_host_is_refused_even_under_a_configured_domain():
+    errors = validate_host("portal.apps.example.org", domains=DOMAINS, service_hosts={"portal.apps.example.org"})
+    assert errors == ["portal.apps.example.org is the address of Leasehold itself."]
+
+
+def test_an_app_spec_checks_its_host_against_the_domains_it_is_given():
+    spec = {"namespace": "checkout", "template": "web", "host": "shop.apps.example.org"}
+    assert app_spec(spec, ingress_domains=DOMAINS)["host"] == "shop.apps.example.org"
+    with pytest.raises(ValidationFailed) as exc:
+        app_spec(spec, ingress_domains=("preview.example.net",))
+    assert list(exc.value.errors) == ["spec.host"]
+    assert "host" not in app_spec({**spec, "host": None}, ingress_domains=())
