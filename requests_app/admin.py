@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from .errors import LeaseholdError
+from .errors import LeaseholdError, public_message
 from .models import AllowedRegistry, AppTemplate, AuditEvent, Resource, ResourceRequest, Team
 from .services import request_retry
 
@@ -29,7 +29,7 @@ class ResourceRequestAdmin(admin.ModelAdmin):
                 request_retry(request=filed, actor=request.user)
                 retried += 1
             except LeaseholdError as exc:
-                self.message_user(request, f"{filed}: {exc}", level=messages.ERROR)
+                self.message_user(request, f"{filed}: {public_message(exc)}", level=messages.ERROR)
         self.message_user(request, f"{retried} request(s) sent back to provisioning.")
 
 
