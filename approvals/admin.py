@@ -37,6 +37,9 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
     list_display = ["id", "in_force", "loaded_at", "loaded_by", "origin", "note", "rules"]
     readonly_fields = ["loaded_at", "loaded_by", "origin", "rules"]
 
+    class Media:
+        css = {"all": ["approvals/admin.css"]}
+
     @admin.display(boolean=True, description="in force")
     def in_force(self, obj: ApprovalPolicy) -> bool:
         _, row = policy_in_force()
