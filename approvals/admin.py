@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from requests_app.errors import LeaseholdError
+from requests_app.errors import LeaseholdError, public_message
 
 from .forms import DelegationAdminForm, PolicyForm
 from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, Delegation
@@ -36,6 +36,9 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
     form = PolicyForm
     list_display = ["id", "in_force", "loaded_at", "loaded_by", "origin", "note", "rules"]
     readonly_fields = ["loaded_at", "loaded_by", "origin", "rules"]
+
+    class Media:
+        css = {"all": ["approvals/admin.css"]}
 
     @admin.display(boolean=True, description="in force")
     def in_force(self, obj: ApprovalPolicy) -> bool:
@@ -181,5 +184,5 @@ class DelegationAdmin(admin.ModelAdmin):
                 delegation_revoke(delegation=delegation, actor=request.user, is_admin=True)
                 done += 1
             except LeaseholdError as exc:
-                self.message_user(request, f"{delegation}: {exc}", level=messages.WARNING)
+                self.message_user(request, f"{delegation}: {public_message(exc)}", level=messages.WARNING)
         self.message_user(request, f"Revoked {done} delegation{'s' if done != 1 else ''}.")

@@ -29,7 +29,8 @@ class PolicyForm(forms.ModelForm):
     class Meta:
         model = ApprovalPolicy
         fields = ["source", "note"]
-        widgets = {"source": forms.Textarea(attrs={"rows": 30, "cols": 100, "style": "font-family: monospace"})}
+        # A class, not a style attribute (the Content-Security-Policy): approvals/admin.css sets the font.
+        widgets = {"source": forms.Textarea(attrs={"rows": 30, "cols": 100, "class": "policy-source"})}
 
     def clean_source(self) -> str:
         source = self.cleaned_data["source"]

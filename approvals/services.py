@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed
+from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed, public_message
 from requests_app.models import RequestState, ResourceRequest
 from requests_app.services import audit_record, request_approve, request_reject, transition_apply
 
@@ -302,7 +302,7 @@ def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
         except (ApprovalStep.DoesNotExist, DjangoValidationError):
             outcomes.append(Outcome(step_id, False, "No such step."))
         except LeaseholdError as exc:
-            outcomes.append(Outcome(step_id, False, str(exc)))
+            outcomes.append(Outcome(step_id, False, public_message(exc)))
         else:
             outcomes.append(Outcome(step_id, True, f"{step.name} approved"))
     return outcomes

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from requests_app.errors import LeaseholdError, ValidationFailed
+from requests_app.errors import LeaseholdError, ValidationFailed, public_message
 from requests_app.selectors import user_is_admin
 
 from .forms import DelegationForm
@@ -110,7 +110,7 @@ def _revoke(request: HttpRequest) -> None:
         delegation_revoke(delegation=delegation, actor=request.user, is_admin=admin)
         messages.success(request, "Delegation revoked.")
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
 
 
 @login_required
@@ -125,5 +125,5 @@ def decide(request: HttpRequest, pk) -> HttpResponse:
         # Unknown, or a step the caller may not see: the same 404 either way.
         raise Http404 from None
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
     return _back(request)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +44,8 @@ INSTALLED_APPS = [
     "django_filters",
     "django_htmx",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "csp",
     "requests_app",
     "approvals",
     "provisioning",
@@ -52,7 +55,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the site's CSS and JS, htmx, the admin's, Swagger UI's) come from the service itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "requests_app.sessions.IdleSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -145,10 +152,51 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves the files where the finders find them (and what `collectstatic` put in STATIC_ROOT,
+# if anyone ran it), so no step is needed at deployment; without it, say nothing of a missing STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
+# --- HTTP security (README "Headers, sessions and the browser") --------------------------------------
+# Secure by default whenever DEBUG is false; each setting can be overridden by its variable.
+# TLS ends at the ingress, which tells the service the original scheme in X-Forwarded-Proto. Only
+# trust that header behind a proxy that sets it (and overwrites a client's); empty: trust nothing.
+_proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="" if DEBUG else "X-Forwarded-Proto").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# The kubelet's probes and Prometheus call the pod over plain HTTP: never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=SESSION_COOKIE_SECURE)
+# Idle timeout: a session ends after this many seconds without a request. requests_app.sessions'
+# middleware moves its expiry (cookie and database row) forward again, at most every 1% of it.
+SESSION_IDLE_TIMEOUT_SECONDS = env.int("SESSION_IDLE_TIMEOUT_SECONDS", default=8 * 3600)
+if SESSION_IDLE_TIMEOUT_SECONDS < 60:
+    raise ImproperlyConfigured("SESSION_IDLE_TIMEOUT_SECONDS must be at least 60.")
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_SECONDS
+# Only files served by the service itself: no inline script or style, no eval, no other origin.
+# (Swagger UI's stylesheet embeds its icons as data: URIs.)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- cache and tasks ------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -345,7 +393,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "requests_app.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "requests_app.api.errors.exception_handler",
@@ -358,6 +406,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Self-service namespaces, databases and apps on the internal Kubernetes platform.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files, not from a CDN; no online validator badge.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RequestStateEnum": "requests_app.models.RequestState",
@@ -384,4 +437,7 @@ SILENCED_SYSTEM_CHECKS: list[str] = [
     # axes' middleware only turns a lockout into its own plain 429 page; our login form, the admin's and
     # the token endpoint tell a locked-out person themselves (accounts/), so it is not installed.
     "axes.W002",
+    # HSTS preloading commits the whole registrable domain to HTTPS in every browser, for months: a choice
+    # for whoever owns that domain (SECURE_HSTS_PRELOAD=true), not a default of one service in it.
+    "security.W021",
 ]

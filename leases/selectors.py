@@ -31,6 +31,8 @@ def dashboard(user, now: datetime) -> dict:
             "label": f"week {w + 1}",
             "count": weeks.get(w, 0),
             "percent": round(100 * weeks.get(w, 0) / peak) if peak else 0,
+            # The bar's height (0-100): at least 4 when there is anything, 1 (a base line) when not.
+            "height": max(4, round(100 * weeks.get(w, 0) / peak)) if weeks.get(w, 0) else 1,
         }
         for w in range(12)
     ]

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from provisioning.services import app_rollback_file, app_upgrade_file
-from requests_app.errors import LeaseholdError, ValidationFailed
+from requests_app.errors import LeaseholdError, ValidationFailed, public_message
 from requests_app.models import ResourceRequest
 from requests_app.sections import resource_sections
 from requests_app.selectors import resources_visible_to, user_is_admin
@@ -50,7 +50,7 @@ def resource_release_view(request: HttpRequest, pk) -> HttpResponse:
         done, note = resource_release(resource=resource, actor=request.user)
         messages.success(request, "Released and deleted." if done else f"Release started: {note}")
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
     return redirect("resource-detail", pk=resource.pk)
 
 
@@ -70,7 +70,7 @@ def resource_extend_view(request: HttpRequest, pk) -> HttpResponse:
     except ValidationFailed as exc:
         messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
     else:
         if isinstance(result, ResourceRequest):
             messages.info(request, "That goes beyond the lease policy: an extension request now waits for approval.")
@@ -108,7 +108,7 @@ def resource_restore_view(request: HttpRequest, pk) -> HttpResponse:
     except ValidationFailed as exc:
         messages.error(request, "Cannot restore: " + " ".join(m for ms in exc.errors.values() for m in ms))
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
     else:
         messages.success(request, "Restore requested.")
         return redirect("request-detail", pk=filed.pk)
@@ -140,7 +140,7 @@ def app_change_view(request: HttpRequest, pk) -> HttpResponse:
     except ValidationFailed as exc:
         messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
     else:
         messages.success(request, f"{filed.get_action_display()} requested.")
         return redirect("request-detail", pk=filed.pk)

@@ -27,13 +27,12 @@ from typing import Any, TypeVar
 
 import urllib3
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
-from .errors import PermanentClusterError, TransientClusterError
+from .errors import ClusterNotConfigured, PermanentClusterError, TransientClusterError
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +86,13 @@ def api_client(mode: str | None = None) -> client.ApiClient:
         else:
             path = settings.LEASEHOLD_LOCAL_KUBECONFIG
             if not Path(path).exists():
-                raise ImproperlyConfigured(
+                raise ClusterNotConfigured(
                     f"LEASEHOLD_CLUSTER={settings.LEASEHOLD_CLUSTER} found no cluster: {path} does not exist. "
                     "Start the local control plane with `make run`, or set KUBECONFIG."
                 )
             config.load_kube_config(config_file=path, client_configuration=configuration)
     except config.ConfigException as exc:
-        raise ImproperlyConfigured(f"Kubernetes client configuration ({mode}): {exc}") from exc
+        raise ClusterNotConfigured(f"Kubernetes client configuration ({mode}): {exc}") from exc
     # No hidden retries in urllib3: the retry policy (and its bound) is ours, below.
     configuration.retries = False
     return client.ApiClient(configuration)

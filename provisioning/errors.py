@@ -1,10 +1,17 @@
 """Errors from the cluster, sorted into the ones worth retrying and the ones that are final."""
 
-from requests_app.errors import LeaseholdError
+from django.core.exceptions import ImproperlyConfigured
+
+from requests_app.errors import LeaseholdError, Unavailable
 
 
-class ClusterError(LeaseholdError):
+class ClusterError(Unavailable):
     """The Kubernetes API refused or failed a call."""
+
+
+class ClusterNotConfigured(ImproperlyConfigured, Unavailable):
+    """No usable cluster credentials (no kubeconfig, a broken one, not in a cluster). Still an
+    ImproperlyConfigured for the code that handles those; callers hear only that the cluster is unreachable."""
 
 
 class TransientClusterError(ClusterError):

@@ -9,7 +9,7 @@ them is audited with the fields before and after.
 
 from django.contrib import admin, messages
 
-from .errors import LeaseholdError
+from .errors import LeaseholdError, public_message
 from .forms import ResourceHandOverForm
 from .models import AllowedRegistry, AppTemplate, AuditEvent, MailState, OutgoingMail, Resource, ResourceRequest, Team
 from .services import catalog_delete, catalog_save, mail_deliver_pending, request_retry, resource_hand_over
@@ -71,7 +71,7 @@ class ResourceRequestAdmin(ReadOnlyAdmin):
                 request_retry(request=filed, actor=request.user)
                 retried += 1
             except LeaseholdError as exc:
-                self.message_user(request, f"{filed}: {exc}", level=messages.ERROR)
+                self.message_user(request, f"{filed}: {public_message(exc)}", level=messages.ERROR)
         self.message_user(request, f"{retried} request(s) sent back to provisioning.")
 
 

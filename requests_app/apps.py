@@ -6,4 +6,7 @@ class RequestsAppConfig(AppConfig):
     verbose_name = "Requests"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (connects the team mirroring receiver)
+        from . import (
+            receivers,  # noqa: F401  (connects the team mirroring receiver)
+            sessions,  # noqa: F401  (connects the login stamp of the idle timeout)
+        )

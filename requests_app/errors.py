@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.core.exceptions import ImproperlyConfigured
+
+log = logging.getLogger(__name__)
+
 
 class LeaseholdError(Exception):
     """Base of every expected error a service raises."""
@@ -21,3 +27,31 @@ class NotAllowed(LeaseholdError):
 
 class InvalidState(LeaseholdError):
     """The state transition is not allowed now (HTTP 409)."""
+
+
+class Unavailable(LeaseholdError):
+    """The Kubernetes cluster cannot serve the call now (HTTP 503). The text names hosts, paths and
+    configuration: it is for the log, never for the caller (see `public_message`)."""
+
+
+CLUSTER_UNREACHABLE = "The Kubernetes cluster cannot be reached right now; try again later."
+NOT_CONFIGURED = "The service is not fully configured for this; the details are in its log."
+CANNOT_NOW = "The service cannot do this right now; try again later."
+
+
+def public_message(exc: Exception) -> str:
+    """What a person or an API client is told about an error a service raised.
+
+    Bad input, a refusal and a wrong state say what is wrong. An outage or a configuration problem says
+    only that: its details (file paths, hosts, settings) are logged here, for operators.
+    """
+    if isinstance(exc, ValidationFailed | NotAllowed | InvalidState):
+        return str(exc)
+    if isinstance(exc, Unavailable):
+        message = CLUSTER_UNREACHABLE
+    elif isinstance(exc, ImproperlyConfigured):
+        message = NOT_CONFIGURED
+    else:
+        message = CANNOT_NOW
+    log.error("told the caller %r; the cause: %s: %s", message, exc.__class__.__name__, exc, exc_info=exc)
+    return message

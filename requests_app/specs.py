@@ -37,6 +37,22 @@ NAMESPACE_PLANS: dict[str, Quota] = {
 NAMESPACE_MAX = NAMESPACE_PLANS["large"]
 
 
+def one_of(value: object, choices) -> bool:
+    """Whether `value` is one of the string `choices`; a value of any other JSON type (an object, a list,
+    a number, null) is simply not one, rather than an error (objects and lists are not hashable)."""
+    return isinstance(value, str) and value in choices
+
+
+def describe(value: object) -> str:
+    """A bad value as an error message shows it: short text or a whole number as given, else its JSON type."""
+    if isinstance(value, bool) or value is None:
+        return "true" if value is True else "false" if value is False else "null"
+    if isinstance(value, str | int):
+        shown = repr(value)
+        return shown if len(shown) <= 40 else shown[:37] + "..."
+    return {dict: "an object", list: "a list", float: "a fractional number"}.get(type(value), "this value")
+
+
 def quantity(value: object) -> Decimal | None:
     """Parse a Kubernetes quantity; None when it is not one (or not positive)."""
     if not isinstance(value, str | int) or isinstance(value, bool):
@@ -86,7 +102,7 @@ def namespace_quota(spec: dict) -> Quota:
     if plan is not None:
         if explicit:
             raise ValidationFailed({"spec": ["Give either a plan or cpu/memory/storage, not both."]})
-        if plan not in NAMESPACE_PLANS:
+        if not one_of(plan, NAMESPACE_PLANS):
             raise ValidationFailed({"spec.plan": [f"Must be one of: {', '.join(NAMESPACE_PLANS)}."]})
         return NAMESPACE_PLANS[plan]
     errors: dict[str, list[str]] = {}
@@ -96,7 +112,9 @@ def namespace_quota(spec: dict) -> Quota:
             continue
         parsed = quantity(explicit[key])
         if parsed is None:
-            errors[f"spec.{key}"] = [f"{explicit[key]!r} is not a positive Kubernetes quantity (e.g. 2, 500m, 4Gi)."]
+            errors[f"spec.{key}"] = [
+                f"{describe(explicit[key])} is not a positive Kubernetes quantity (e.g. 2, 500m, 4Gi)."
+            ]
         elif parsed > parse_quantity(getattr(NAMESPACE_MAX, key)):
             errors[f"spec.{key}"] = [f"At most {getattr(NAMESPACE_MAX, key)} (the large plan)."]
     if errors:
@@ -170,17 +188,19 @@ def database_spec(spec: dict) -> dict:
     errors: dict[str, list[str]] = {}
     if not isinstance(out.get("namespace"), str) or not out["namespace"]:
         errors["spec.namespace"] = ["Name the namespace (its resource id or its name) the database goes into."]
-    if out["engine"] not in DATABASE_ENGINES:
+    if not one_of(out["engine"], DATABASE_ENGINES):
         errors["spec.engine"] = [f"Must be one of: {', '.join(DATABASE_ENGINES)}."]
-    out["version"] = str(out["version"]) if isinstance(out["version"], int | str) else out["version"]
-    if out["version"] not in POSTGRES_VERSIONS:
+    # 16 and "16" are the same version; True is not.
+    if isinstance(out["version"], int) and not isinstance(out["version"], bool):
+        out["version"] = str(out["version"])
+    if not one_of(out["version"], POSTGRES_VERSIONS):
         errors["spec.version"] = [f"Must be one of: {', '.join(POSTGRES_VERSIONS)}."]
     storage = quantity(out["storage"])
     if storage is None:
-        errors["spec.storage"] = [f"{out['storage']!r} is not a positive Kubernetes quantity (e.g. 10Gi)."]
+        errors["spec.storage"] = [f"{describe(out['storage'])} is not a positive Kubernetes quantity (e.g. 10Gi)."]
     elif storage > parse_quantity(DATABASE_MAX_STORAGE):
         errors["spec.storage"] = [f"At most {DATABASE_MAX_STORAGE}."]
-    if out["plan"] not in DATABASE_PLANS:
+    if not one_of(out["plan"], DATABASE_PLANS):
         errors["spec.plan"] = [f"Must be one of: {', '.join(DATABASE_PLANS)}."]
     if errors:
         raise ValidationFailed(errors)

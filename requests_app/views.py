@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import services, specs
-from .errors import LeaseholdError, ValidationFailed
+from .errors import LeaseholdError, ValidationFailed, public_message
 from .forms import FORMS
 from .models import Kind
 from .sections import request_sections
@@ -118,7 +118,7 @@ def request_cancel_view(request: HttpRequest, pk) -> HttpResponse:
         services.request_cancel(request=filed, actor=request.user)
         messages.success(request, "Request cancelled.")
     except LeaseholdError as exc:
-        messages.error(request, str(exc))
+        messages.error(request, public_message(exc))
     return redirect("request-detail", pk=filed.pk)
 
 

@@ -6,6 +6,7 @@ import os
 import uuid
 
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, team
@@ -18,6 +19,15 @@ def fresh_login_throttle():
     from django.core.cache import cache
 
     cache.delete("throttle_auth-token_127.0.0.1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_http():
+    """Tests call the test client and the live server over plain HTTP. Without DEBUG the service
+    redirects that to HTTPS (SECURE_SSL_REDIRECT); tests/api/test_hardening.py checks that itself.
+    Session-wide and first, because the live server's middleware reads the setting when it starts."""
+    with override_settings(SECURE_SSL_REDIRECT=False):
+        yield
 
 
 @pytest.fixture

@@ -32,12 +32,20 @@ class RollbackSerializer(serializers.Serializer):
     justification = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
+# Ten years: longer than any lease can run (LEASE_MAX_TOTAL_DAYS), far from the end of the calendar.
+EXPIRING_WITHIN_MAX_DAYS = 3650
+
+
 class ResourceFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=ResourceState.choices)
     kind = django_filters.ChoiceFilter(choices=Kind.choices)
     team = django_filters.CharFilter(field_name="team__slug")
+    # Bounded: a number of days beyond any lease would overflow the date arithmetic (a 500).
     expiring_within = django_filters.NumberFilter(
-        method="filter_expiring_within", min_value=0, label="Leases that expire within this many days"
+        method="filter_expiring_within",
+        min_value=0,
+        max_value=EXPIRING_WITHIN_MAX_DAYS,
+        label="Leases that expire within this many days",
     )
 
     class Meta:
