@@ -11,6 +11,7 @@ from knox.models import AuthToken
 
 from .forms import AdminLoginForm
 from .models import ApiToken
+from .services import token_end
 
 # Knox registers its own token admin, which lists digests and mints keys; our model replaces it.
 if admin.site.is_registered(AuthToken):
@@ -34,3 +35,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def delete_model(self, request, obj: ApiToken) -> None:
+        token_end(token=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for token in queryset:
+            token_end(token=token, actor=request.user)

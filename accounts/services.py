@@ -42,6 +42,15 @@ def tokens_end(*, user: AbstractBaseUser, reason: str) -> int:
     return count
 
 
+@transaction.atomic
+def token_end(*, token: ApiToken, actor) -> None:
+    """An admin ends one API token (from the admin): audited with whose token it was and its expiry."""
+    user = token.user
+    expiry = token.expiry
+    token.delete()
+    audit_record(actor=actor, verb="api_token_ended", target=user, detail=f"token expiring {expiry:%Y-%m-%d %H:%M} UTC")
+
+
 def _refresh_key(user: AbstractBaseUser) -> str:
     return f"leasehold:ldap-groups-refreshed:{user.pk}"
 

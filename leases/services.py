@@ -17,7 +17,7 @@ from django.utils import timezone
 from provisioning import cluster
 from provisioning.errors import ClusterError
 from provisioning.services import resource_manifests, resource_reapply, resource_teardown
-from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
+from requests_app.errors import InvalidState, NotAllowed, Unavailable, ValidationFailed
 from requests_app.models import (
     Action,
     Kind,
@@ -783,6 +783,10 @@ def resource_release(*, resource: Resource, actor) -> tuple[bool, str]:
         return False, "a reclamation pass is already deleting it"
     try:
         return _teardown_and_finish(lease_id=lease.pk, token=token, now=now)
+    except Unavailable as exc:
+        # The release stands (it is recorded); the follow-up deletes once the cluster answers again.
+        log.warning("release of %s: the cluster cannot be reached yet: %s", resource.pk, exc)
+        return False, "the Kubernetes cluster cannot be reached right now; it is deleted as soon as it can be"
     finally:
         _release_lease(lease.pk, token)
 
@@ -876,6 +880,7 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> No
 
     # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
     budget = settings.RECLAIM_MAX_PER_RUN
+    started: list[int] = []
     due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now)
     for lease in due.select_related("resource", "resource__team", "resource__parent").order_by("grace_until", "pk"):
         if budget <= 0:
@@ -889,8 +894,9 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> No
             report.reclaimed.append(f"{_label(lease)}: {', '.join(str(o) for o in objects) or 'no objects'}")
             continue
         _reclaim_into_report(lease, now, report)
+        started.append(lease.pk)
     if not dry_run:
-        reclaim_follow(now=now, report=report)
+        reclaim_follow(now=now, report=report, skip=started)
 
 
 def _reclaim_into_report(lease: Lease, now: datetime, report: ReclaimReport) -> None:
@@ -909,7 +915,9 @@ def _reclaim_into_report(lease: Lease, now: datetime, report: ReclaimReport) -> 
         report.errors.append(f"{_label(lease)}: {note} — nothing was deleted")
 
 
-def reclaim_follow(*, now: datetime | None = None, report: ReclaimReport | None = None) -> ReclaimReport:
+def reclaim_follow(
+    *, now: datetime | None = None, report: ReclaimReport | None = None, skip: list[int] | None = None
+) -> ReclaimReport:
     """Follow up leases that are reclaiming (a namespace terminating, a backup Job running, a release
     that could not finish at once): each is one cheap check (a read of the namespace or the Job), and
     the records are marked reclaimed as soon as the cluster is done. Runs every
@@ -918,8 +926,10 @@ def reclaim_follow(*, now: datetime | None = None, report: ReclaimReport | None 
     report = report or ReclaimReport(now=now, dry_run=False)
     check_restores(now=now, report=report)
     extensions_sweep()
-    waiting = Lease.objects.filter(state=LeaseState.RECLAIMING).filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now())
+    waiting = (
+        Lease.objects.filter(state=LeaseState.RECLAIMING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()))
+        .exclude(pk__in=skip or [])
     )
     for lease in waiting.select_related("resource", "resource__team", "resource__parent").order_by("pk")[
         : settings.LEASEHOLD_RECLAIM_FOLLOW_MAX

@@ -11,6 +11,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import ApiToken
+from accounts.services import token_issue
 from approvals.models import ApprovalPolicy, ApprovalStep, Decision, Delegation
 from approvals.selectors import policy_source_in_force
 from approvals.services import delegation_create
@@ -35,6 +37,8 @@ OUR_APPS = ("requests_app", "approvals", "provisioning", "leases", "accounts")
 
 # Edited in place by admins (every save and delete audited).
 CATALOG = {Team, AppTemplate, AllowedRegistry}
+# Ended from the admin (deleted, audited), never added or changed there.
+REVOCABLE = {ApiToken}
 # Everything else: never deleted from the admin; added only through a service where that is a workflow
 # step; changed only in the one field whose change is a service call.
 ADDED_THROUGH_A_SERVICE = {ApprovalPolicy, Delegation}
@@ -75,6 +79,7 @@ def world(atlas, requester, approver, second_approver, admin_user, api):
     ApprovalPolicy.objects.create(source=policy_source_in_force(), origin="test")
     app_template("web")
     mail_queue(topic="expiry", subject="s", body="b", to=["dana@example.org"], deliver=False)
+    token_issue(user=requester)
     return namespace
 
 
@@ -114,6 +119,11 @@ def test_only_the_catalog_can_be_added_changed_or_deleted_in_place(world, admin_
             assert model_admin.has_add_permission(request), name
             assert model_admin.has_delete_permission(request, obj), name
             continue
+        if model in REVOCABLE:
+            assert model_admin.has_delete_permission(request, obj), name
+            assert not model_admin.has_add_permission(request), name
+            assert not model_admin.has_change_permission(request, obj), name
+            continue
         assert not model_admin.has_delete_permission(request, obj), name
         assert not model_admin.has_delete_permission(request), name
         assert model_admin.has_add_permission(request) == (model in ADDED_THROUGH_A_SERVICE), name
@@ -144,7 +154,7 @@ def test_a_reclaimed_resource_and_its_lease_are_shown_with_nothing_to_change(cli
 def test_delete_and_add_pages_of_sealed_models_answer_403(client, world, admin_user):
     client.force_login(admin_user)
     for model in admin.site._registry:
-        if model._meta.app_label not in OUR_APPS or model in CATALOG:
+        if model._meta.app_label not in OUR_APPS or model in CATALOG or model in REVOCABLE:
             continue
         info = (model._meta.app_label, model._meta.model_name)
         obj = model.objects.first()

@@ -11,6 +11,7 @@ import ldap
 import pytest
 from django.contrib.auth import authenticate
 from django.db import connection
+from django.test import RequestFactory
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -129,7 +130,7 @@ def test_a_namespace_stuck_terminating_stays_reclaiming(approved_namespace, core
 @pytest.mark.django_db
 def test_an_owner_removed_from_the_directory_group_hands_over_to_the_team():
     require_env("LDAP_URI", "LDAP_BIND_DN", "LDAP_BIND_PASSWORD", "LDAP_GROUP_BASE")
-    dana = authenticate(username="dana", password="leasehold")
+    dana = authenticate(RequestFactory().post("/login/"), username="dana", password="leasehold")
     assert dana is not None
     atlas = team("atlas")
     resource = active_namespace(atlas, dana, name="handover")
