@@ -31,6 +31,7 @@ from requests_app.models import (
 from requests_app.selectors import mail_pending, teams_of, user_is_admin
 from requests_app.services import (
     audit_record,
+    followups_withdraw,
     mail_deliver_pending,
     request_file_followup,
     request_submit,
@@ -42,6 +43,7 @@ from .models import Backup, BackupKind, BackupState, Lease, LeaseState
 
 log = logging.getLogger(__name__)
 BACKUP_RETRY_AFTER = timedelta(hours=1)
+WITHDRAWN = "withdrawn: the resource is being reclaimed, so it can no longer be changed or extended"
 
 
 def database_now() -> datetime:
@@ -674,6 +676,7 @@ def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
                     lease, "start_reclaim", actor=None, verb="reclaim_started", resource=resource, request=request
                 )
                 transition_apply(resource, "start_reclaim", actor=None, verb="reclaim_started", request=request)
+                followups_withdraw(resource=resource, reason=WITHDRAWN)
         return _teardown_and_finish(lease_id=lease_id, token=token, now=now)
     finally:
         _release_lease(lease_id, token)
@@ -755,6 +758,7 @@ def _reclaim_children(*, namespace: Resource, now: datetime) -> None:
             )
         if child.state in (ResourceState.ACTIVE, ResourceState.GRACE):
             transition_apply(child, "start_reclaim", actor=None, verb="reclaim_started", request=request)
+            followups_withdraw(resource=child, reason=WITHDRAWN)
         if child.state == ResourceState.RECLAIMING:
             transition_apply(child, "mark_reclaimed", actor=None, verb="reclaimed", request=request, detail=detail)
         child.managed_objects.filter(deleted_at__isnull=True).update(deleted_at=now)
@@ -778,6 +782,7 @@ def resource_release(*, resource: Resource, actor) -> tuple[bool, str]:
         request = resource.created_by_request
         transition_apply(lease, "start_reclaim", actor=actor, verb="released", resource=resource, request=request)
         transition_apply(resource, "start_reclaim", actor=actor, verb="released", request=request)
+        followups_withdraw(resource=resource, reason=WITHDRAWN)
     token = _claim_lease(lease.pk, state=LeaseState.RECLAIMING)
     if token is None:
         return False, "a reclamation pass is already deleting it"

@@ -910,19 +910,32 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Resource, audit: bool) -> None:
+def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Resource, audit: bool) -> bool:
+    """Keep the finding on the object and audit it, once: a compare-and-set on `drift_at`, so that two
+    reconcile passes that met the same drift at the same time write one audit row. False when another
+    pass noted it first."""
     fields = {"drift": note, "drift_at": timezone.now()}
     if uid is not None:
         fields["uid"] = uid
-    ManagedObject.objects.filter(pk=row.pk).update(**fields)
-    if audit:
-        audit_record(
-            actor=None,
-            verb="object_restored" if "re-applied" in note or "restored" in note else "drift_detected",
-            target=resource,
-            request=resource.created_by_request,
-            detail=f"{row}: {note}",
-        )
+    with transaction.atomic():
+        if not ManagedObject.objects.filter(pk=row.pk, drift_at=row.drift_at).update(**fields):
+            return False
+        if audit:
+            audit_record(
+                actor=None,
+                verb="object_restored" if "re-applied" in note or "restored" in note else "drift_detected",
+                target=resource,
+                request=resource.created_by_request,
+                detail=f"{row}: {note}",
+            )
+    return True
+
+
+def _still_reconcilable(resource: Resource) -> bool:
+    """Read just before a write: the resource is still active and no upgrade or rollback took it over."""
+    return Resource.objects.filter(pk=resource.pk, state=ResourceState.ACTIVE).exists() and not change_in_flight(
+        resource
+    )
 
 
 def resource_reconcile(*, resource_id) -> list[str]:
@@ -933,52 +946,53 @@ def resource_reconcile(*, resource_id) -> list[str]:
     Leasehold owns: nothing, and nothing is written; only Leasehold's own stamps (a new lease
     expiry), and they are brought up to date quietly; anything else was changed outside Leasehold
     and is restored. An object being deleted by someone is reported and re-applied once it is gone.
-    A resource whose upgrade or rollback is in flight is left to that worker. Every finding is kept
-    on the object (the `objects` section of the resource) and written to the audit trail.
+    No row lock is held while the cluster is called: every write is preceded by a fresh read that the
+    resource is still active and not being upgraded (a reclamation or an upgrade that starts meanwhile
+    wins), and each finding is recorded once however many passes run. Every finding is kept on the
+    object (the `objects` section of the resource) and written to the audit trail.
     """
     findings: list[str] = []
-    with transaction.atomic():
-        resource = (
-            Resource.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=resource_id, state=ResourceState.ACTIVE)
-            .select_related(
-                "created_by_request__team__group", "created_by_request__requester", "team", "parent", "owner"
-            )
-            .first()
-        )
-        if resource is None or change_in_flight(resource):  # busy elsewhere, or no longer active
-            return findings
-        request = resource.created_by_request
-        manifests = {cluster.ref_of(m): m for m in resource_manifests(resource)}
-        for row in resource.managed_objects.filter(deleted_at__isnull=True, applied_at__isnull=False):
-            ref = cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)
-            manifest = manifests.get(ref)
-            if manifest is None:
+    resource = (
+        Resource.objects.filter(pk=resource_id, state=ResourceState.ACTIVE)
+        .select_related("created_by_request__team__group", "created_by_request__requester", "team", "parent", "owner")
+        .first()
+    )
+    if resource is None or change_in_flight(resource):  # no longer active, or an upgrade owns it now
+        return findings
+    request = resource.created_by_request
+    manifests = {cluster.ref_of(m): m for m in resource_manifests(resource)}
+    for row in resource.managed_objects.filter(deleted_at__isnull=True, applied_at__isnull=False):
+        ref = cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)
+        manifest = manifests.get(ref)
+        if manifest is None:
+            continue
+        live = cluster.read(ref)
+        if live is None:
+            if not _still_reconcilable(resource):
+                break
+            stored = cluster.apply(manifest)
+            note = "was deleted outside Leasehold; re-applied"
+            if row.kind == "Secret" and request.kind == Kind.DATABASE:
+                note += " with a new password (the old one existed only in the deleted Secret)"
+        elif (live.get("metadata") or {}).get("deletionTimestamp"):
+            note = "is being deleted outside Leasehold; it is re-applied once it is gone"
+            if row.drift != note and _note_drift(row, note, uid=None, resource=resource, audit=True):
+                findings.append(f"{row}: {note}")
+            continue
+        else:
+            changed = differences(live, cluster.apply(manifest, dry_run=True))
+            if not changed:
                 continue
-            live = cluster.read(ref)
-            if live is None:
-                stored = cluster.apply(manifest)
-                note = "was deleted outside Leasehold; re-applied"
-                if row.kind == "Secret" and request.kind == Kind.DATABASE:
-                    note += " with a new password (the old one existed only in the deleted Secret)"
-            elif (live.get("metadata") or {}).get("deletionTimestamp"):
-                note = "is being deleted outside Leasehold; it is re-applied once it is gone"
-                if row.drift != note:
-                    _note_drift(row, note, uid=None, resource=resource, audit=True)
-                    findings.append(f"{row}: {note}")
+            if not _still_reconcilable(resource):
+                break
+            stored = cluster.apply(manifest)
+            if only_stamps(changed):
                 continue
-            else:
-                changed = differences(live, cluster.apply(manifest, dry_run=True))
-                if not changed:
-                    continue
-                stored = cluster.apply(manifest)
-                if only_stamps(changed):
-                    continue
-                shown = ", ".join(path_text(path) for path in changed[:5]) + (" …" if len(changed) > 5 else "")
-                note = f"fields owned by Leasehold were changed outside it ({shown}); restored"
-                if pod_security_labels_of(live) != pod_security_labels_of(manifest):
-                    note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
-            _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True)
+            shown = ", ".join(path_text(path) for path in changed[:5]) + (" …" if len(changed) > 5 else "")
+            note = f"fields owned by Leasehold were changed outside it ({shown}); restored"
+            if pod_security_labels_of(live) != pod_security_labels_of(manifest):
+                note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
+        if _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True):
             findings.append(f"{row}: {note}")
     return findings
 

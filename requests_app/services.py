@@ -467,6 +467,22 @@ def request_cancel(*, request: ResourceRequest, actor) -> ResourceRequest:
     return request
 
 
+def followups_withdraw(*, resource: Resource, reason: str) -> int:
+    """Cancel the requests still waiting for approval that would change `resource` (an extension, an
+    upgrade, a rollback) now that it can no longer be changed (it is being reclaimed): their steps leave
+    every queue, and each is audited with the reason. Runs inside the caller's transaction."""
+    waiting = (
+        ResourceRequest.objects.select_for_update()
+        .filter(resource=resource, state=RequestState.PENDING_APPROVAL)
+        .exclude(action=Action.CREATE)
+    )
+    count = 0
+    for request in waiting:
+        transition_apply(request, "cancel", actor=None, verb="cancelled", detail=reason)
+        count += 1
+    return count
+
+
 def request_approve(*, request: ResourceRequest, actor, detail: str) -> None:
     """Mark a request approved (called by the approval engine when its chain completes)."""
     transition_apply(request, "approve", actor=actor, verb="approved", detail=detail)

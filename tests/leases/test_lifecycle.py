@@ -109,11 +109,13 @@ def test_an_extension_approved_while_the_lease_is_reclaiming_fails_with_the_reas
 ):
     settings.LEASE_MAX_TOTAL_DAYS = 20
     _, request = lease_extend(resource=namespace, actor=requester, days=10, justification="quarter end")
+    step_decide(step_id=request.approval_steps.get().pk, user=approver, verdict="approve")
+    request.refresh_from_db()
+    assert request.state == "approved"  # its task has not run yet
     from leases.services import resource_release
 
     resource_release(resource=namespace, actor=requester)
     assert lease_of(namespace).state in ("reclaiming", "reclaimed")
-    step_decide(step_id=request.approval_steps.get().pk, user=approver, verdict="approve")
 
     extension_fulfil(request_id=request.pk)
 
@@ -121,6 +123,22 @@ def test_an_extension_approved_while_the_lease_is_reclaiming_fails_with_the_reas
     assert request.state == "failed"
     assert "can no longer be extended" in request.error
     assert AuditEvent.objects.filter(request=request, verb="failed").count() == 1
+
+
+def test_an_extension_still_waiting_is_withdrawn_when_reclamation_starts(namespace, requester, approver, settings):
+    from approvals.selectors import steps_decidable_by
+    from leases.services import resource_release
+
+    settings.LEASE_MAX_TOTAL_DAYS = 20
+    _, request = lease_extend(resource=namespace, actor=requester, days=10, justification="quarter end")
+    assert steps_decidable_by(approver).filter(request=request).exists()
+
+    resource_release(resource=namespace, actor=requester)
+
+    request.refresh_from_db()
+    assert request.state == "cancelled"
+    assert "being reclaimed" in AuditEvent.objects.get(request=request, verb="cancelled").detail
+    assert not steps_decidable_by(approver).filter(request=request).exists()
 
 
 def test_a_lost_extension_task_is_sent_again_by_the_follow_up(namespace, requester, approver, settings):
