@@ -73,5 +73,10 @@ class LogoutView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         request.auth.delete()
+        had_session = request.session.session_key is not None
         user_logged_out.send(sender=request.user.__class__, request=request, user=request.user)
+        if not had_session:
+            # As at login: axes makes a session to find its access-log row by the session's hash; a
+            # token client has none, and a logout must not leave one behind (nor send its cookie).
+            request.session.flush()
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -274,6 +274,12 @@ def test_logout_ends_the_token_it_was_made_with(lucy):
     assert with_token(other).get("/api/v1/me/").status_code == 200
 
 
+def test_logout_leaves_no_session_or_cookie_behind(lucy):
+    response = with_token(token_of("lucy")).post("/api/v1/auth/logout/")
+    assert response.status_code == 204
+    assert "sessionid" not in response.cookies and not Session.objects.exists()
+
+
 @pytest.mark.parametrize(
     "header",
     [
