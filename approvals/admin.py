@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from requests_app.admin import ReadOnlyAdmin
 from requests_app.errors import LeaseholdError, public_message
 
 from .forms import DelegationAdminForm, PolicyForm
@@ -15,17 +16,6 @@ from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, Deleg
 from .policy import parse_policy
 from .selectors import policy_in_force, policy_source_in_force
 from .services import delegation_create, delegation_revoke, policy_load
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(ApprovalPolicy)

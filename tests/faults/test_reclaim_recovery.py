@@ -16,9 +16,7 @@ from leases.services import reclaim_pass, resource_release
 from provisioning import cluster
 from provisioning.services import request_provision
 from requests_app.models import ResourceRequest
-from requests_app.services import request_submit
-from tests.factories import app_template
-from tests.integration.conftest import approve_and_provision, namespace_gone
+from tests.integration.conftest import approve_and_provision, file_app, namespace_gone
 
 from .conftest import wait_for
 from .proxy import Rule
@@ -112,19 +110,7 @@ def test_namespaces_stuck_terminating_never_use_up_the_cap(approved_namespace, c
 def test_a_pass_that_cannot_reach_the_cluster_records_nothing_it_did_not_do(
     approved_namespace, requester, approver, proxy, faulty_env, kube_api, monkeypatch, settings
 ):
-    ns_request = approve_and_provision(approved_namespace(), approver)
-    app_template("web")
-    filed = request_submit(
-        requester=requester,
-        team="atlas",
-        kind="app",
-        name="shop",
-        environment="dev",
-        lease_days=7,
-        justification="t",
-        spec={"namespace": str(ns_request.resource_id), "template": "web", "replicas": 2},
-    )
-    app = approve_and_provision(filed, approver).resource
+    app = file_app(approve_and_provision(approved_namespace(), approver), requester, approver, replicas=2)
     apps = client.AppsV1Api(kube_api)
     lease = Lease.objects.get(resource=app)
     expired = lease.expires_at + timedelta(minutes=1)

@@ -18,8 +18,10 @@ from kubernetes.client.exceptions import ApiException
 from approvals.services import step_decide
 from config.celery import app as celery_app
 from provisioning import cluster
+from requests_app.models import Resource
 from requests_app.services import request_submit
 from tests.conftest import require_env
+from tests.factories import app_template
 
 
 @pytest.fixture(scope="session")
@@ -232,3 +234,20 @@ def worker(celery_processes):
     require_env("LDAP_URI")
     celery_app.control.purge()
     return celery_processes("worker").proc
+
+
+def file_app(namespace_request, requester, approver, lease_days: int = 7, replicas: int = 1):
+    """File an app `shop` (template web) in an active namespace, approve it and provision it; returns the
+    app's Resource, active."""
+    app_template("web")
+    filed = request_submit(
+        requester=requester,
+        team="atlas",
+        kind="app",
+        name="shop",
+        environment="dev",
+        lease_days=lease_days,
+        justification="t",
+        spec={"namespace": str(namespace_request.resource_id), "template": "web", "replicas": replicas},
+    )
+    return Resource.objects.get(pk=approve_and_provision(filed, approver).resource_id)

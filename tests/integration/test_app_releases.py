@@ -14,26 +14,9 @@ from provisioning.services import (
 )
 from requests_app.errors import InvalidState, ValidationFailed
 from requests_app.models import AuditEvent, Resource
-from requests_app.services import request_submit
-from tests.factories import app_template
-from tests.integration.conftest import approve_and_provision
+from tests.integration.conftest import approve_and_provision, file_app
 
 pytestmark = pytest.mark.django_db
-
-
-def file_app(namespace_request, requester, approver, lease_days=7) -> Resource:
-    app_template("web")
-    filed = request_submit(
-        requester=requester,
-        team="atlas",
-        kind="app",
-        name="shop",
-        environment="dev",
-        lease_days=lease_days,
-        justification="t",
-        spec={"namespace": str(namespace_request.resource_id), "template": "web", "replicas": 1},
-    )
-    return Resource.objects.get(pk=approve_and_provision(filed, approver).resource_id)
 
 
 @pytest.fixture
