@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
 from requests_app.models import AuditEvent, Environment, Kind, Resource, ResourceRequest
@@ -62,6 +62,22 @@ class RequestSerializer(RequestSummarySerializer):
     def get_approval(self, obj: ResourceRequest):
         render = request_sections.get("approval")
         return render(obj) if render else None
+
+
+# The body of CONTRACT.md §3, shown in /api/docs/ (and sent as it is by tests/api/test_schemathesis.py).
+REQUEST_BODY_EXAMPLE = OpenApiExample(
+    "A small namespace",
+    value={
+        "kind": "namespace",
+        "team": "atlas",
+        "name": "checkout",
+        "environment": "dev",
+        "lease_days": 14,
+        "justification": "load tests for checkout v2",
+        "spec": {"plan": "small"},
+    },
+    request_only=True,
+)
 
 
 class RequestCreateSerializer(serializers.Serializer):
