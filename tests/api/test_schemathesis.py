@@ -189,6 +189,7 @@ def world(refusing_cluster, atlas, zephyr, requester, teammate, approver, outsid
         token=key,
         ids={
             "resources": [str(r.pk) for r in resources],
+            "apps": [str(app.pk)],
             "requests": [str(r.pk) for r in requests],
             "approvals": [str(s.pk) for s in waiting.approval_steps.all()],
         },
@@ -230,13 +231,19 @@ def _child(namespace: Resource, owner, kind: str, name: str, spec: dict) -> Reso
 
 
 def aim_at_seeded_objects(case, world: World) -> None:
-    """Swap three in four generated path ids for a seeded object's id of the kind the path names.
+    """Swap three in four generated path ids for a seeded object's id of the kind the path names, and
+    send the schema's example bodies (a valid extension, upgrade, rollback) to the object they fit: the
+    leased namespace, or the app for an upgrade or rollback.
 
     Chosen by a checksum of the generated id and body (the coverage phase varies the body under one id),
     so a run repeats exactly."""
     collection = case.operation.path.split("/")[3]  # /api/v1/<collection>/...
     pool = world.ids.get(collection) or []
     if not pool or "id" not in (case.path_parameters or {}):
+        return
+    if case.meta is not None and case.meta.phase.name.value == "examples":
+        app = case.operation.path.endswith(("/upgrade/", "/rollback/"))
+        case.path_parameters["id"] = world.ids["apps"][0] if app else pool[0]
         return
     checksum = zlib.crc32(f"{case.path_parameters['id']!r} {case.body!r}".encode())
     if checksum % 4:
