@@ -34,6 +34,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	SECRET_KEY=lint-only-not-a-secret $(VENV)/bin/mypy config requests_app approvals provisioning leases accounts
+	$(VENV)/bin/bandit -q -c pyproject.toml -ll -r config requests_app approvals provisioning leases accounts
 
 ## build the local Kubernetes control plane binaries now (make run/test do it on first use)
 services-build:

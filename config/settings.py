@@ -392,6 +392,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's own three, with a JSON parser that answers a too deeply nested body with a 400.
+    "DEFAULT_PARSER_CLASSES": [
+        "requests_app.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "requests_app.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,

@@ -592,21 +592,23 @@ def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
 
 
 def _start_backup(*, database: Resource, now: datetime) -> Backup:
-    manifests = backup.backup_manifests(database=database, password=backup.database_password(database), at=now)
-    return _launch_job(
-        database=database,
-        manifests=manifests,
-        kind=BackupKind.DUMP,
-        location=backup.backup_location(backup.backup_path(database, now)),
-        now=now,
-    )
+    location = backup.backup_location(backup.backup_path(database, now))
+    try:
+        password = backup.database_password(database)
+    except ClusterError as exc:
+        # Without the password (its Secret was deleted from the namespace, or cannot be read) there is
+        # nothing to dump with: a failed backup like a refused Job — audited, alerted once, tried again
+        # hourly, and nothing is deleted. Not an error to the caller of a release: the data is safe.
+        job = backup.backup_manifests(database=database, password="", at=now)[-1]
+        record = _record_job(database=database, job=job, kind=BackupKind.DUMP, location=location, now=now)
+        _finish_backup(record, BackupState.FAILED, now, detail=f"the database's password could not be read: {exc}")
+        return record
+    manifests = backup.backup_manifests(database=database, password=password, at=now)
+    return _launch_job(database=database, manifests=manifests, kind=BackupKind.DUMP, location=location, now=now)
 
 
-def _launch_job(*, database: Resource, manifests: list[dict], kind: str, location: str, now: datetime) -> Backup:
-    """Record a dump or restore Job and apply it (its password Secret first); a Job the cluster refuses
-    is recorded as failed, which alerts."""
-    job = manifests[-1]
-    record = Backup.objects.create(
+def _record_job(*, database: Resource, job: dict, kind: str, location: str, now: datetime) -> Backup:
+    return Backup.objects.create(
         resource=database,
         kind=kind,
         job_namespace=job["metadata"]["namespace"],
@@ -614,6 +616,12 @@ def _launch_job(*, database: Resource, manifests: list[dict], kind: str, locatio
         location=location,
         started_at=now,
     )
+
+
+def _launch_job(*, database: Resource, manifests: list[dict], kind: str, location: str, now: datetime) -> Backup:
+    """Record a dump or restore Job and apply it (its password Secret first); a Job the cluster refuses
+    is recorded as failed, which alerts."""
+    record = _record_job(database=database, job=manifests[-1], kind=kind, location=location, now=now)
     what = "backup" if kind == BackupKind.DUMP else "restore"
     try:
         for manifest in manifests:

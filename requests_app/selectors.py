@@ -29,8 +29,8 @@ def requests_visible_to(user) -> QuerySet[ResourceRequest]:
     if not user.is_authenticated:
         return qs.none()
     visible = Q(team__in=teams_of(user))
-    for extra in request_visibility:
-        visible |= extra(user)
+    for also_visible in request_visibility:
+        visible |= also_visible(user)
     return qs.filter(pk__in=ResourceRequest.objects.filter(visible).values("pk"))
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import django_filters
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -67,7 +67,13 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         return resources_visible_to(self.request.user)
 
-    @extend_schema(request=ExtendSerializer, responses={200: ResourceSerializer, 202: RequestSerializer})
+    @extend_schema(
+        request=ExtendSerializer,
+        responses={200: ResourceSerializer, 202: RequestSerializer},
+        examples=[
+            OpenApiExample("A week more", value={"days": 7, "justification": "demo on Friday"}, request_only=True)
+        ],
+    )
     @action(detail=True, methods=["post"])
     def extend(self, request: Request, pk=None) -> Response:
         """Extend the lease: 200 with the resource when within policy, 202 with an extend request otherwise."""
@@ -86,7 +92,13 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
             status=status.HTTP_202_ACCEPTED,
         )
 
-    @extend_schema(request=UpgradeSerializer, responses={202: RequestSerializer})
+    @extend_schema(
+        request=UpgradeSerializer,
+        responses={202: RequestSerializer},
+        examples=[
+            OpenApiExample("A new tag", value={"image_tag": "1.5.0", "justification": "bug fixes"}, request_only=True)
+        ],
+    )
     @action(detail=True, methods=["post"])
     def upgrade(self, request: Request, pk=None) -> Response:
         """Apps: file an upgrade to another image tag (through approval)."""
@@ -94,7 +106,13 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         body.is_valid(raise_exception=True)
         return self._accepted(app_upgrade_file(resource=self.get_object(), actor=request.user, **body.validated_data))
 
-    @extend_schema(request=RollbackSerializer, responses={202: RequestSerializer})
+    @extend_schema(
+        request=RollbackSerializer,
+        responses={202: RequestSerializer},
+        examples=[
+            OpenApiExample("Back to release 1", value={"release": 1, "justification": "1.5.0 leaks"}, request_only=True)
+        ],
+    )
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, pk=None) -> Response:
         """Apps: file a rollback to an earlier release, whose full configuration is applied again."""

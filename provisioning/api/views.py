@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from provisioning.api.serializers import ProgressSerializer
 from provisioning.services import provisioning_progress, render_request, request_plan
-from requests_app.api.serializers import RequestCreateSerializer
+from requests_app.api.serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer
 from requests_app.selectors import requests_visible_to
 from requests_app.services import request_build
 
@@ -25,7 +25,7 @@ def request_plan_view(request: Request, pk) -> Response:
     return Response({"objects": request_plan(request=filed)})
 
 
-@extend_schema(request=RequestCreateSerializer, responses=PlanSerializer)
+@extend_schema(request=RequestCreateSerializer, responses=PlanSerializer, examples=[REQUEST_BODY_EXAMPLE])
 @api_view(["POST"])
 def plan_preview_view(request: Request) -> Response:
     """The Kubernetes objects a request body would apply, without filing it."""

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
 from requests_app.models import AuditEvent, Environment, Kind, Resource, ResourceRequest
 from requests_app.sections import request_sections, resource_sections
+
+# A section another app renders; null when it has nothing to say (no approval chain, no lease yet, not a database).
+NULLABLE_OBJECT = {"type": "object", "additionalProperties": {}, "nullable": True}
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -56,10 +58,26 @@ class RequestSerializer(RequestSummarySerializer):
     def get_error(self, obj: ResourceRequest) -> str | None:
         return obj.error or None
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_approval(self, obj: ResourceRequest):
         render = request_sections.get("approval")
         return render(obj) if render else None
+
+
+# The body of CONTRACT.md §3, shown in /api/docs/ (and sent as it is by tests/api/test_schemathesis.py).
+REQUEST_BODY_EXAMPLE = OpenApiExample(
+    "A small namespace",
+    value={
+        "kind": "namespace",
+        "team": "atlas",
+        "name": "checkout",
+        "environment": "dev",
+        "lease_days": 14,
+        "justification": "load tests for checkout v2",
+        "spec": {"plan": "small"},
+    },
+    request_only=True,
+)
 
 
 class RequestCreateSerializer(serializers.Serializer):
@@ -121,7 +139,7 @@ class ResourceSerializer(serializers.ModelSerializer):
         render = resource_sections.get(name)
         return render(obj) if render else None
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_lease(self, obj: Resource):
         return self._section("lease", obj)
 
@@ -129,7 +147,7 @@ class ResourceSerializer(serializers.ModelSerializer):
     def get_objects(self, obj: Resource):
         return self._section("objects", obj) or []
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_connection(self, obj: Resource):
         return self._section("connection", obj)
 

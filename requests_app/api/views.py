@@ -11,7 +11,7 @@ from requests_app import services
 from requests_app.models import Kind, RequestState, ResourceRequest
 from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
-from .serializers import RequestCreateSerializer, RequestSerializer
+from .serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer, RequestSerializer
 
 
 class RequestFilter(django_filters.FilterSet):
@@ -33,7 +33,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self):
         return requests_visible_to(self.request.user).prefetch_related("events")
 
-    @extend_schema(request=RequestCreateSerializer, responses={201: RequestSerializer})
+    @extend_schema(request=RequestCreateSerializer, responses={201: RequestSerializer}, examples=[REQUEST_BODY_EXAMPLE])
     def create(self, request: Request) -> Response:
         body = RequestCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)

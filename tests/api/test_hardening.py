@@ -70,6 +70,15 @@ def test_a_huge_page_limit_is_capped_not_a_500(api, requester, atlas):
         assert api.as_(requester).get(f"{url}?limit=99999999999999999999").status_code == 200, url
 
 
+def test_a_json_body_nested_too_deeply_to_decode_is_a_400_not_a_500(api, requester, atlas):
+    """Python's JSON decoder gives up on `[[[[...]]]]` with a RecursionError, which DRF let through."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    for url in ("/api/v1/requests/", "/api/v1/plan/", "/api/v1/auth/token/"):
+        response = api.as_(requester).post(url, body, content_type="application/json")
+        assert response.status_code == 400, (url, response.status_code)
+        assert response.json() == {"detail": "JSON parse error - nested too deeply."}
+
+
 # --- an unreachable cluster is told as such, without internals -----------------------------------------
 
 

@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from approvals.services import step_decide
 from leases.models import Backup, Lease
 from leases.services import reclaim_pass
+from provisioning.renderers import database_secret_name
 from provisioning.services import request_provision
 from requests_app.models import AuditEvent
 from requests_app.services import request_submit
@@ -158,3 +159,31 @@ def test_a_failed_backup_deletes_nothing_and_alerts(
     assert Backup.objects.filter(resource=database).count() == 1
     Lease.objects.get(resource=namespace).refresh_from_db()
     assert Lease.objects.get(resource=namespace).state == "reclaiming"
+
+
+def test_a_database_whose_secret_is_gone_is_released_with_a_failed_backup_not_a_503(
+    namespace_with_database,
+    backup_namespace,
+    kube_api,
+    core,
+    api,
+    requester,
+    admin_user,
+    django_capture_on_commit_callbacks,
+):
+    """The team may delete the database's Secret (it has `edit` in its namespace). Releasing the database
+    then records a failed backup, alerts and deletes nothing; it was a 503 "cluster unreachable" that
+    left the lease reclaiming with no backup recorded (found by tests/api/test_schemathesis.py)."""
+    namespace, database = namespace_with_database
+    core.delete_namespaced_secret(database_secret_name("orders"), namespace.namespace_name)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.as_(requester).post(f"/api/v1/resources/{database.pk}/release/")
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "reclaiming"
+    backup = Backup.objects.get(resource=database)
+    assert backup.state == "failed"
+    assert "password could not be read" in backup.detail
+    assert client.AppsV1Api(kube_api).read_namespaced_stateful_set("orders", namespace.namespace_name)
+    assert any("backup failed" in m.subject for m in mail.outbox)
+    assert AuditEvent.objects.filter(verb="backup_failed", resource=database).count() == 1
