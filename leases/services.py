@@ -494,7 +494,8 @@ def _owners_to_check(*, dry_run: bool, now: datetime) -> list[int]:
     )
     if not dry_run and oldest:
         OwnerCheck.objects.bulk_create(
-            [OwnerCheck(user_id=pk, checked_at=now) for pk in oldest],
+            # In key order, so that two passes upserting overlapping batches lock rows in the same order.
+            [OwnerCheck(user_id=pk, checked_at=now) for pk in sorted(oldest)],
             update_conflicts=True,
             unique_fields=["user"],
             update_fields=["checked_at"],
