@@ -366,6 +366,9 @@ LEASEHOLD_LEASE_CLAIM_SECONDS = env.float("LEASEHOLD_LEASE_CLAIM_SECONDS", defau
 # often, so that records follow the cluster within a minute; each check is one read per lease.
 LEASEHOLD_RECLAIM_FOLLOW_SECONDS = env.float("LEASEHOLD_RECLAIM_FOLLOW_SECONDS", default=20.0)
 LEASEHOLD_RECLAIM_FOLLOW_MAX = env.int("LEASEHOLD_RECLAIM_FOLLOW_MAX", default=500)
+# Each pass checks this many owners (those checked longest ago) for still being in their resources'
+# teams, plus every deactivated owner: with LDAP, one directory read per owner checked.
+LEASEHOLD_HANDOVER_BATCH = env.int("LEASEHOLD_HANDOVER_BATCH", default=50)
 # Backups before deletion: pg_dump Jobs run in this namespace and write to this volume claim in it.
 # The namespace carries the label `leasehold.io/backups: "true"`, which team namespaces' network
 # policy admits, so the Job reaches the databases.

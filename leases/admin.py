@@ -8,7 +8,7 @@ from requests_app.admin import ReadOnlyAdmin
 from requests_app.errors import LeaseholdError
 
 from .forms import LeaseCorrectionForm
-from .models import Backup, Lease, LeaseState
+from .models import Backup, Lease, LeaseState, OwnerCheck
 from .services import lease_correct_expiry
 
 LEASE_FIELDS = (
@@ -80,3 +80,12 @@ class BackupAdmin(ReadOnlyAdmin):
         "started_at",
         "finished_at",
     ]
+
+
+@admin.register(OwnerCheck)
+class OwnerCheckAdmin(ReadOnlyAdmin):
+    """When the reclamation pass last checked an owner's teams (it picks the oldest checks next)."""
+
+    list_display = ["user", "checked_at"]
+    readonly_fields = ["user", "checked_at"]
+    ordering = ["checked_at"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from requests_app.models import Resource
@@ -27,6 +31,9 @@ class Lease(ConcurrentTransitionMixin, models.Model):
     extensions = models.PositiveIntegerField(default=0)
     state = FSMField(max_length=12, choices=LeaseState.choices, default=LeaseState.ACTIVE, protected=True)
     notices_sent = models.JSONField(default=list, blank=True, help_text="Days-before-expiry already notified.")
+    # When the next notice falls due (the largest threshold not yet notified); kept by `save()` from
+    # `expires_at` and `notices_sent`, so that a pass selects only the leases that cross a threshold.
+    next_notice_at = models.DateTimeField(null=True, blank=True, editable=False)
     reclaimed_at = models.DateTimeField(null=True, blank=True)
     last_report = models.TextField(blank=True, help_text="What the last reclamation pass found.")
     quarantined_replicas = models.JSONField(
@@ -42,9 +49,33 @@ class Lease(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         ordering = ["expires_at"]
+        # What a reclamation pass selects, each by an index that leaves out the reclaimed leases (the
+        # bulk of the table after a while): the pass costs what is due, not what exists.
+        indexes = [
+            models.Index(fields=["expires_at"], name="lease_active_expiry", condition=Q(state="active")),
+            models.Index(
+                fields=["next_notice_at"],
+                name="lease_notice_due",
+                condition=Q(state="active", next_notice_at__isnull=False),
+            ),
+            models.Index(fields=["grace_until"], name="lease_grace_until", condition=Q(state="grace")),
+            models.Index(fields=["id"], name="lease_reclaiming", condition=Q(state="reclaiming")),
+            models.Index(
+                fields=["id"],
+                name="lease_unrestored",
+                condition=Q(state="active") & ~Q(quarantined_replicas={}),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"lease of {self.resource} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.next_notice_at = next_notice_at(self.expires_at, self.notices_sent)
+        fields = kwargs.get("update_fields")
+        if fields is not None and {"expires_at", "notices_sent"} & set(fields):
+            kwargs["update_fields"] = [*fields, "next_notice_at"]
+        super().save(*args, **kwargs)
 
     @transition(field=state, source=LeaseState.ACTIVE, target=LeaseState.GRACE)
     def enter_grace(self, grace_until) -> None:
@@ -61,6 +92,28 @@ class Lease(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=LeaseState.RECLAIMING, target=LeaseState.RECLAIMED)
     def mark_reclaimed(self, at) -> None:
         self.reclaimed_at = at
+
+
+def next_notice_at(expires_at: datetime | None, notices_sent: list[int]) -> datetime | None:
+    """When the largest threshold of LEASE_NOTICE_DAYS not notified yet is crossed (None: all were)."""
+    pending = [d for d in settings.LEASE_NOTICE_DAYS if d not in (notices_sent or [])]
+    if expires_at is None or not pending:
+        return None
+    return expires_at - timedelta(days=max(pending))
+
+
+class OwnerCheck(models.Model):
+    """When the reclamation pass last checked that a user still belongs to the teams of what they own:
+    each pass checks the owners checked longest ago (a bounded batch), so that the directory is read
+    for a few owners per pass, not for every resource."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="owner_check"
+    )
+    checked_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"owner {self.user_id} checked {self.checked_at:%Y-%m-%d %H:%M}"
 
 
 class BackupState(models.TextChoices):

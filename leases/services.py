@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from provisioning import cluster
 from provisioning.errors import ClusterError
+from provisioning.models import ManagedObject
 from provisioning.services import resource_manifests, resource_reapply, resource_teardown
 from requests_app.errors import InvalidState, NotAllowed, Unavailable, ValidationFailed
 from requests_app.models import (
@@ -39,7 +41,7 @@ from requests_app.services import (
 )
 
 from . import backup, notices, workloads
-from .models import Backup, BackupKind, BackupState, Lease, LeaseState
+from .models import Backup, BackupKind, BackupState, Lease, LeaseState, OwnerCheck, next_notice_at
 
 log = logging.getLogger(__name__)
 BACKUP_RETRY_AFTER = timedelta(hours=1)
@@ -396,6 +398,10 @@ class ReclaimReport:
         return out
 
 
+# What `_label` reads: a namespace's name is made of its team's slug, a database's of its namespace's.
+_LABEL_RELATED = ("resource", "resource__team", "resource__parent__team")
+
+
 def _label(lease: Lease) -> str:
     r = lease.resource
     where = r.namespace_name if r.kind == Kind.NAMESPACE else f"{r.namespace_name}/{r.name}"
@@ -413,11 +419,16 @@ def _thresholds_due(lease: Lease, now: datetime) -> list[int]:
 
 def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None:
     """One email per crossed threshold of LEASE_NOTICE_DAYS, never twice (even with concurrent passes)."""
-    horizon = now + timedelta(days=max(settings.LEASE_NOTICE_DAYS, default=0))
-    candidates = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now, expires_at__lte=horizon)
-    for lease in candidates.select_related("resource", "resource__team", "resource__parent"):
+    # Only the leases that crossed a threshold not notified yet (`next_notice_at`, kept by Lease.save),
+    # by a partial index: a lease far from expiry is never read.
+    candidates = Lease.objects.filter(state=LeaseState.ACTIVE, next_notice_at__lte=now, expires_at__gt=now)
+    for lease in candidates.select_related(*_LABEL_RELATED).order_by("next_notice_at", "pk"):
         due = _thresholds_due(lease, now)
         if not due:
+            if not dry_run:  # LEASE_NOTICE_DAYS changed since: count down to what it says now
+                Lease.objects.filter(pk=lease.pk, next_notice_at=lease.next_notice_at).update(
+                    next_notice_at=next_notice_at(lease.expires_at, lease.notices_sent)
+                )
             continue
         if dry_run:
             report.notices.append(f"{_label(lease)}: {min(due)} day(s) left")
@@ -430,7 +441,7 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
             if not due:
                 continue
             locked.notices_sent = sorted({*locked.notices_sent, *due})
-            locked.save(update_fields=["notices_sent"])
+            locked.save(update_fields=["notices_sent"])  # and the next notice's time
             resource = lease.resource
             audit_record(
                 actor=None,
@@ -469,10 +480,38 @@ def _current_groups(user) -> set[str] | None:
     return set(user.groups.values_list("name", flat=True))
 
 
-def hand_over_departed(*, dry_run: bool, report: ReclaimReport) -> None:
-    """Resources whose owner left the team (or the directory) pass to the team, audited and notified."""
+def _owners_to_check(*, dry_run: bool, now: datetime) -> list[int]:
+    """The owners this pass checks: every deactivated one, and the LEASEHOLD_HANDOVER_BATCH owners checked
+    longest ago (never checked first). Each is recorded as checked (not in a dry run), so that every owner
+    is checked at least once every ⌈owners ÷ batch⌉ passes, with one directory read each."""
+    live = Resource.objects.filter(owner=OuterRef("pk")).exclude(state__in=Resource.TERMINAL)
+    owners = get_user_model().objects.filter(Exists(live))
+    deactivated = list(owners.filter(is_active=False).values_list("pk", flat=True))
+    oldest = list(
+        owners.filter(is_active=True)
+        .order_by(F("owner_check__checked_at").asc(nulls_first=True), "pk")
+        .values_list("pk", flat=True)[: settings.LEASEHOLD_HANDOVER_BATCH]
+    )
+    if not dry_run and oldest:
+        OwnerCheck.objects.bulk_create(
+            # In key order, so that two passes upserting overlapping batches lock rows in the same order.
+            [OwnerCheck(user_id=pk, checked_at=now) for pk in sorted(oldest)],
+            update_conflicts=True,
+            unique_fields=["user"],
+            update_fields=["checked_at"],
+        )
+    return deactivated + oldest
+
+
+def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | None = None) -> None:
+    """Resources whose owner left the team (or the directory) pass to the team, audited and notified.
+
+    A pass checks a bounded batch of owners (`_owners_to_check`), each one's groups read once."""
+    owners = _owners_to_check(dry_run=dry_run, now=now or database_now())
+    if not owners:
+        return
     cache: dict[int, set[str] | None] = {}
-    live = Resource.objects.filter(owner__isnull=False).exclude(state__in=Resource.TERMINAL)
+    live = Resource.objects.filter(owner_id__in=owners).exclude(state__in=Resource.TERMINAL)
     for resource in live.select_related("owner", "team__group").order_by("pk"):
         if _owner_still_in_team(resource.owner, resource.team, cache):
             continue
@@ -859,12 +898,12 @@ def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
 def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None:
     """The work of a pass: notices, hand-overs, grace, backups and reclamation."""
     send_notices(now=now, dry_run=dry_run, report=report)
-    hand_over_departed(dry_run=dry_run, report=report)
+    hand_over_departed(dry_run=dry_run, report=report, now=now)
     if not dry_run:
         check_restores(now=now, report=report)
 
     expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
-    for lease in expired.select_related("resource", "resource__team", "resource__parent"):
+    for lease in expired.select_related(*_LABEL_RELATED):
         if dry_run:
             report.to_grace.append(_label(lease))
             continue
@@ -894,16 +933,38 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> No
     # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
     budget = settings.RECLAIM_MAX_PER_RUN
     started: list[int] = []
-    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now)
-    for lease in due.select_related("resource", "resource__team", "resource__parent").order_by("grace_until", "pk"):
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now).select_related(*_LABEL_RELATED)
+    if dry_run:  # what the report lists of each lease, read in three queries, not three per lease
+        due = due.prefetch_related(
+            Prefetch(
+                "resource__managed_objects",
+                queryset=ManagedObject.objects.filter(deleted_at__isnull=True).order_by("pk"),
+                to_attr="live_objects",
+            ),
+            Prefetch(
+                "resource__children",
+                queryset=Resource.objects.filter(kind=Kind.DATABASE)
+                .exclude(state__in=Resource.TERMINAL)
+                .select_related("parent__team"),
+                to_attr="live_databases",
+            ),
+        )
+    for lease in due.order_by("grace_until", "pk"):
         if budget <= 0:
             report.deferred.append(_label(lease))
             continue
         budget -= 1
         if dry_run:
-            databases = backup.databases_to_back_up(lease.resource)
+            resource = lease.resource
+            databases = (
+                [resource]
+                if resource.kind == Kind.DATABASE
+                else resource.live_databases
+                if resource.kind == Kind.NAMESPACE
+                else []
+            )
             report.backups.extend(f"database {d.namespace_name}/{d.name}" for d in databases)
-            objects = lease.resource.managed_objects.filter(deleted_at__isnull=True)
+            objects = resource.live_objects
             report.reclaimed.append(f"{_label(lease)}: {', '.join(str(o) for o in objects) or 'no objects'}")
             continue
         _reclaim_into_report(lease, now, report)

@@ -16,7 +16,7 @@ from accounts.services import token_issue
 from approvals.models import ApprovalPolicy, ApprovalStep, Decision, Delegation
 from approvals.selectors import policy_source_in_force
 from approvals.services import delegation_create
-from leases.models import Backup, Lease
+from leases.models import Backup, Lease, OwnerCheck
 from leases.services import lease_open
 from provisioning.models import ManagedObject, ProvisioningJob, Release
 from provisioning.services import request_plan
@@ -80,6 +80,7 @@ def world(atlas, requester, approver, second_approver, admin_user, api):
     app_template("web")
     mail_queue(topic="expiry", subject="s", body="b", to=["dana@example.org"], deliver=False)
     token_issue(user=requester)
+    OwnerCheck.objects.create(user=requester, checked_at=timezone.now())
     return namespace
 
 
