@@ -11,5 +11,8 @@ class LeaseSerializer(serializers.ModelSerializer):
 
 def lease_section(resource) -> dict | None:
     """The `lease` part of a resource's representation."""
-    lease = Lease.objects.filter(resource=resource).first()
-    return LeaseSerializer(lease).data if lease else None
+    try:
+        lease = resource.lease  # selected with the list (see LeasesConfig.ready)
+    except Lease.DoesNotExist:
+        return None
+    return LeaseSerializer(lease).data
