@@ -19,7 +19,7 @@ def leases_visible_to(user) -> QuerySet[Lease]:
     leases = (
         Lease.objects.all()
         if user_is_admin(user)
-        else Lease.objects.filter(resource__team__in=teams_of(user).values("pk"))
+        else Lease.objects.filter(resource__team__in=list(teams_of(user).values_list("pk", flat=True)))
     )
     return leases.select_related(
         "resource", "resource__team", "resource__owner", "resource__parent", "resource__parent__team"

@@ -23,6 +23,12 @@ def teams_of(user) -> QuerySet[Team]:
     return Team.objects.filter(group__user=user)
 
 
+def _team_ids(user) -> list[int]:
+    """The caller's team ids, read first: as a list of constants (not a subquery) PostgreSQL can walk the
+    `(team, -created_at, -id)` index of each team and stop at the page instead of filtering every row."""
+    return list(teams_of(user).values_list("pk", flat=True))
+
+
 def teams_for_filters(user) -> QuerySet[Team]:
     """The teams a list can be filtered by: the caller's (every team for admins)."""
     return Team.objects.order_by("slug") if user_is_admin(user) else teams_of(user).order_by("slug")
@@ -39,7 +45,7 @@ def requests_visible_to(user) -> QuerySet[ResourceRequest]:
         return qs.none()
     # Each part is a semi-join (`team_id IN (...)`, `id IN (SELECT request_id ...)`) rather than a join,
     # so no row is repeated and PostgreSQL can walk the `(-created_at, -id)` index and stop at the page.
-    visible = Q(team__in=teams_of(user).values("pk"))
+    visible = Q(team__in=_team_ids(user))
     for extra in request_visibility:
         visible |= extra(user)
     return qs.filter(visible)
@@ -54,7 +60,7 @@ def resources_visible_to(user) -> QuerySet[Resource]:
         qs = qs.prefetch_related(*resource_prefetch)
     if user_is_admin(user):
         return qs
-    return qs.filter(team__in=teams_of(user).values("pk"))
+    return qs.filter(team__in=_team_ids(user))
 
 
 def request_events(request: ResourceRequest) -> QuerySet[AuditEvent]:
