@@ -11,10 +11,16 @@ class ApprovalsConfig(AppConfig):
 
         from . import receivers  # noqa: F401  (opens a chain when a request is filed)
         from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section
+        from .models import ApprovalStep
         from .selectors import user_group_names
 
         request_sections["approval"] = approval_section
         request_select.append("approval_chain")
         request_prefetch.extend(APPROVAL_SECTION_PREFETCH)
         # Approvers see the requests whose steps their groups decide (the queue links to them).
-        request_visibility.append(lambda user: Q(approval_steps__group__in=list(user_group_names(user))))
+        # A semi-join, not a join: a request is never repeated, and the list keeps its index order.
+        request_visibility.append(
+            lambda user: Q(
+                pk__in=ApprovalStep.objects.filter(group__in=list(user_group_names(user))).values("request_id")
+            )
+        )

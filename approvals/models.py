@@ -76,7 +76,12 @@ class ApprovalStep(ConcurrentTransitionMixin, models.Model):
     class Meta:
         ordering = ["request", "order"]
         constraints = [models.UniqueConstraint(fields=["chain", "order"], name="approvals_step_order_unique")]
-        indexes = [models.Index(fields=["state", "group"]), models.Index(fields=["state", "pending_since"])]
+        indexes = [
+            models.Index(fields=["state", "group"]),
+            models.Index(fields=["state", "pending_since"]),
+            # Who may see a request: the requests whose steps a group decides, in any state.
+            models.Index(fields=["group", "request"], name="approvals_step_group_request"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.group})"

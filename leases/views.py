@@ -9,10 +9,12 @@ from django.views.decorators.http import require_POST
 
 from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
-from requests_app.models import ResourceRequest
+from requests_app.models import Kind, ResourceRequest, ResourceState
+from requests_app.pages import page_of
 from requests_app.sections import resource_sections
-from requests_app.selectors import resources_visible_to, user_is_admin
+from requests_app.selectors import resources_visible_to, teams_for_filters, user_is_admin
 
+from .api.views import ResourceFilter
 from .models import Lease
 from .selectors import dashboard
 from .services import database_now, lease_extend, reclaim_pass, resource_release, resource_restore
@@ -20,8 +22,18 @@ from .services import database_now, lease_extend, reclaim_pass, resource_release
 
 @login_required
 def resource_list(request: HttpRequest) -> HttpResponse:
-    resources = resources_visible_to(request.user).select_related("lease")[:200]
-    return render(request, "leases/resource_list.html", {"resources": resources})
+    """The caller's resources, a page at a time, with the API's filters (`search`, `state`, `kind`, `team`)."""
+    filtered = ResourceFilter(request.GET, queryset=resources_visible_to(request.user)).qs
+    return render(
+        request,
+        "leases/resource_list.html",
+        {
+            "page": page_of(filtered, request.GET),
+            "states": ResourceState.choices,
+            "kinds": Kind.choices,
+            "teams": teams_for_filters(request.user),
+        },
+    )
 
 
 @login_required

@@ -5,7 +5,7 @@ class ProvisioningConfig(AppConfig):
     name = "provisioning"
 
     def ready(self) -> None:
-        from requests_app.sections import request_sections, resource_sections
+        from requests_app.sections import request_sections, resource_prefetch, resource_sections, resource_select
 
         from . import receivers  # noqa: F401  (enqueues provisioning when a request is approved)
         from .api.serializers import objects_section
@@ -16,3 +16,6 @@ class ProvisioningConfig(AppConfig):
         request_sections["provisioning"] = provisioning_progress
         resource_sections["connection"] = connection_section
         resource_sections["releases"] = releases_section
+        # A list of resources reads the sections' rows in one query each, not one per resource.
+        resource_select.append("created_by_request")
+        resource_prefetch.extend(["managed_objects", "releases"])

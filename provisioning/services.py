@@ -1091,5 +1091,6 @@ def releases_section(resource: Resource) -> list[dict] | None:
             "at": r.created_at,
             "rolled_back_from": r.rolled_back_from,
         }
-        for r in resource.releases.order_by("-number")
+        # Release.Meta orders by (resource, -number): `all()` keeps that order and uses the list's prefetch.
+        for r in resource.releases.all()
     ]

@@ -177,7 +177,12 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "updated_at"])]
+        indexes = [
+            models.Index(fields=["state", "updated_at"]),
+            # Lists are ordered by (-created_at, -id): all of them, and a team's.
+            models.Index(fields=["-created_at", "-id"], name="requests_list_order"),
+            models.Index(fields=["team", "-created_at", "-id"], name="requests_team_list_order"),
+        ]
         constraints = [
             # One live create request per team, kind and name, also when two are filed at once.
             models.UniqueConstraint(
@@ -293,6 +298,11 @@ class Resource(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # Lists are ordered by (-created_at, -id): all of them, and a team's.
+            models.Index(fields=["-created_at", "-id"], name="resources_list_order"),
+            models.Index(fields=["team", "-created_at", "-id"], name="resources_team_list_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.team.slug}/{self.name}"

@@ -16,5 +16,8 @@ resource_sections: dict[str, Callable[[Any], Any]] = {}
 # Lookups a list of requests prefetches so that the sections cost no query per row.
 request_prefetch: list[str] = []
 request_select: list[str] = []
+# The same for a list of resources (the `lease`, `objects`, `connection` and `releases` sections).
+resource_prefetch: list[Any] = []
+resource_select: list[str] = []
 # Who else may see a request besides its team and admins (approvers of its steps): user -> Q.
 request_visibility: list[Callable[[Any], Q]] = []

@@ -7,11 +7,20 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import services, specs
+from .api.views import RequestFilter
 from .errors import LeaseholdError, ValidationFailed, public_message
 from .forms import FORMS
-from .models import Kind
+from .models import Kind, RequestState
+from .pages import page_of
 from .sections import request_sections
-from .selectors import catalog, request_events, requests_visible_to, resources_visible_to, teams_of
+from .selectors import (
+    catalog,
+    request_events,
+    requests_visible_to,
+    resources_visible_to,
+    teams_for_filters,
+    teams_of,
+)
 
 
 @login_required
@@ -29,7 +38,18 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def request_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "requests_app/request_list.html", {"requests": requests_visible_to(request.user)[:200]})
+    """The caller's requests, a page at a time, with the API's filters (`search`, `state`, `kind`, `team`)."""
+    filtered = RequestFilter(request.GET, queryset=requests_visible_to(request.user)).qs
+    return render(
+        request,
+        "requests_app/request_list.html",
+        {
+            "page": page_of(filtered, request.GET),
+            "states": RequestState.choices,
+            "kinds": Kind.choices,
+            "teams": teams_for_filters(request.user),
+        },
+    )
 
 
 def _form_for(request: HttpRequest, data=None):

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from leases.services import lease_extend, resource_release, resource_restore
 from provisioning.services import app_rollback_file, app_upgrade_file
+from requests_app.api.pagination import UncountedLimitOffsetPagination
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer
 from requests_app.models import Kind, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import requests_visible_to, resources_visible_to
@@ -40,6 +41,7 @@ class ResourceFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=ResourceState.choices)
     kind = django_filters.ChoiceFilter(choices=Kind.choices)
     team = django_filters.CharFilter(field_name="team__slug")
+    search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
     # Bounded: a number of days beyond any lease would overflow the date arithmetic (a 500).
     expiring_within = django_filters.NumberFilter(
         method="filter_expiring_within",
@@ -63,6 +65,7 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     serializer_class = ResourceSerializer
     filterset_class = ResourceFilter
+    pagination_class = UncountedLimitOffsetPagination
 
     def get_queryset(self):
         return resources_visible_to(self.request.user)

@@ -11,6 +11,7 @@ from requests_app import services
 from requests_app.models import Kind, RequestState, ResourceRequest
 from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
+from .pagination import UncountedLimitOffsetPagination
 from .serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer, RequestSerializer
 
 
@@ -18,6 +19,7 @@ class RequestFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=RequestState.choices)
     kind = django_filters.ChoiceFilter(choices=Kind.choices)
     team = django_filters.CharFilter(field_name="team__slug")
+    search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
 
     class Meta:
         model = ResourceRequest
@@ -29,6 +31,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     serializer_class = RequestSerializer
     filterset_class = RequestFilter
+    pagination_class = UncountedLimitOffsetPagination
 
     def get_queryset(self):
         return requests_visible_to(self.request.user).prefetch_related("events")

@@ -1,8 +1,14 @@
-"""The lists and the request page issue a number of queries that does not grow with the data."""
+"""The lists and the request page issue a number of queries that does not grow with the data; the lists
+come a page at a time, filtered like the API."""
+
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from requests_app.models import ResourceRequest
+from leases.models import Lease
+from provisioning.models import ManagedObject, Release
+from requests_app.models import Resource, ResourceRequest
 from tests.factories import active_namespace
 
 pytestmark = pytest.mark.django_db
@@ -12,6 +18,56 @@ def make_requests(team, user, count):
     for i in range(count):
         active_namespace(team, user, name=f"ns{i}")
     return ResourceRequest.objects.first()
+
+
+def child(namespace, kind, name, user, spec):
+    request = ResourceRequest.objects.create(
+        kind=kind,
+        team=namespace.team,
+        requester=user,
+        name=name,
+        environment="dev",
+        lease_days=14,
+        spec=spec,
+        state="active",
+        parent=namespace,
+        frozen={"provider": "statefulset"},
+    )
+    resource = Resource.objects.create(
+        kind=kind,
+        name=name,
+        team=namespace.team,
+        owner=user,
+        environment="dev",
+        spec=spec,
+        lease_days=14,
+        created_by_request=request,
+        parent=namespace,
+        state="active",
+    )
+    return request, resource
+
+
+def make_resources(team, user, count):
+    """`count` resources of each kind, each with a lease and objects (and releases for apps): every
+    section of the resource representation has rows to read."""
+    now = timezone.now()
+    for i in range(count):
+        namespace = active_namespace(team, user, name=f"ns{i}")
+        _, database = child(
+            namespace,
+            "database",
+            f"db{i}",
+            user,
+            {"engine": "postgres", "version": "16", "storage": "10Gi", "plan": "small"},
+        )
+        request, app = child(namespace, "app", f"app{i}", user, {"template": "web", "image_tag": "1.0.0"})
+        Release.objects.create(resource=app, number=1, request=request, image_tag="1.0.0", spec={}, manifests=[])
+        for resource in (namespace, database, app):
+            Lease.objects.create(resource=resource, starts_at=now, expires_at=now + timedelta(days=14))
+            ManagedObject.objects.create(
+                resource=resource, api_version="v1", kind="ConfigMap", namespace=f"atlas-ns{i}", name=resource.name
+            )
 
 
 @pytest.mark.parametrize("count", [5, 50])
@@ -30,6 +86,28 @@ def test_the_request_list_page_and_api_do_not_grow_with_requests(
 
 
 @pytest.mark.parametrize("count", [5, 50])
+def test_the_resource_list_api_and_page_do_not_grow_with_resources(
+    client, api, requester, admin_user, atlas, count, django_assert_max_num_queries
+):
+    """Before the sections were prefetched, each resource cost a query for its lease, objects,
+    releases and connection (254-278 queries for a page of 100)."""
+    make_resources(atlas, requester, count)
+    for user in (requester, admin_user):
+        api.as_(user)
+        with django_assert_max_num_queries(10):
+            body = api.get("/api/v1/resources/").json()
+        assert len(body["results"]) == min(3 * count, 100)
+        by_kind = {r["kind"]: r for r in body["results"]}
+        assert by_kind["namespace"]["lease"]["state"] == "active"
+        assert by_kind["database"]["connection"] is not None
+        assert [r["number"] for r in by_kind["app"]["releases"]] == [1]
+        assert by_kind["app"]["objects"][0]["kind"] == "ConfigMap"
+        client.force_login(user)
+        with django_assert_max_num_queries(8):
+            assert client.get("/resources/").status_code == 200
+
+
+@pytest.mark.parametrize("count", [5, 50])
 def test_the_request_page_does_not_grow_with_other_requests(
     client, requester, atlas, count, django_assert_max_num_queries
 ):
@@ -37,3 +115,83 @@ def test_the_request_page_does_not_grow_with_other_requests(
     client.force_login(requester)
     with django_assert_max_num_queries(20):
         assert client.get(f"/requests/{first.pk}/").status_code == 200
+
+
+def test_the_api_lists_page_without_counting(api, requester, atlas):
+    """`next` leads through every row once, newest first, and no `COUNT(*)` is run."""
+    make_requests(atlas, requester, 7)
+    api.as_(requester)
+    seen, url = [], "/api/v1/requests/?limit=3"
+    while url:
+        body = api.get(url).json()
+        assert body["count"] is None
+        seen += [r["name"] for r in body["results"]]
+        url = body["next"]
+    assert seen == [f"ns{i}" for i in reversed(range(7))]
+    assert api.get("/api/v1/requests/?limit=3&offset=3").json()["previous"] is not None
+    assert api.get("/api/v1/resources/?limit=5&offset=5").json()["next"] is None
+
+
+def test_the_api_lists_filter_by_name(api, requester, atlas, zephyr, outsider):
+    make_requests(atlas, requester, 3)
+    active_namespace(zephyr, outsider, name="ns1-other")
+    api.as_(requester)
+    assert [r["name"] for r in api.get("/api/v1/requests/?search=NS1").json()["results"]] == ["ns1"]
+    assert [r["name"] for r in api.get("/api/v1/resources/?search=ns2").json()["results"]] == ["ns2"]
+    assert api.get("/api/v1/requests/?search=" + "x" * 64).status_code == 400
+
+
+def test_an_approver_sees_the_requests_their_groups_decide_once(api, requester, approver, atlas):
+    """Visibility through approval steps is a semi-join: a request with two steps for the same group
+    is listed once."""
+    from approvals.models import ApprovalChain, ApprovalStep
+
+    make_requests(atlas, requester, 2)
+    request = ResourceRequest.objects.get(name="ns0")
+    chain = ApprovalChain.objects.create(request=request, rule="default")
+    for order in (1, 2):
+        ApprovalStep.objects.create(chain=chain, request=request, order=order, name="p", group="platform-approvers")
+    api.as_(approver)
+    assert [r["name"] for r in api.get("/api/v1/requests/").json()["results"]] == ["ns0"]
+
+
+def test_the_web_lists_page_and_filter(client, requester, atlas, zephyr, outsider, admin_user):
+    make_requests(atlas, requester, 55)
+    active_namespace(zephyr, outsider, name="other")
+    client.force_login(requester)
+    first = client.get("/requests/").content.decode()
+    # Newest first: ns54 down to ns5 on the first page, ns4 to ns0 on the next.
+    assert "ns54" in first and "ns5<" in first and "ns4<" not in first and "other" not in first
+    assert "offset=50" in first
+    second = client.get("/requests/?offset=50").content.decode()
+    assert "ns4<" in second and "ns5<" not in second and "offset=50" not in second
+    assert "ns4<" in client.get("/resources/?offset=50").content.decode()
+    # Search by name, filters by state, kind and team, as the API has them; bad values are ignored.
+    searched = client.get("/requests/?search=ns12").content.decode()
+    assert "ns12" in searched and "ns11" not in searched
+    assert "ns1<" not in client.get("/requests/?state=pending_approval").content.decode()
+    assert "ns1<" not in client.get("/resources/?kind=database").content.decode()
+    assert "ns54<" in client.get("/resources/?kind=namespace&team=atlas&state=active").content.decode()
+    for junk in ("?offset=-4", "?offset=x", "?offset=99999999999999999999", "?state=nope", "?search=" + "x" * 300):
+        assert client.get("/requests/" + junk).status_code == 200
+        assert client.get("/resources/" + junk).status_code == 200
+    client.force_login(admin_user)
+    assert "other" in client.get("/resources/?team=zephyr").content.decode()
+    assert "ns1<" not in client.get("/resources/?team=zephyr").content.decode()
+
+
+def test_the_lease_dashboard_is_bounded(client, requester, atlas, django_assert_max_num_queries, monkeypatch):
+    """Each section shows at most DASHBOARD_ROWS leases, says when there are more, and the chart is
+    counted by the database."""
+    from leases import selectors
+
+    monkeypatch.setattr(selectors, "DASHBOARD_ROWS", 3)
+    now = timezone.now()
+    for i in range(5):
+        namespace = active_namespace(atlas, requester, name=f"ns{i}")
+        Lease.objects.create(resource=namespace, starts_at=now, expires_at=now + timedelta(days=1, hours=i))
+    client.force_login(requester)
+    with django_assert_max_num_queries(12):
+        page = client.get("/leases/").content.decode()
+    assert page.count("atlas-ns") == 3 and "The first 3 are shown" in page
+    assert 'title="week 1: 5"' in page and 'title="week 2: 0"' in page
