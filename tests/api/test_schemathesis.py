@@ -42,6 +42,7 @@ from requests_app.models import Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.conftest import require_env
 from tests.factories import active_namespace, app_template
+from tests.integration.conftest import token_kubeconfig
 
 # Bounded and repeatable: a fixed seed, no shrinking, no example database (.hypothesis/examples).
 # `max-examples` bounds the random (fuzzing) phase; the coverage phase adds a fixed set of boundary and
@@ -86,26 +87,7 @@ def refused_kubeconfig(tmp_path_factory):
         if (s.metadata.annotations or {}).get("kubernetes.io/service-account.name") == "default"
     )
     path = tmp_path_factory.mktemp("fuzz") / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": os.environ["LEASEHOLD_K8S_SERVER"],
-                            "certificate-authority": os.environ["LEASEHOLD_K8S_CA_FILE"],
-                        },
-                    }
-                ],
-                "users": [{"name": "nobody", "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "nobody"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    token_kubeconfig(path, token)
     return path, admin
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -251,3 +252,24 @@ def file_app(namespace_request, requester, approver, lease_days: int = 7, replic
         spec={"namespace": str(namespace_request.resource_id), "template": "web", "replicas": replicas},
     )
     return Resource.objects.get(pk=approve_and_provision(filed, approver).resource_id)
+
+
+def token_kubeconfig(path: Path, token: str) -> Path:
+    """A kubeconfig for the test cluster (its server and CA) that authenticates with `token`."""
+    cluster = {
+        "server": os.environ["LEASEHOLD_K8S_SERVER"],
+        "certificate-authority": os.environ["LEASEHOLD_K8S_CA_FILE"],
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "u", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path

@@ -3,8 +3,6 @@ lies outside that role is refused — against the real API server."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from provisioning.models import ManagedObject
 from provisioning.services import request_provision, resource_teardown, resources_reconcile
 from tests.conftest import require_env
 from tests.factories import app_template
-from tests.integration.conftest import file_and_provision
+from tests.integration.conftest import file_and_provision, token_kubeconfig
 
 pytestmark = pytest.mark.django_db
 
@@ -50,26 +48,7 @@ def service_account_kubeconfig(kube_api, tmp_path, monkeypatch):
         {"spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600}},
     ).status.token
     path = tmp_path / "sa-kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": os.environ["LEASEHOLD_K8S_SERVER"],
-                            "certificate-authority": os.environ["LEASEHOLD_K8S_CA_FILE"],
-                        },
-                    }
-                ],
-                "users": [{"name": "leasehold", "user": {"token": token}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "leasehold"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    token_kubeconfig(path, token)
     monkeypatch.setenv("KUBECONFIG", str(path))
     cluster.reset_clients()
     with override_settings(LEASEHOLD_CLUSTER="kubeconfig"):
