@@ -68,6 +68,40 @@ def active_namespace(team_obj: Team, owner, name: str = "checkout", plan: str = 
     )
 
 
+def active_child(namespace, kind: str, name: str, spec: dict, *, owner=None, lease_days: int = 14, frozen=None):
+    """A database or app that is already active in `namespace` (as the worker leaves it), without a cluster."""
+    from django.utils import timezone
+
+    from requests_app.models import Resource, ResourceRequest
+
+    owner = owner or namespace.owner
+    request = ResourceRequest.objects.create(
+        kind=kind,
+        team=namespace.team,
+        requester=owner,
+        name=name,
+        environment="dev",
+        lease_days=lease_days,
+        spec=spec,
+        frozen=frozen or {},
+        parent=namespace,
+        state="active",
+    )
+    return Resource.objects.create(
+        kind=kind,
+        name=name,
+        team=namespace.team,
+        owner=owner,
+        environment="dev",
+        spec=spec,
+        lease_days=lease_days,
+        parent=namespace,
+        created_by_request=request,
+        state="active",
+        activated_at=timezone.now(),
+    )
+
+
 def app_template(slug: str = "web", **overrides):
     from requests_app.models import AllowedRegistry, AppTemplate
 

@@ -37,7 +37,7 @@ from provisioning.models import ManagedObject, Release
 from requests_app.models import Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.conftest import namespace_body
-from tests.factories import UserFactory, active_namespace, app_template, team
+from tests.factories import UserFactory, active_child, active_namespace, app_template, team
 
 pytestmark = pytest.mark.django_db
 
@@ -289,30 +289,7 @@ def world(settings, no_cluster) -> World:
 
 def _child(namespace: Resource, kind: str, name: str, spec: dict) -> Resource:
     """A database or app that runs in `namespace`, as the worker leaves it, with its lease."""
-    request = ResourceRequest.objects.create(
-        kind=kind,
-        team=namespace.team,
-        requester=namespace.owner,
-        name=name,
-        environment="dev",
-        lease_days=14,
-        spec=spec,
-        parent=namespace,
-        state="active",
-    )
-    resource = Resource.objects.create(
-        kind=kind,
-        name=name,
-        team=namespace.team,
-        owner=namespace.owner,
-        environment="dev",
-        spec=spec,
-        lease_days=14,
-        parent=namespace,
-        created_by_request=request,
-        state="active",
-        activated_at=timezone.now(),
-    )
+    resource = active_child(namespace, kind, name, spec)
     lease_open(resource=resource)
     return resource
 

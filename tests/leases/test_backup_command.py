@@ -23,13 +23,12 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
-from django.utils import timezone
 from psycopg import sql
 
 from leases.backup import backup_location, backup_manifests, backup_path, restore_manifests
-from requests_app.models import Resource, ResourceRequest
+from requests_app.models import Resource
 from tests.conftest import require_env
-from tests.factories import active_namespace
+from tests.factories import active_child, active_namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -137,31 +136,7 @@ def connect(name: str):
 def database_resource(namespace: Resource, name: str, version: str) -> Resource:
     """An active database resource as the worker leaves it (its request froze the provider)."""
     spec = {"engine": "postgres", "version": version, "storage": "1Gi", "plan": "small"}
-    request = ResourceRequest.objects.create(
-        kind="database",
-        team=namespace.team,
-        requester=namespace.owner,
-        name=name,
-        environment="dev",
-        lease_days=14,
-        spec=spec,
-        frozen={"provider": "statefulset"},
-        parent=namespace,
-        state="active",
-    )
-    return Resource.objects.create(
-        kind="database",
-        name=name,
-        team=namespace.team,
-        owner=namespace.owner,
-        environment="dev",
-        spec=spec,
-        lease_days=14,
-        parent=namespace,
-        created_by_request=request,
-        state="active",
-        activated_at=timezone.now(),
-    )
+    return active_child(namespace, "database", name, spec, frozen={"provider": "statefulset"})
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from leases.models import Lease
 from leases.services import database_now, lease_correct_expiry, lease_enter_grace, lease_open
 from requests_app.errors import NotAllowed, ValidationFailed
-from requests_app.models import AuditEvent, Resource, ResourceRequest
-from tests.factories import active_namespace
+from requests_app.models import AuditEvent, Resource
+from tests.factories import active_child, active_namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -32,31 +31,7 @@ def lease(atlas, requester):
 def child_lease(namespace: Resource, owner, name: str = "orders") -> Lease:
     """An active database in the namespace, with its lease (as provisioning leaves it)."""
     spec = {"namespace": str(namespace.pk), "engine": "postgres", "version": "16", "storage": "1Gi", "plan": "small"}
-    request = ResourceRequest.objects.create(
-        kind="database",
-        team=namespace.team,
-        requester=owner,
-        name=name,
-        environment="dev",
-        lease_days=7,
-        spec=spec,
-        parent=namespace,
-        state="active",
-    )
-    database = Resource.objects.create(
-        kind="database",
-        name=name,
-        team=namespace.team,
-        owner=owner,
-        environment="dev",
-        spec=spec,
-        lease_days=7,
-        parent=namespace,
-        created_by_request=request,
-        state="active",
-        activated_at=timezone.now(),
-    )
-    return lease_open(resource=database)
+    return lease_open(resource=active_child(namespace, "database", name, spec, owner=owner, lease_days=7))
 
 
 def correct(lease: Lease, expires_at, actor, reason: str = "agreed with the team", **kwargs) -> Lease:
