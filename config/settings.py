@@ -280,6 +280,11 @@ LEASEHOLD_LOCAL_KUBECONFIG = env.str("LEASEHOLD_LOCAL_KUBECONFIG", default=str(B
 LEASEHOLD_SERVICE_NAMESPACE = env.str("LEASEHOLD_SERVICE_NAMESPACE", default="leasehold")
 LEASEHOLD_FIELD_MANAGER = "leasehold"
 LEASEHOLD_K8S_TIMEOUT = env.float("LEASEHOLD_K8S_TIMEOUT", default=15.0)
+# At most this many API calls in flight at once from one task or pass, where the calls are independent
+# (the objects inside a namespace, the namespaces of one reclamation pass).
+LEASEHOLD_K8S_CONCURRENCY = env.int("LEASEHOLD_K8S_CONCURRENCY", default=8)
+if LEASEHOLD_K8S_CONCURRENCY < 1:
+    raise ImproperlyConfigured("LEASEHOLD_K8S_CONCURRENCY must be at least 1.")
 # How databases are made: `statefulset` (the official image; any cluster) or `cloudnativepg` (a CNPG Cluster).
 LEASEHOLD_DATABASE_PROVIDER = env.str("LEASEHOLD_DATABASE_PROVIDER", default="statefulset")
 if LEASEHOLD_DATABASE_PROVIDER not in ("statefulset", "cloudnativepg"):

@@ -20,7 +20,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ _lock = threading.Lock()
 _clients: dict[str, DynamicClient] = {}
 _api_clients: dict[str, client.ApiClient] = {}
 T = TypeVar("T")
+U = TypeVar("U")
 
 # apiVersion, kind → (plural, namespaced) for every kind Leasehold writes (and that platform/rbac grants).
 KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -95,6 +97,9 @@ def api_client(mode: str | None = None) -> client.ApiClient:
         raise ClusterNotConfigured(f"Kubernetes client configuration ({mode}): {exc}") from exc
     # No hidden retries in urllib3: the retry policy (and its bound) is ours, below.
     configuration.retries = False
+    # Enough pooled connections for map_bounded's calls in flight, so that none waits for a socket.
+    pool = max(configuration.connection_pool_maxsize, settings.LEASEHOLD_K8S_CONCURRENCY)
+    configuration.connection_pool_maxsize = pool
     return client.ApiClient(configuration)
 
 
@@ -175,6 +180,22 @@ def with_retries(call: Callable[[], T], *, what: str) -> T:
             log.info("%s: %s; retrying in %.2fs", what, exc, pause)
             time.sleep(pause)
     raise AssertionError("unreachable")
+
+
+def map_bounded(call: Callable[[U], T], items: Iterable[U], *, limit: int | None = None) -> list[T]:
+    """`[call(item) for item in items]` with at most LEASEHOLD_K8S_CONCURRENCY calls in flight.
+
+    For independent cluster calls only: `call` must not touch the database (a thread would open a
+    connection of its own). The answers keep the order of `items`; the first error is raised once
+    every call has ended, so nothing is left running behind the caller's back.
+    """
+    items = list(items)
+    limit = max(1, min(limit or settings.LEASEHOLD_K8S_CONCURRENCY, len(items)))
+    if limit == 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="leasehold-k8s") as pool:
+        futures = [pool.submit(call, item) for item in items]
+    return [future.result() for future in futures]
 
 
 def _path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
