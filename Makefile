@@ -36,6 +36,12 @@ lint: venv
 	SECRET_KEY=lint-only-not-a-secret $(VENV)/bin/mypy config requests_app approvals provisioning leases accounts
 	$(VENV)/bin/bandit -q -c pyproject.toml -ll -r config requests_app approvals provisioning leases accounts
 
+## make bench — seed 1k/10k/100k requests on the real services; print speed and memory figures (bench/README.md)
+BENCH_ARGS ?=
+bench: venv
+	SECRET_KEY=bench-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
+		$(PY) -m bench $(BENCH_ARGS)
+
 ## build the local Kubernetes control plane binaries now (make run/test do it on first use)
 services-build:
 	platform/k8s/build.sh
