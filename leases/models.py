@@ -60,6 +60,8 @@ class Lease(ConcurrentTransitionMixin, models.Model):
             ),
             models.Index(fields=["grace_until"], name="lease_grace_until", condition=Q(state="grace")),
             models.Index(fields=["id"], name="lease_reclaiming", condition=Q(state="reclaiming")),
+            # The dashboard's "reclaimed in the last 30 days", newest first.
+            models.Index(fields=["-reclaimed_at"], name="lease_reclaimed_recent", condition=Q(state="reclaimed")),
             models.Index(
                 fields=["id"],
                 name="lease_unrestored",

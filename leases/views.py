@@ -12,12 +12,12 @@ from requests_app.errors import LeaseholdError, ValidationFailed, public_message
 from requests_app.models import Kind, ResourceRequest, ResourceState
 from requests_app.pages import page_of
 from requests_app.sections import resource_sections
-from requests_app.selectors import resources_visible_to, teams_for_filters, user_is_admin
+from requests_app.selectors import resources_visible_to, teams_for_filters
 
 from .api.views import ResourceFilter
 from .models import Lease
-from .selectors import dashboard
-from .services import database_now, lease_extend, reclaim_pass, resource_release, resource_restore
+from .selectors import FORECAST_DAYS, dashboard, forecast
+from .services import database_now, lease_extend, resource_release, resource_restore
 
 
 @login_required
@@ -102,13 +102,17 @@ def lease_dashboard(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def reclaim_forecast(request: HttpRequest) -> HttpResponse:
-    """What the next reclamation pass would do: the dry run, as a page (admins see all, others theirs)."""
-    report = reclaim_pass(dry_run=True)
-    if not user_is_admin(request.user):
-        mine = {str(pk) for pk in resources_visible_to(request.user).values_list("pk", flat=True)}
-        for _, items in report.sections():
-            items[:] = [i for i in items if any(pk in i for pk in mine)]
-    return render(request, "leases/forecast.html", {"report": report})
+    """What the reclamation will do to the caller's leases (admins: all), next pass and next days.
+
+    Answered from the indexes the pass selects by, never by running a pass (`reclaim_leases --dry-run`
+    is the whole dry run, for operators)."""
+    now = database_now()
+    sections = forecast(request.user, now)
+    return render(
+        request,
+        "leases/forecast.html",
+        {"sections": sections, "now": now, "quiet": not any(s.total for s in sections), "days": FORECAST_DAYS},
+    )
 
 
 @login_required

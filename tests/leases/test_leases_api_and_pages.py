@@ -90,8 +90,51 @@ def test_the_dashboard_and_forecast_show_what_is_coming(client, leased, requeste
     assert 'name="days"' in page
     Lease.objects.filter(resource=leased).update(expires_at=timezone.now() - timedelta(hours=1))
     forecast = client.get("/leases/forecast/").content.decode()
-    assert "atlas-checkout" in forecast and "Would move to grace" in forecast
+    assert "atlas-checkout" in forecast.split("Lease over: quarantined")[1]
     assert Lease.objects.get(resource=leased).state == "active"
+
+
+def test_the_forecast_is_bounded_and_runs_no_pass(client, atlas, requester, settings, django_assert_max_num_queries):
+    """Its query count does not grow with the leases due, it lists the first rows with the total and what
+    the cap leaves for a later pass, and it changes nothing (no pass runs, no notice is recorded)."""
+    from leases.selectors import FORECAST_ROWS
+
+    settings.RECLAIM_MAX_PER_RUN = 2
+    now = database_now()
+
+    def grow(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            resource = active_namespace(atlas, requester, name=f"ns{i}")
+            lease_open(resource=resource)
+            Lease.objects.filter(resource=resource).update(
+                state="grace", grace_until=now - timedelta(minutes=i + 1), expires_at=now - timedelta(days=1)
+            )
+        for i in range(start, start + count):  # and as many crossing a notice threshold
+            resource = active_namespace(atlas, requester, name=f"soon{i}")
+            lease = lease_open(resource=resource)
+            lease.expires_at = now + timedelta(hours=2)
+            lease.save()
+
+    client.force_login(requester)
+    grow(0, 3)
+    with django_assert_max_num_queries(30) as few:
+        page = client.get("/leases/forecast/").content.decode()
+    assert 'Grace over: backed up (databases) and deleted, at the next pass <span class="muted">(3)' in page
+    assert page.count("waits for a later pass") == 1
+    grow(3, FORECAST_ROWS + 5)
+    with django_assert_max_num_queries(len(few.captured_queries) + 6):  # + at most a count per section (6)
+        page = client.get("/leases/forecast/").content.decode()
+    total = FORECAST_ROWS + 8
+    assert f"The first {FORECAST_ROWS} of {total} are shown; a pass deletes at most 2" in page
+    assert "Expiry notices, at the next pass" in page
+    assert Lease.objects.filter(state="grace").count() == total
+    assert not Lease.objects.exclude(notices_sent=[]).exists()
+
+
+def test_the_forecast_says_when_nothing_is_due(client, leased, requester):
+    Lease.objects.filter(resource=leased).update(expires_at=timezone.now() + timedelta(days=60), next_notice_at=None)
+    client.force_login(requester)
+    assert "Nothing is due" in client.get("/leases/forecast/").content.decode()
 
 
 def test_the_forecast_shows_outsiders_nothing_of_other_teams(client, leased, outsider):
