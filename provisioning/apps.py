@@ -16,6 +16,17 @@ class ProvisioningConfig(AppConfig):
         request_sections["provisioning"] = provisioning_progress
         resource_sections["connection"] = connection_section
         resource_sections["releases"] = releases_section
-        # A list of resources reads the sections' rows in one query each, not one per resource.
+        from django.db.models import Prefetch
+
+        from .models import ManagedObject, Release
+
+        # A list of resources reads the sections' rows in one query each, not one per resource, in the
+        # order each section shows them. (The models' default orderings start with `resource`, which
+        # joins every resource in the table to sort by the resource's creation, on every page.)
         resource_select.append("created_by_request")
-        resource_prefetch.extend(["managed_objects", "releases"])
+        resource_prefetch.extend(
+            [
+                Prefetch("managed_objects", queryset=ManagedObject.objects.order_by("id")),
+                Prefetch("releases", queryset=Release.objects.defer("spec", "manifests").order_by("-number")),
+            ]
+        )

@@ -1091,6 +1091,6 @@ def releases_section(resource: Resource) -> list[dict] | None:
             "at": r.created_at,
             "rolled_back_from": r.rolled_back_from,
         }
-        # Release.Meta orders by (resource, -number): `all()` keeps that order and uses the list's prefetch.
+        # Newest first: Release.Meta orders by (resource, -number), and the lists prefetch them by -number.
         for r in resource.releases.all()
     ]

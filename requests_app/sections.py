@@ -14,7 +14,7 @@ from django.db.models import Q
 request_sections: dict[str, Callable[[Any], Any]] = {}
 resource_sections: dict[str, Callable[[Any], Any]] = {}
 # Lookups a list of requests prefetches so that the sections cost no query per row.
-request_prefetch: list[str] = []
+request_prefetch: list[Any] = []
 request_select: list[str] = []
 # The same for a list of resources (the `lease`, `objects`, `connection` and `releases` sections).
 resource_prefetch: list[Any] = []
