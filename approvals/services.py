@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime
 import difflib
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -280,16 +281,23 @@ class Outcome:
     detail: str
 
 
+# Steps that approve-many decides at once (each in its own thread, transaction and database connection).
+APPROVE_MANY_CONCURRENCY = 4
+
+
 def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
     """Approve several steps at once (the queue's "approve selected"). Each step is its own decision in
     its own transaction, so one refusal or lost race does not undo the others. A step the caller may not
-    see is reported as "No such step.", as an unknown one is."""
+    see is reported as "No such step.", as an unknown one is.
+
+    Up to APPROVE_MANY_CONCURRENCY decisions run at the same time (each locks its own request row, as
+    one decision alone does); inside a caller's transaction they run one after another on its connection."""
     ids = list(dict.fromkeys(str(s) for s in step_ids))
     asked = {step_id: _as_uuid(step_id) for step_id in ids}
     seen = set(steps_visible_to(user).filter(pk__in=[u for u in asked.values() if u]).values_list("pk", flat=True))
     standing = standing_of(user)
-    outcomes = []
-    for step_id in ids:
+
+    def approve(step_id: str) -> Outcome:
         try:
             step = step_decide(
                 step_id=step_id,
@@ -300,12 +308,45 @@ def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
                 seen=asked[step_id] in seen,
             )
         except (ApprovalStep.DoesNotExist, DjangoValidationError):
-            outcomes.append(Outcome(step_id, False, "No such step."))
+            return Outcome(step_id, False, "No such step.")
         except LeaseholdError as exc:
-            outcomes.append(Outcome(step_id, False, public_message(exc)))
-        else:
-            outcomes.append(Outcome(step_id, True, f"{step.name} approved"))
-    return outcomes
+            return Outcome(step_id, False, public_message(exc))
+        return Outcome(step_id, True, f"{step.name} approved")
+
+    if len(ids) < 2 or transaction.get_connection().in_atomic_block:
+        return [approve(step_id) for step_id in ids]
+    return _each_in_threads(approve, ids, limit=APPROVE_MANY_CONCURRENCY)
+
+
+def _each_in_threads(call, items: list[str], *, limit: int) -> list[Outcome]:
+    """`[call(item) for item in items]` on at most `limit` threads; each thread closes the database
+    connection it opened when it is done, and the first unexpected error is raised once all are done."""
+    pending = iter(items)
+    lock = threading.Lock()
+    results: dict[str, Outcome] = {}
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while not errors:
+                with lock:
+                    item = next(pending, None)
+                if item is None:
+                    return
+                results[item] = call(item)
+        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, name="approve-many") for _ in range(min(limit, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [results[item] for item in items]
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
-from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest, ResourceState
+from requests_app.models import Action, AuditEvent, Kind, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import teams_of, user_is_admin
 from requests_app.services import audit_record, request_file_followup, reserved_namespaces, transition_apply
 from requests_app.specs import IMAGE_TAG, RESERVED_NAMES
@@ -236,12 +236,7 @@ def connection_section(resource: Resource) -> dict | None:
 
 def _database_password(request: ResourceRequest) -> str:
     """The password already in the cluster (a re-run must not rotate it), else a new one."""
-    namespace = request.parent.namespace_name if request.parent else ""
-    existing = cluster.read(cluster.ObjectRef("v1", "Secret", namespace, database_secret_name(request.name)))
-    data = (existing or {}).get("data") or {}
-    if data.get("password"):
-        return base64.b64decode(data["password"]).decode()
-    return secrets.token_urlsafe(24)
+    return _password_in(cluster.read(_secret_ref(request)))
 
 
 def request_plan(*, request: ResourceRequest) -> list[dict]:
@@ -399,8 +394,9 @@ def _release(claim: Claim) -> None:
     )
 
 
-def _rendered(request: ResourceRequest, resource: Resource) -> list[dict]:
-    password = _database_password(request) if request.kind == Kind.DATABASE else None
+def _rendered(request: ResourceRequest, resource: Resource, *, password: str | None = None) -> list[dict]:
+    """The manifests this run applies; a database's Secret carries `password` (given once the Secret in
+    the cluster was read: a re-run must not rotate it), the plan's placeholder until then."""
     return render_request(
         request,
         lease_start=resource.activated_at,
@@ -409,26 +405,44 @@ def _rendered(request: ResourceRequest, resource: Resource) -> list[dict]:
     )
 
 
+def _row_ref(row: ManagedObject) -> cluster.ObjectRef:
+    return cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)
+
+
+def _is_namespace(ref: cluster.ObjectRef) -> bool:
+    return ref.api_version == "v1" and ref.kind == "Namespace"
+
+
 @transaction.atomic
 def _record_intent(resource: Resource, manifests: list[dict]) -> dict[cluster.ObjectRef, ManagedObject]:
-    """A row for every object before anything is applied: whatever reaches the cluster is known."""
-    rows = {}
-    for manifest in manifests:
-        ref = cluster.ref_of(manifest)
-        row, _ = ManagedObject.objects.get_or_create(
-            resource=resource, api_version=ref.api_version, kind=ref.kind, namespace=ref.namespace, name=ref.name
+    """A row for every object before anything is applied: whatever reaches the cluster is known.
+
+    One insert for all of them (rows that exist already are kept as they are), one read back, and one
+    update for the rows torn down after an earlier failure, which are applied afresh now."""
+    refs = [cluster.ref_of(manifest) for manifest in manifests]
+    ManagedObject.objects.bulk_create(
+        [
+            ManagedObject(resource=resource, api_version=r.api_version, kind=r.kind, namespace=r.namespace, name=r.name)
+            for r in refs
+        ],
+        ignore_conflicts=True,
+    )
+    known = {_row_ref(row): row for row in resource.managed_objects.all()}
+    rows = {ref: known[ref] for ref in refs}
+    again = [row for row in rows.values() if row.deleted_at is not None]
+    if again:
+        ManagedObject.objects.filter(pk__in=[row.pk for row in again]).update(
+            applied_at=None, ready_at=None, deleted_at=None, uid=""
         )
-        if row.deleted_at is not None:  # torn down after an earlier failure; applied afresh now
+        for row in again:
             row.applied_at = row.ready_at = row.deleted_at = None
             row.uid = ""
-            row.save(update_fields=["applied_at", "ready_at", "deleted_at", "uid"])
-        rows[ref] = row
     return rows
 
 
-def _check_ownership(ref: cluster.ObjectRef, row: ManagedObject, resource: Resource) -> None:
-    """Refuse to take over an object that exists and is not this resource's; wait for one going away."""
-    live = cluster.read(ref)
+def _check_ownership(ref: cluster.ObjectRef, row: ManagedObject, resource: Resource, live: dict | None) -> None:
+    """Refuse to take over an object that exists (`live`, as just read) and is not this resource's:
+    neither its `leasehold.io/resource` label nor its recorded uid says so. Wait for one going away."""
     if live is None:
         return
     meta = live.get("metadata") or {}
@@ -437,41 +451,138 @@ def _check_ownership(ref: cluster.ObjectRef, row: ManagedObject, resource: Resou
     owner = (meta.get("labels") or {}).get(LABEL_RESOURCE)
     if owner == str(resource.pk) or (row.uid and meta.get("uid") == row.uid):
         return
+    _refuse(ref, row, f"already exists and does not belong to this request ({LABEL_RESOURCE}={owner!r})")
+
+
+def _refuse(ref: cluster.ObjectRef, row: ManagedObject, why: str) -> None:
     # Never ours (or no longer): forget the row, so that teardown never touches that object.
     ManagedObject.objects.filter(pk=row.pk).update(
         deleted_at=timezone.now(), drift="exists and belongs to someone else: left alone", drift_at=timezone.now()
     )
-    raise PermanentClusterError(
-        f"{ref} already exists and does not belong to this request ({LABEL_RESOURCE}={owner!r}); "
-        "it was left as it is. Choose another name."
+    raise PermanentClusterError(f"{ref} {why}; it was left as it is. Choose another name.")
+
+
+def _made_by_this_apply(stored: dict) -> bool:
+    """Whether the apply that answered `stored` created the object: then only Leasehold's apply manages
+    any field of it (an object someone else made carries their field manager too)."""
+    managed = (stored.get("metadata") or {}).get("managedFields") or []
+    return bool(managed) and all(
+        entry.get("manager") == settings.LEASEHOLD_FIELD_MANAGER and entry.get("operation") == "Apply"
+        for entry in managed
     )
 
 
-def _record_applied(row: ManagedObject, stored: dict, request: ResourceRequest, resource: Resource) -> None:
-    """Note the object's uid; the first confirmed apply of an object writes one audit event."""
-    uid = (stored.get("metadata") or {}).get("uid", "")
+def _record_applied(
+    rows: dict[cluster.ObjectRef, ManagedObject],
+    stored: dict[cluster.ObjectRef, dict],
+    request: ResourceRequest,
+    resource: Resource,
+) -> None:
+    """Note the uid of every object in `stored` (the apply answers); the first confirmed apply of an
+    object writes one audit event (a compare-and-set on `applied_at`, so two runs that race still
+    write one). One transaction for the lot, the audit events in one insert."""
+    if not stored:
+        return
+    now = timezone.now()
+    first = []
     with transaction.atomic():
-        first = ManagedObject.objects.filter(pk=row.pk, applied_at__isnull=True).update(
-            applied_at=timezone.now(), uid=uid
+        for ref, answer in stored.items():
+            row = rows[ref]
+            uid = (answer.get("metadata") or {}).get("uid", "")
+            if ManagedObject.objects.filter(pk=row.pk, applied_at__isnull=True).update(applied_at=now, uid=uid):
+                row.applied_at = now
+                first.append(row)
+            elif row.uid != uid:
+                ManagedObject.objects.filter(pk=row.pk).update(uid=uid)
+            row.uid = uid
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                verb="object_applied",
+                target_type=resource._meta.model_name or "",
+                target_id=str(resource.pk),
+                request=request,
+                resource=resource,
+                detail=str(row),
+            )
+            for row in first
         )
-        if first:
-            audit_record(actor=None, verb="object_applied", target=resource, request=request, detail=str(row))
-        elif row.uid != uid:
-            ManagedObject.objects.filter(pk=row.pk).update(uid=uid)
 
 
-def _apply_all(claim: Claim) -> None:
+def _apply_each(manifests: list[dict]) -> tuple[dict[cluster.ObjectRef, dict], list[ClusterError]]:
+    """Apply independent objects at once (at most LEASEHOLD_K8S_CONCURRENCY in flight): the answers of
+    those that were applied, and the errors of those that were not."""
+
+    def attempt(manifest: dict) -> dict | ClusterError:
+        try:
+            return cluster.apply(manifest)
+        except ClusterError as exc:
+            return exc
+
+    answers = cluster.map_bounded(attempt, manifests)
+    stored = {cluster.ref_of(m): a for m, a in zip(manifests, answers, strict=True) if isinstance(a, dict)}
+    return stored, [a for a in answers if isinstance(a, ClusterError)]
+
+
+def _read_all(refs: list[cluster.ObjectRef]) -> dict[cluster.ObjectRef, dict | None]:
+    return dict(zip(refs, cluster.map_bounded(cluster.read, refs), strict=True))
+
+
+def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
+    """Apply the request's objects once their ownership is proven; returns the apply answers.
+
+    API calls: a Namespace is read, then applied. When it did not exist (and the apply created it),
+    nothing inside it can exist yet: the objects inside are applied at once without reading them.
+    Otherwise every object is read first (at once) and one that is not this resource's stops the run
+    before anything else is applied. A database's Secret is read there too, for the password it holds.
+    What was applied is recorded once at the end, also when an apply failed (its error is raised after).
+    """
     request, resource = claim.request, claim.resource
     manifests = _rendered(request, resource)
     rows = _record_intent(resource, manifests)
-    for manifest in manifests:
-        ref = cluster.ref_of(manifest)
-        _check_ownership(ref, rows[ref], resource)
-        stored = cluster.apply(manifest)
-        _record_applied(rows[ref], stored, request, resource)
-        _renew(claim)
+    stored: dict[cluster.ObjectRef, dict] = {}
+    errors: list[ClusterError] = []
+    try:
+        namespace = next((m for m in manifests if _is_namespace(cluster.ref_of(m))), None)
+        rest = [m for m in manifests if m is not namespace]
+        fresh = ""  # a namespace this run created: nothing of anyone else's can be inside it
+        if namespace is not None:
+            ref = cluster.ref_of(namespace)
+            live = cluster.read(ref)
+            _check_ownership(ref, rows[ref], resource, live)
+            stored[ref] = cluster.apply(namespace)
+            if live is None:
+                if not _made_by_this_apply(stored[ref]):
+                    del stored[ref]
+                    _refuse(ref, rows[ref], "was created by someone else while it was being applied")
+                fresh = ref.name
+        lives = _read_all([ref for ref in map(cluster.ref_of, rest) if not (fresh and ref.namespace == fresh)])
+        for ref, live in lives.items():
+            _check_ownership(ref, rows[ref], resource, live)
+        if request.kind == Kind.DATABASE:
+            password = _password_in(lives.get(_secret_ref(request)))
+            rest = _rendered(request, resource, password=password)  # a database has no Namespace of its own
+        applied, errors = _apply_each(rest)
+        stored.update(applied)
+    finally:
+        _record_applied(rows, stored, request, resource)
+    if errors:
+        raise errors[0]
     deadline = timezone.now() + timedelta(seconds=settings.LEASEHOLD_READY_TIMEOUT_SECONDS)
     _renew(claim, phase=Phase.READINESS, ready_deadline=deadline, last_error="")
+    return stored
+
+
+def _secret_ref(request: ResourceRequest) -> cluster.ObjectRef:
+    namespace = request.parent.namespace_name if request.parent else ""
+    return cluster.ObjectRef("v1", "Secret", namespace, database_secret_name(request.name))
+
+
+def _password_in(secret: dict | None) -> str:
+    """The password a database's Secret in the cluster holds (a re-run must not rotate it), else a new one."""
+    data = (secret or {}).get("data") or {}
+    if data.get("password"):
+        return base64.b64decode(data["password"]).decode()
+    return secrets.token_urlsafe(24)
 
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -491,27 +602,40 @@ def workload_unready(live: dict | None) -> str:
     return ""
 
 
-def _unready(claim: Claim) -> list[str]:
+def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> list[str]:
     """What is not ready yet; marks the objects that are. The namespace must be Active; with
-    LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too."""
+    LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too.
+
+    `stored` holds this run's apply answers, as fresh as a read: the objects in it are not read again
+    (a Namespace the run applied says its phase; a workload it just applied is not available yet).
+    """
     resource = claim.resource
     waiting: list[str] = []
     ns_name = resource.namespace_name
-    ns = cluster.read(cluster.ObjectRef("v1", "Namespace", "", ns_name))
+    ns_ref = cluster.ObjectRef("v1", "Namespace", "", ns_name)
+    ns = stored[ns_ref] if ns_ref in stored else cluster.read(ns_ref)
     if ns is None:
         raise PermanentClusterError(f"Namespace {ns_name} does not exist (deleted while provisioning?).")
     ns_phase = (ns.get("status") or {}).get("phase")
     if ns_phase != "Active":
         waiting.append(f"Namespace {ns_name} is {ns_phase or 'not active yet'}")
-    for row in resource.managed_objects.filter(deleted_at__isnull=True, ready_at__isnull=True):
-        if row.kind == "Namespace" and row.api_version == "v1" and ns_phase != "Active":
-            continue
-        if settings.LEASEHOLD_WAIT_FOR_READY and row.kind in WORKLOAD_KINDS:
-            why = workload_unready(cluster.read(cluster.ObjectRef(row.api_version, row.kind, row.namespace, row.name)))
-            if why:
-                waiting.append(f"{row}: {why}")
-                continue
-        ManagedObject.objects.filter(pk=row.pk).update(ready_at=timezone.now())
+    rows = [
+        row
+        for row in resource.managed_objects.filter(deleted_at__isnull=True, ready_at__isnull=True)
+        if not (_is_namespace(_row_ref(row)) and ns_phase != "Active")
+    ]
+    workloads = [row for row in rows if settings.LEASEHOLD_WAIT_FOR_READY and row.kind in WORKLOAD_KINDS]
+    unread = [_row_ref(row) for row in workloads if _row_ref(row) not in stored]
+    live = {**stored, **_read_all(unread)}
+    ready = []
+    for row in rows:
+        why = workload_unready(live.get(_row_ref(row))) if row in workloads else ""
+        if why:
+            waiting.append(f"{row}: {why}")
+        else:
+            ready.append(row.pk)
+    if ready:
+        ManagedObject.objects.filter(pk__in=ready).update(ready_at=timezone.now())
     return waiting
 
 
@@ -521,6 +645,8 @@ def _activate(claim: Claim) -> None:
     resource = Resource.objects.select_for_update().get(pk=claim.resource.pk)
     if request.state != RequestState.PROVISIONING:
         return
+    if resource.created_by_request_id == request.pk:
+        resource.created_by_request = request  # the same row, locked above: the lease's audit needs it
     count = resource.managed_objects.filter(deleted_at__isnull=True).count()
     if request.action == Action.CREATE:
         transition_apply(resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects")
@@ -580,9 +706,8 @@ def request_provision(*, request_id) -> ProvisionOutcome:
     if claim is None:
         return ProvisionOutcome()
     try:
-        if claim.job.phase != Phase.READINESS:
-            _apply_all(claim)
-        waiting = _unready(claim)
+        stored = _apply_all(claim) if claim.job.phase != Phase.READINESS else {}
+        waiting = _unready(claim, stored)
         if waiting:
             deadline = claim.job.ready_deadline or timezone.now()
             if timezone.now() >= deadline:

@@ -1,0 +1,246 @@
+"""Provisioning against the raw API speed, measured in one run on the local API server:
+
+(a) approved → `active` for one namespace: the worker's provisioning service run in this process
+    (`request_provision`, exactly what the Celery task calls, without the broker's hop), against the
+    same five manifests applied raw with `cluster.apply` one after another; medians of RUNS each. The
+    platform step's decision before it is timed too and shown beside it.
+(b) 50 namespace requests approved with one `steps_approve_many` call → all 50 `active`, provisioned by
+    a real `celery -A config worker` process (the project's default settings: prefork, concurrency =
+    CPU count) on the same Redis and database, against 250 raw `cluster.apply` calls one after another;
+    median of ROUNDS rounds.
+
+The requests are real (filed by a team member, routed by the built-in policy: a medium dev namespace
+needs one platform approver, decided by `frank`, whom the directory confirms). Every namespace made
+here, by Leasehold or raw, is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from approvals.services import step_decide, steps_approve_many
+from bench.common import Out, median, ms
+from config.celery import app as celery_app
+from provisioning import cluster
+from provisioning.services import render_request, request_provision
+from requests_app.models import RequestState, ResourceRequest
+from requests_app.services import request_submit
+
+RUNS = 10
+WARMUP = 2
+ROUNDS = 3
+MANY = 50
+ROOT = Path(__file__).resolve().parents[1]
+TASK_DONE = re.compile(r"provisioning\.tasks\.provision_request\[[^]]+\] succeeded in ([0-9.]+)s")
+
+
+def _user(username: str, groups: list[str]):
+    user, _ = get_user_model().objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
+    for name in groups:
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
+    return user
+
+
+class Namespaces:
+    """Files namespace requests with names of this run, and remembers every namespace to delete."""
+
+    def __init__(self, requester) -> None:
+        self.requester = requester
+        self.tag = uuid.uuid4().hex[:6]
+        self.count = 0
+        self.names: list[str] = []
+
+    def file(self) -> ResourceRequest:
+        self.count += 1
+        name = f"pb{self.tag}{self.count}"
+        self.names.append(f"atlas-{name}")
+        return request_submit(
+            requester=self.requester,
+            team="atlas",
+            kind="namespace",
+            name=name,
+            environment="dev",
+            lease_days=14,
+            justification="bench/provision.py",
+            spec={"plan": "medium"},
+        )
+
+    def delete_all(self) -> None:
+        refs = [cluster.ObjectRef("v1", "Namespace", "", name) for name in self.names]
+        cluster.map_bounded(cluster.delete, refs)
+
+
+class CallCounter:
+    """Counts the HTTP calls this process makes to the API server (the one function they all go through)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._real: Callable | None = None
+
+    def __enter__(self) -> CallCounter:
+        real = self._real = cluster._request
+
+        def counted(method: str, path: str, **kwargs):
+            self.calls.append(method)
+            return real(method, path, **kwargs)
+
+        cluster._request = counted  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        cluster._request = self._real  # type: ignore[assignment]
+
+
+def _raw_apply(manifests: list[dict]) -> float:
+    start = time.perf_counter()
+    for manifest in manifests:
+        cluster.apply(manifest)
+    return time.perf_counter() - start
+
+
+def _one_namespace(out: Out, namespaces: Namespaces, approver) -> None:
+    provision, total, raw, calls = [], [], [], []
+    for i in range(WARMUP + RUNS):
+        request = namespaces.file()
+        step = request.approval_steps.get()
+        raw_manifests = render_request(namespaces.file())
+        with CallCounter() as counter:
+            start = time.perf_counter()
+            step_decide(step_id=step.pk, user=approver, verdict="approve")
+            decided = time.perf_counter()
+            request_provision(request_id=request.pk)
+            end = time.perf_counter()
+        request.refresh_from_db()
+        if request.state != RequestState.ACTIVE:
+            raise RuntimeError(f"request {request.pk} ended {request.state}: {request.error}")
+        raw_time = _raw_apply(raw_manifests)
+        if i >= WARMUP:
+            provision.append(end - decided)
+            total.append(end - start)
+            raw.append(raw_time)
+            calls.append(len(counter.calls))
+    ratio = median(provision) / median(raw)
+    section = "provision"
+    out.row(section, "approved → active, one namespace (the worker's provisioning run)", ms(median(provision)))
+    out.row(section, "same 5 manifests applied raw, sequentially", ms(median(raw)))
+    out.row(section, "approved → active / raw", f"{ratio:.2f}×", "≤ 1.5×", ratio <= 1.5)
+    with_decision = f"{ms(median(total))} ({median(total) / median(raw):.2f}× raw)"
+    out.row(section, "  with the approval decision before it", with_decision)
+    out.row(section, "API calls per namespace (5 objects)", f"{median(calls):g}")
+    out.note(f"(a) medians of {RUNS} runs after {WARMUP} warm-up runs, in this process")
+
+
+class Worker:
+    """A real `celery -A config worker` process with the project's default worker settings."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--hostname=bench@%h"],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while "ready." not in self.log_path.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+
+    def task_seconds(self) -> list[float]:
+        """How long each provisioning task took in the worker, as its log says."""
+        found = TASK_DONE.findall(self.log_path.read_text(errors="replace"))
+        return [float(seconds) for seconds in found]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def _approve_all_and_wait(requests: list[ResourceRequest], approver, timeout: float = 120) -> tuple[float, float]:
+    """Approve every request's pending step with one approve-many call; seconds until the call returned
+    and until every request was active."""
+    steps = [str(r.approval_steps.get().pk) for r in requests]
+    ids = [r.pk for r in requests]
+    start = time.perf_counter()
+    outcomes = steps_approve_many(step_ids=steps, user=approver)
+    returned = time.perf_counter()
+    refused = [o for o in outcomes if not o.ok]
+    if refused:
+        raise RuntimeError(f"approve-many refused {len(refused)} steps: {refused[0].detail}")
+    while True:
+        states = dict(ResourceRequest.objects.filter(pk__in=ids).values_list("pk", "state"))
+        if all(state == RequestState.ACTIVE for state in states.values()):
+            return returned - start, time.perf_counter() - start
+        failed = [pk for pk, state in states.items() if state == RequestState.FAILED]
+        if failed:
+            raise RuntimeError(f"request {failed[0]} failed: {ResourceRequest.objects.get(pk=failed[0]).error}")
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"not all active after {timeout}s: {sorted(states.values())}")
+        time.sleep(0.01)
+
+
+def _many_at_once(out: Out, namespaces: Namespaces, approver) -> None:
+    celery_app.control.purge()  # the messages (a) published: its requests are active already
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = Worker(Path(tmp) / "worker.log")
+        try:
+            worker.wait_ready()
+            _approve_all_and_wait([namespaces.file() for _ in range(4)], approver)  # warm both worker processes
+            call, done, raw = [], [], []
+            warm = len(worker.task_seconds())
+            for _ in range(ROUNDS):
+                requests = [namespaces.file() for _ in range(MANY)]
+                raw_manifests = [m for _ in range(MANY) for m in render_request(namespaces.file())]
+                call_time, done_time = _approve_all_and_wait(requests, approver)
+                call.append(call_time)
+                done.append(done_time)
+                raw.append(_raw_apply(raw_manifests))
+            tasks = worker.task_seconds()[warm:]
+        finally:
+            worker.stop()
+    ratio = median(done) / median(raw)
+    section = "provision"
+    concurrency = os.cpu_count()
+    out.row(section, f"{MANY} approved at once → all active (worker, prefork ×{concurrency})", ms(median(done)))
+    out.row(section, "  of which the approve-many call", ms(median(call)))
+    out.row(section, "  one provisioning task in the worker (median)", ms(median(tasks)) if tasks else "?")
+    out.row(section, f"{MANY * 5} raw applies, sequentially", ms(median(raw)))
+    out.row(section, f"{MANY} at once / raw", f"{ratio:.2f}×", "≤ 2×", ratio <= 2)
+    out.note(f"(b) medians of {ROUNDS} rounds; each round's times: {', '.join(ms(d) for d in done)}")
+
+
+def run(out: Out, sizes: list[int]) -> None:
+    del sizes  # provisioning does not depend on how many requests the database holds
+    # The decision notices are composed and queued as ever; only their printing to the console is spared.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    requester = _user("dana", ["team-atlas"])
+    approver = _user("frank", ["platform-approvers"])
+    namespaces = Namespaces(requester)
+    try:
+        _one_namespace(out, namespaces, approver)
+        _many_at_once(out, namespaces, approver)
+    finally:
+        namespaces.delete_all()

@@ -1,0 +1,63 @@
+"""Approve-many decides its steps several at a time (committed data, as in production: each decision runs in
+a thread of its own with its own database connection)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+
+from approvals.services import APPROVE_MANY_CONCURRENCY
+from requests_app.models import AuditEvent, ResourceRequest
+from tests.conftest import namespace_body
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def open_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_a_batch_larger_than_the_concurrency_decides_every_step_once_and_answers_in_order(
+    api, requester, approver, teammate
+):
+    filed = [
+        api.as_(requester).post("/api/v1/requests/", namespace_body(name=f"many{i}"), format="json").json()
+        for i in range(APPROVE_MANY_CONCURRENCY * 2 + 1)
+    ]
+    steps = [body["approval"]["steps"][0]["id"] for body in filed]
+    unknown = str(uuid.uuid4())
+    before = open_connections()
+
+    response = api.as_(approver).post(
+        "/api/v1/approvals/approve-many/", {"steps": [steps[0], unknown, *steps[1:], steps[0]]}, format="json"
+    )
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["step_id"] for r in results] == [steps[0], unknown, *steps[1:]]
+    assert [r["ok"] for r in results] == [True, False, *[True] * (len(steps) - 1)]
+    assert results[1]["detail"] == "No such step."
+    for body in filed:
+        assert ResourceRequest.objects.get(pk=body["id"]).state == "approved"
+        assert AuditEvent.objects.filter(request_id=body["id"], verb="step_approved").count() == 1
+    assert open_connections() == before  # every thread closed the connection it opened
+
+
+def test_a_refusal_in_a_batch_leaves_the_other_decisions_standing(api, requester, approver):
+    filed = [
+        api.as_(requester).post("/api/v1/requests/", namespace_body(name=f"other{i}"), format="json").json()
+        for i in range(4)
+    ]
+    ids = [body["approval"]["steps"][0]["id"] for body in filed]
+    assert api.as_(approver).post(f"/api/v1/approvals/{ids[1]}/approve/", {}, format="json").status_code == 200
+
+    results = api.post("/api/v1/approvals/approve-many/", {"steps": ids}, format="json").json()["results"]
+
+    assert [r["ok"] for r in results] == [True, False, True, True]
+    assert "nothing to decide" in results[1]["detail"]
+    assert all(ResourceRequest.objects.get(pk=body["id"]).state == "approved" for body in filed)
+    assert AuditEvent.objects.filter(verb="step_approved").count() == 4
