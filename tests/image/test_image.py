@@ -1,7 +1,7 @@
 """The built image, run with buildah (`make test-image` builds it first, then runs these).
 
-Skipped unless LEASEHOLD_IMAGE names a built image: building takes minutes (about 4 here, more on the
-first build, which also makes the base), so `make test` does not. Static checks of the Containerfile
+Skipped unless LEASEHOLD_IMAGE names a built image: the first build takes minutes (4 here, base
+included), so `make test` does not build it. Static checks of the Containerfile
 itself are in tests/deploy/test_containerfile.py and always run.
 """
 
