@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint bench services-build venv clean
+.PHONY: run serve test test-unit test-image image lint bench services-build venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	platform/ensure-packages.sh libldap2-dev libsasl2-dev gcc make
@@ -20,15 +20,30 @@ venv: $(STAMP)
 run: venv
 	platform/run.sh
 
+## make serve — the same, with the production web server (gunicorn, config/gunicorn.py; static files collected)
+serve: venv
+	LEASEHOLD_RUN_SERVER=gunicorn platform/run.sh
+
 ## make test — start PostgreSQL, Redis, OpenLDAP and Kubernetes, run every test, stop them all
 test: venv
 	platform/ensure-packages.sh chromium
+	command -v kubectl >/dev/null || platform/ensure-packages.sh kubernetes-client
 	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make test-unit — only the tests that need no services (SQLite)
 test-unit: venv
 	SECRET_KEY=test-only-not-a-secret $(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+## make image — build the container image (Containerfile) with buildah, from a base made offline
+IMAGE ?= localhost/leasehold:dev
+image:
+	platform/image/build.sh $(IMAGE)
+
+## make test-image — build the image, then run it: check --deploy, gunicorn answering /healthz (minutes)
+test-image: venv image
+	command -v kubectl >/dev/null || platform/ensure-packages.sh kubernetes-client
+	LEASEHOLD_IMAGE=$(IMAGE) SECRET_KEY=test-only-not-a-secret $(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -151,11 +151,24 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# WhiteNoise serves the files where the finders find them (and what `collectstatic` put in STATIC_ROOT,
-# if anyone ran it), so no step is needed at deployment; without it, say nothing of a missing STATIC_ROOT.
-WHITENOISE_USE_FINDERS = True
+# The production server (the image, `make serve`) runs `collectstatic` first and sets this: WhiteNoise then
+# serves only STATIC_ROOT, with content-hashed names cached for ever by browsers and gzip copies
+# made once at build time. Without it (`make run`, the tests, a checkout), WhiteNoise serves the files
+# where the finders find them, so nothing needs collecting; and a missing STATIC_ROOT is not worth a warning.
+LEASEHOLD_STATIC_MANIFEST = env.bool("LEASEHOLD_STATIC_MANIFEST", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if LEASEHOLD_STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not LEASEHOLD_STATIC_MANIFEST
 warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 # --- HTTP security (README "Headers, sessions and the browser") --------------------------------------
@@ -225,6 +238,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 
+# Who starts the reclamation passes: `beat` (the entry below) or `cron` (the install in deploy/ runs
+# `manage.py reclaim_leases` as a Kubernetes CronJob, and beat must not run a second schedule of them).
+LEASEHOLD_RECLAIM_SCHEDULE = env.str("LEASEHOLD_RECLAIM_SCHEDULE", default="beat")
+if LEASEHOLD_RECLAIM_SCHEDULE not in ("beat", "cron"):
+    raise ImproperlyConfigured(f"LEASEHOLD_RECLAIM_SCHEDULE must be beat or cron, not {LEASEHOLD_RECLAIM_SCHEDULE!r}.")
+
 # Every periodic job in one place.
 CELERY_BEAT_SCHEDULE = {
     # Notices are per day and grace is measured in days: a pass every 15 minutes keeps expiry
@@ -267,6 +286,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": env.float("LEASEHOLD_RECONCILE_SECONDS", default=300.0)},
     },
 }
+if LEASEHOLD_RECLAIM_SCHEDULE == "cron":
+    # The follow-up of reclaiming leases stays: it is not a pass, and keeps records close to the cluster.
+    del CELERY_BEAT_SCHEDULE["reclaim-leases"]
 
 # --- Kubernetes -----------------------------------------------------------------------------------
 LEASEHOLD_CLUSTER = env.str("LEASEHOLD_CLUSTER", default="auto")

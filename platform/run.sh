@@ -2,24 +2,37 @@
 # `make run`: Leasehold on embedded defaults — SQLite, tasks in-process, local demo accounts and the
 # built-in approval policy — against the local Kubernetes control plane (or your cluster when
 # KUBECONFIG is set or you run in one).
+#
+# `make serve` (LEASEHOLD_RUN_SERVER=gunicorn): the same, but with the production web server — gunicorn
+# with config/gunicorn.py, static files collected first and served hashed and compressed by WhiteNoise,
+# DEBUG off — on plain HTTP on loopback (so the HTTPS redirect and secure cookies are off).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cd "$root"
 py="$root/.venv/bin/python"
 
+server="${LEASEHOLD_RUN_SERVER:-runserver}"
+if [[ "$server" == gunicorn ]]; then
+  export DEBUG="${DEBUG:-false}" LEASEHOLD_STATIC_MANIFEST=true GUNICORN_HOST="${GUNICORN_HOST:-127.0.0.1}"
+  export SECURE_SSL_REDIRECT="${SECURE_SSL_REDIRECT:-false}" SESSION_COOKIE_SECURE="${SESSION_COOKIE_SECURE:-false}"
+  export SECURE_HSTS_SECONDS="${SECURE_HSTS_SECONDS:-0}"
+fi
 export DEBUG="${DEBUG:-true}"
 # One key for the whole run, so sessions survive the development server's reloads.
 SECRET_KEY="${SECRET_KEY:-$("$py" -c 'import secrets; print(secrets.token_urlsafe(50))')}"
 export SECRET_KEY
 port="${PORT:-8000}"
+export PORT="$port"
 
 serve() {
+  [[ "$server" == gunicorn ]] && "$py" manage.py collectstatic --no-input -v 0
   "$py" manage.py migrate --no-input -v 0
-  "$py" manage.py seed_demo
+  # The demo accounts have a known password: seed_demo insists on DEBUG, also under `make serve`.
+  DEBUG=true "$py" manage.py seed_demo
   cat <<MSG
 
-  Leasehold is running at http://127.0.0.1:$port/   (API docs: /api/docs/, admin: /admin/)
+  Leasehold ($server) is running at http://127.0.0.1:$port/   (API docs: /api/docs/, admin: /admin/)
   Demo logins, password 'leasehold':
     dana (team atlas, requester)   tom (team atlas)   lena (atlas team lead)
     frank, paula (platform approvers)   sam (security approvers)   olga (team zephyr)   ada (admin)
@@ -32,7 +45,11 @@ MSG
   "$py" manage.py run_periodic &
   periodic=$!
   trap 'kill "$periodic" 2>/dev/null || true' EXIT
-  "$py" manage.py runserver "127.0.0.1:$port"
+  if [[ "$server" == gunicorn ]]; then
+    "$root/.venv/bin/gunicorn" -c config/gunicorn.py
+  else
+    "$py" manage.py runserver "127.0.0.1:$port"
+  fi
 }
 
 if [[ "${1:-}" == "--serve-local" ]]; then
