@@ -22,7 +22,7 @@ run: venv
 
 ## make test — start PostgreSQL, Redis, OpenLDAP and Kubernetes, run every test, stop them all
 test: venv
-	platform/ensure-packages.sh chromium
+	platform/ensure-packages.sh chromium prometheus
 	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
