@@ -7,7 +7,7 @@ when /metrics is scraped, so that every replica tells the same and a restart los
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.db import transaction
 from django.db.models import Count
@@ -58,9 +58,19 @@ TIME_TO_ACTIVE = Histogram(
 )
 
 
-def after_commit(func, *args) -> None:
-    """Count an event once its transaction committed (a rolled-back transition did not happen)."""
-    transaction.on_commit(lambda: func(*args))
+class MetricUpdate:
+    """A metric update waiting for its transaction to commit (a rolled-back transition did not happen).
+    A class of its own, so that a test counting the work scheduled after commit can tell it apart."""
+
+    def __init__(self, update: Callable[[], object]):
+        self.update = update
+
+    def __call__(self) -> None:
+        self.update()
+
+
+def after_commit(update: Callable[[], object]) -> None:
+    transaction.on_commit(MetricUpdate(update))
 
 
 @receiver(request_submitted, dispatch_uid="requests_app.metrics.filed")

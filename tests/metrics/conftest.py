@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from provisioning import cluster
+from requests_app.services import request_submit
 from tests.faults.conftest import proxy  # noqa: F401  (the fault proxy in front of the API server)
 from tests.faults.proxy import write_kubeconfig
 from tests.integration.conftest import (  # noqa: F401  (fixtures shared with the integration tests)
@@ -20,6 +21,20 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures shared with th
 from tests.leases.test_backup import backup_namespace, namespace_with_database  # noqa: F401  (fixtures)
 
 METRICS_PORT = "9100"
+
+
+def file_namespace(requester, name: str = "checkout", environment: str = "dev"):
+    """A medium namespace for team atlas: one platform-approvers step in dev (the built-in policy)."""
+    return request_submit(
+        requester=requester,
+        team="atlas",
+        kind="namespace",
+        name=name,
+        environment=environment,
+        lease_days=14,
+        justification="metrics test",
+        spec={"plan": "medium"},
+    )
 
 
 class Scrape:

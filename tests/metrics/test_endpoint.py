@@ -8,9 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from requests_app.models import ResourceRequest
-from requests_app.services import request_submit
 
-from .conftest import METRICS_PORT
+from .conftest import METRICS_PORT, file_namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -91,27 +90,9 @@ def test_a_scrape_costs_the_same_queries_with_many_requests_in_the_database(scra
             scrape()
         return len(ctx.captured_queries)
 
-    request_submit(
-        requester=requester,
-        team="atlas",
-        kind="namespace",
-        name="one",
-        environment="dev",
-        lease_days=7,
-        justification="t",
-        spec={"plan": "medium"},
-    )
+    file_namespace(requester, name="one")
     few = queries()
     for n in range(20):
-        request_submit(
-            requester=requester,
-            team="atlas",
-            kind="namespace",
-            name=f"n{n}",
-            environment="prod",
-            lease_days=7,
-            justification="t",
-            spec={"plan": "medium"},
-        )
+        file_namespace(requester, name=f"n{n}", environment="prod")
     assert ResourceRequest.objects.count() == 21
     assert queries() == few

@@ -18,9 +18,9 @@ import pytest
 from accounts.services import token_issue
 from tests.conftest import namespace_body
 from tests.integration.conftest import test_database_url, wait_for
+from tests.smtp import free_port
 
 from .conftest import Scrape
-from .test_worker_metrics import free_port
 
 pytest.importorskip("gunicorn")  # the production web server (config/gunicorn.py)
 pytestmark = pytest.mark.integration

@@ -16,25 +16,12 @@ from leases.models import Lease, ReclaimPass
 from provisioning.services import request_provision
 from provisioning.tasks import provision_request, sweep_stuck_requests
 from requests_app.models import Heartbeat
-from requests_app.services import request_submit
 from tests.faults.proxy import Rule
 from tests.leases.test_backup import past_grace, set_job_status
 
+from .conftest import file_namespace
+
 pytestmark = pytest.mark.django_db
-
-
-def file_namespace(requester, name: str = "checkout"):
-    """A medium dev namespace: one platform-approvers step (the built-in policy)."""
-    return request_submit(
-        requester=requester,
-        team="atlas",
-        kind="namespace",
-        name=name,
-        environment="dev",
-        lease_days=14,
-        justification="metrics test",
-        spec={"plan": "medium"},
-    )
 
 
 def test_filing_a_request_moves_the_requests_gauge_and_the_filed_counter(

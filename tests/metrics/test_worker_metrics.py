@@ -3,7 +3,6 @@ counters it reads from PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiproces
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
@@ -11,18 +10,12 @@ from django.db import connection
 
 from approvals.services import step_decide
 from requests_app.models import ResourceRequest
-from requests_app.services import request_submit
 from tests.integration.conftest import wait_for
+from tests.smtp import free_port
 
-from .conftest import Scrape
+from .conftest import Scrape, file_namespace
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape_worker(port: int) -> Scrape | None:
@@ -54,16 +47,7 @@ def test_a_prefork_worker_serves_the_counters_of_its_pool_processes(
     assert idle.value("leasehold_kubernetes_api_requests_total", verb="apply") == 0
 
     cleanup_namespaces.append(f"atlas-{unique_name}")
-    request = request_submit(
-        requester=requester,
-        team="atlas",
-        kind="namespace",
-        name=unique_name,
-        environment="dev",
-        lease_days=14,
-        justification="metrics test",
-        spec={"plan": "medium"},
-    )
+    request = file_namespace(requester, name=unique_name)
     step_decide(step_id=request.approval_steps.get().pk, user=approver, verdict="approve")
 
     def active() -> bool:
