@@ -31,6 +31,13 @@ def serve_metrics(**kwargs: Any) -> None:
     serve_worker_metrics()
 
 
+@signals.worker_process_init.connect(dispatch_uid="leasehold.worker_child_socket")
+def close_metrics_socket(**kwargs: Any) -> None:
+    from .metrics import close_inherited_metrics_socket
+
+    close_inherited_metrics_socket()
+
+
 @signals.worker_process_shutdown.connect(dispatch_uid="leasehold.worker_child_metrics")
 def forget_child_metrics(pid: int | None = None, **kwargs: Any) -> None:
     """A pool process ends: its live gauges go (its counters stay in the sums)."""

@@ -141,6 +141,9 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+_worker_server: list = []
+
+
 def serve_worker_metrics() -> None:
     """Serve this Celery worker's metrics (all its pool processes) on LEASEHOLD_METRICS_PORT, from a
     thread of its main process. A port in use is logged, not fatal: the worker's work matters more."""
@@ -148,8 +151,17 @@ def serve_worker_metrics() -> None:
     if not port:
         return
     try:
-        start_http_server(port, addr=settings.LEASEHOLD_METRICS_ADDRESS, registry=process_registry())
+        server, _ = start_http_server(port, addr=settings.LEASEHOLD_METRICS_ADDRESS, registry=process_registry())
     except OSError:
         log.warning("could not serve the worker's metrics on port %s", port, exc_info=True)
         return
+    _worker_server.append(server)
     log.info("worker metrics on %s:%s/metrics", settings.LEASEHOLD_METRICS_ADDRESS, port)
+
+
+def close_inherited_metrics_socket() -> None:
+    """In a pool process: close the listening socket inherited from the main process (only the main
+    process serves it; a pool process that outlived it must not keep the port)."""
+    for server in _worker_server:
+        server.socket.close()
+    _worker_server.clear()

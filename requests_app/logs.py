@@ -23,9 +23,6 @@ from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
-# The fields every record gets ("" when not known).
-FIELDS = ("request_id", "actor", "resource_id", "resource_request_id")
-
 request_id: ContextVar[str] = ContextVar("leasehold_request_id", default="")
 actor: ContextVar[str] = ContextVar("leasehold_actor", default="")
 resource_id: ContextVar[str] = ContextVar("leasehold_resource_id", default="")
@@ -33,6 +30,7 @@ resource_request_id: ContextVar[str] = ContextVar("leasehold_resource_request_id
 # The web request being served: its user is named on a line once authentication has resolved it.
 _http_request: ContextVar[HttpRequest | None] = ContextVar("leasehold_http_request", default=None)
 
+# The fields every record gets ("" when not known).
 _VARS: dict[str, ContextVar[str]] = {
     "request_id": request_id,
     "actor": actor,
