@@ -26,7 +26,7 @@ serve: venv
 
 ## make test — start PostgreSQL, Redis, OpenLDAP and Kubernetes, run every test, stop them all
 test: venv
-	platform/ensure-packages.sh chromium
+	platform/ensure-packages.sh chromium prometheus
 	command -v kubectl >/dev/null || platform/ensure-packages.sh kubernetes-client
 	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
 		$(PY) -m pytest $(PYTEST_ARGS)

@@ -9,7 +9,7 @@ class ApprovalsConfig(AppConfig):
 
         from requests_app.sections import request_prefetch, request_sections, request_select, request_visibility
 
-        from . import receivers  # noqa: F401  (opens a chain when a request is filed)
+        from . import metrics, receivers  # noqa: F401  (decision times counted; a chain opened on filing)
         from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section
         from .models import ApprovalStep
         from .selectors import user_group_names

@@ -54,6 +54,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the log context (request id) covers every other middleware's lines.
+    "requests_app.logs.RequestContextMiddleware",
+    # Before the host and HTTPS checks: Prometheus scrapes the pod by its address, over plain HTTP.
+    "config.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (the site's CSS and JS, htmx, the admin's, Swagger UI's) come from the service itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -456,11 +460,30 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- logs (README "Metrics and alerts") ---------------------------------------------------------------
+# `plain` (for a terminal: `make run`) or `json` (one object per line, for a log pipeline: the deploy
+# manifests set it). Every line carries request_id (the ingress's X-Request-ID, else one of ours; a
+# Celery task's id in the worker), actor, resource_id and resource_request_id where they are known
+# (requests_app/logs.py); JSON has them as fields, with time, level, logger and message.
+LEASEHOLD_LOG_FORMAT = env.str("LEASEHOLD_LOG_FORMAT", default="plain")
+if LEASEHOLD_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LEASEHOLD_LOG_FORMAT must be plain or json, not {LEASEHOLD_LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "requests_app.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s "
+            "%(request_id)s %(actor)s %(resource_id)s %(resource_request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LEASEHOLD_LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")},
@@ -468,6 +491,21 @@ LOGGING = {
         "axes": {"level": env.str("AXES_LOG_LEVEL", default="WARNING")},
     },
 }
+
+# --- metrics (README "Metrics and alerts") ----------------------------------------------------------
+# `GET /metrics` is served on this port only: gunicorn listens on it besides the web port, the Celery
+# worker's main process serves its own there, and the Ingress never routes to it. 0: the worker serves
+# none. With the development server, /metrics answers on the web port only with DEBUG, from loopback.
+LEASEHOLD_METRICS_PORT = env.int("LEASEHOLD_METRICS_PORT", default=9100)
+# Where the worker's metrics server listens: every address of the pod, which is what Prometheus scrapes
+# (the NetworkPolicy decides who may reach it); 127.0.0.1 on a shared machine.
+LEASEHOLD_METRICS_ADDRESS = env.str("LEASEHOLD_METRICS_ADDRESS", default="0.0.0.0")  # noqa: S104  # nosec B104
+# Several processes (gunicorn workers, Celery's prefork children) share their counters through files
+# in PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode), an emptyDir in the pod. Read by
+# prometheus-client itself from the environment; it must be an existing, writable directory.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR} is not a directory.")
 
 SILENCED_SYSTEM_CHECKS: list[str] = [
     # axes' middleware only turns a lockout into its own plain 429 page; our login form, the admin's and

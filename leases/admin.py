@@ -8,7 +8,7 @@ from requests_app.admin import ReadOnlyAdmin
 from requests_app.errors import LeaseholdError
 
 from .forms import LeaseCorrectionForm
-from .models import Backup, Lease, LeaseState, OwnerCheck
+from .models import Backup, Lease, LeaseState, OwnerCheck, ReclaimPass
 from .services import lease_correct_expiry
 
 LEASE_FIELDS = (
@@ -89,3 +89,13 @@ class OwnerCheckAdmin(ReadOnlyAdmin):
     list_display = ["user", "checked_at"]
     readonly_fields = ["user", "checked_at"]
     ordering = ["checked_at"]
+
+
+@admin.register(ReclaimPass)
+class ReclaimPassAdmin(ReadOnlyAdmin):
+    """The reclamation passes that ran (the CronJob's and beat's), what they did and how long they took."""
+
+    list_display = ["finished_at", "completed", "origin", "duration_seconds", "outcomes"]
+    list_filter = ["completed", "origin"]
+    readonly_fields = ["started_at", "finished_at", "duration_seconds", "completed", "origin", "outcomes", "error"]
+    ordering = ["-finished_at"]

@@ -145,6 +145,34 @@ class Backup(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        # The metrics' backups by kind and outcome: an index-only count.
+        indexes = [models.Index(fields=["kind", "state"], name="backup_kind_state")]
 
     def __str__(self) -> str:
         return f"backup of {self.resource} ({self.state})"
+
+
+class ReclaimPass(models.Model):
+    """One reclamation pass that ran (dry runs are not recorded): when, for how long, and how many
+    leases it moved on at each stage. Written by the process that ran it (the CronJob, a worker, the
+    command), read by /metrics: the CronJob is gone before anyone could scrape it, so its figures live
+    here (`leasehold_reclaim_last_success_timestamp_seconds` and the alert on it)."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_seconds = models.FloatField()
+    completed = models.BooleanField(help_text="False: the pass stopped with an error (see `error`).")
+    origin = models.CharField(max_length=20, help_text="command (the CronJob) or task (beat)")
+    outcomes = models.JSONField(default=dict, blank=True, help_text="Leases (or mails) per stage of the pass.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-finished_at"]
+        indexes = [
+            models.Index(fields=["-finished_at"], name="reclaim_pass_last"),
+            models.Index(fields=["-finished_at"], name="reclaim_pass_last_success", condition=Q(completed=True)),
+        ]
+        verbose_name_plural = "reclamation passes"
+
+    def __str__(self) -> str:
+        return f"reclamation pass at {self.finished_at:%Y-%m-%d %H:%M:%S} ({'ok' if self.completed else 'failed'})"

@@ -2,13 +2,14 @@
 
 from celery import shared_task
 
-from .services import extension_fulfil, reclaim_follow, reclaim_pass, restore_start
+from .passes import reclaim_pass_recorded
+from .services import extension_fulfil, reclaim_follow, restore_start
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def reclaim_leases() -> None:
     """One reclamation pass (the beat schedule runs it; `manage.py reclaim_leases` runs the same)."""
-    reclaim_pass()
+    reclaim_pass_recorded(origin="task")
 
 
 @shared_task(acks_late=True, ignore_result=True)

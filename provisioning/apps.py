@@ -7,7 +7,7 @@ class ProvisioningConfig(AppConfig):
     def ready(self) -> None:
         from requests_app.sections import request_sections, resource_prefetch, resource_sections, resource_select
 
-        from . import receivers  # noqa: F401  (enqueues provisioning when a request is approved)
+        from . import metrics, receivers  # noqa: F401  (failures counted; provisioning enqueued on approval)
         from .api.serializers import objects_section
         from .services import connection_section, plan_yaml, provisioning_progress, releases_section
 

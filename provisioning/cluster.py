@@ -34,6 +34,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from .errors import ClusterNotConfigured, PermanentClusterError, TransientClusterError
+from .metrics import metered
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def _path_of(api_version: str, kind: str, namespace: str | None, name: str | Non
     return f"{base}/{plural}" + (f"/{name}" if name else "")
 
 
+@metered
 def _request(
     method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None, content_type: str = ""
 ) -> dict:

@@ -18,9 +18,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
+from requests_app import logs
 from requests_app.errors import InvalidState
+from requests_app.models import ResourceRequest
 
-from . import services
+from . import metrics, services
 from .errors import ClaimLost, PermanentClusterError, TransientClusterError
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,20 @@ def provision_request(self, request_id: str) -> None:
     Transient API errors retry with exponential backoff and jitter (honouring Retry-After), bounded by
     LEASEHOLD_MAX_DELIVERIES; permanent ones (403, 422, invalid spec) fail the request at once.
     """
+    metrics.PROVISIONING_ATTEMPTS.inc()
+    logs.annotate(resource_id=_resource_id(request_id))
+    _provision(self, request_id)
+
+
+def _provision(task: Task, request_id: str) -> None:
     try:
         outcome = services.request_provision(request_id=request_id)
     except (TransientClusterError, SoftTimeLimitExceeded) as exc:
         delay = services.provisioning_retry_later(request_id=request_id, error=exc)
         if delay is None:
             return
-        raise self.retry(countdown=delay, exc=exc) from exc
+        metrics.PROVISIONING_RETRIES.labels(metrics.failure_reason(exc)).inc()
+        raise task.retry(countdown=delay, exc=exc) from exc
     except (PermanentClusterError, InvalidState) as exc:
         services.request_fail(request_id=request_id, reason=str(exc))
         return
@@ -64,10 +73,20 @@ def provision_request(self, request_id: str) -> None:
         return
     except (OperationalError, InterfaceError) as exc:
         # The database went away: nothing can be recorded now. Try again later; the sweep is the backstop.
-        delay = services.retry_delay(self.request.retries + 1)
-        raise self.retry(countdown=delay, exc=exc, max_retries=settings.LEASEHOLD_MAX_DELIVERIES) from exc
+        delay = services.retry_delay(task.request.retries + 1)
+        metrics.PROVISIONING_RETRIES.labels("database").inc()
+        raise task.retry(countdown=delay, exc=exc, max_retries=settings.LEASEHOLD_MAX_DELIVERIES) from exc
     if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
+        raise task.retry(countdown=outcome.retry_in)
+
+
+def _resource_id(request_id: str) -> str:
+    """The id of the resource the request makes or changes, for the log lines of its provisioning."""
+    try:
+        request = ResourceRequest.objects.filter(pk=request_id).only("action", "resource_id").first()
+    except (OperationalError, InterfaceError):
+        return ""  # the run finds out again, and retries
+    return str(services.resource_id_for(request)) if request is not None else ""
 
 
 @shared_task(acks_late=True)

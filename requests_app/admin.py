@@ -11,7 +11,17 @@ from django.contrib import admin, messages
 
 from .errors import LeaseholdError, public_message
 from .forms import ResourceHandOverForm
-from .models import AllowedRegistry, AppTemplate, AuditEvent, MailState, OutgoingMail, Resource, ResourceRequest, Team
+from .models import (
+    AllowedRegistry,
+    AppTemplate,
+    AuditEvent,
+    Heartbeat,
+    MailState,
+    OutgoingMail,
+    Resource,
+    ResourceRequest,
+    Team,
+)
 from .services import catalog_delete, catalog_save, mail_deliver_pending, request_retry, resource_hand_over
 
 
@@ -213,3 +223,13 @@ class OutgoingMailAdmin(admin.ModelAdmin):
         self.message_user(request, f"{len(result.sent)} mail(s) sent.")
         for mail in result.failed:
             self.message_user(request, f"{mail}: {mail.last_error}", level=messages.ERROR)
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    """When each periodic job last finished: a job far behind its schedule means beat (or every worker)
+    is not running."""
+
+    list_display = ["task", "last_success_at"]
+    readonly_fields = ["task", "last_success_at"]
+    ordering = ["task"]

@@ -7,6 +7,7 @@ class RequestsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from . import (
+            metrics,  # noqa: F401  (counts requests filed and their transitions)
             receivers,  # noqa: F401  (connects the team mirroring receiver)
             sessions,  # noqa: F401  (connects the login stamp of the idle timeout)
         )

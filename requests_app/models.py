@@ -182,6 +182,13 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
             # Lists are ordered by (-created_at, -id): all of them, and a team's.
             models.Index(fields=["-created_at", "-id"], name="requests_list_order"),
             models.Index(fields=["team", "-created_at", "-id"], name="requests_team_list_order"),
+            # The metrics' count of live requests by kind, state and team: an index-only scan of the live
+            # ones, however many finished requests the table holds.
+            models.Index(
+                fields=["state", "kind", "team"],
+                name="requests_live_by_state",
+                condition=models.Q(state__in=["pending_approval", "approved", "provisioning", "active"]),
+            ),
         ]
         constraints = [
             # One live create request per team, kind and name, also when two are filed at once.
@@ -429,3 +436,16 @@ class OutgoingMail(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=MailState.PENDING, target=MailState.SENT)
     def mark_sent(self, at) -> None:
         self.sent_at = at
+
+
+class Heartbeat(models.Model):
+    """When a periodic job (CELERY_BEAT_SCHEDULE) last finished: one row per task, upserted by each run
+    (config/celery.py). Metrics read it (`leasehold_periodic_last_success_timestamp_seconds`), and an
+    alert fires when the stuck-request sweep, due every 30 s, has not run for minutes: beat or every
+    worker is down."""
+
+    task = models.CharField(max_length=200, primary_key=True)
+    last_success_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.task} at {self.last_success_at:%Y-%m-%d %H:%M:%S}"

@@ -28,6 +28,7 @@ from .models import (
     AppTemplate,
     AuditEvent,
     Environment,
+    Heartbeat,
     Kind,
     MailState,
     OutgoingMail,
@@ -801,3 +802,13 @@ def catalog_delete(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
     detail = "; ".join(f"{k}: {v!r}" for k, v in _field_values(obj).items())
     audit_record(actor=actor, verb=f"{obj._meta.model_name}_deleted", target=obj, detail=detail)
     obj.delete()
+
+
+def heartbeat_record(*, task: str) -> None:
+    """Note that the periodic job `task` just finished (one upsert): the beat schedule is running."""
+    Heartbeat.objects.bulk_create(
+        [Heartbeat(task=task, last_success_at=timezone.now())],
+        update_conflicts=True,
+        unique_fields=["task"],
+        update_fields=["last_success_at"],
+    )

@@ -16,7 +16,7 @@ from accounts.services import token_issue
 from approvals.models import ApprovalPolicy, ApprovalStep, Decision, Delegation
 from approvals.selectors import policy_source_in_force
 from approvals.services import delegation_create
-from leases.models import Backup, Lease, OwnerCheck
+from leases.models import Backup, Lease, OwnerCheck, ReclaimPass
 from leases.services import lease_open
 from provisioning.models import ManagedObject, ProvisioningJob, Release
 from provisioning.services import request_plan
@@ -28,7 +28,7 @@ from requests_app.models import (
     ResourceRequest,
     Team,
 )
-from requests_app.services import mail_queue, request_submit
+from requests_app.services import heartbeat_record, mail_queue, request_submit
 from tests.conftest import namespace_body
 from tests.factories import GroupFactory, active_namespace, app_template
 
@@ -81,6 +81,11 @@ def world(atlas, requester, approver, second_approver, admin_user, api):
     mail_queue(topic="expiry", subject="s", body="b", to=["dana@example.org"], deliver=False)
     token_issue(user=requester)
     OwnerCheck.objects.create(user=requester, checked_at=timezone.now())
+    heartbeat_record(task="provisioning.tasks.sweep_stuck_requests")
+    now = timezone.now()
+    ReclaimPass.objects.create(
+        started_at=now, finished_at=now, duration_seconds=0.1, completed=True, origin="command", outcomes={}
+    )
     return namespace
 
 

@@ -203,6 +203,8 @@ def celery_processes(transactional_db, tmp_path) -> Callable[..., CeleryProcess]
     def start(kind: str = "worker", *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> CeleryProcess:
         full_env = dict(os.environ)
         full_env["DATABASE_URL"] = test_database_url()
+        # No metrics server on the shared machine's 9100 unless a test asks for one (tests/metrics).
+        full_env["LEASEHOLD_METRICS_PORT"] = "0"
         full_env.update(env or {})
         n = len(started)
         if kind == "worker":

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from leases.services import reclaim_pass
+from leases.passes import reclaim_pass_recorded
 
 
 class Command(BaseCommand):
@@ -26,7 +26,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--now {now!r} is not an ISO 8601 date and time (e.g. 2026-01-31T12:00:00Z).")
             if timezone.is_naive(instant):
                 instant = timezone.make_aware(instant, UTC)
-        report = reclaim_pass(now=instant, dry_run=dry_run)
+        # Recorded in the database (leases.passes): the CronJob's passes are what /metrics tells of.
+        report = reclaim_pass_recorded(origin="command", now=instant, dry_run=dry_run)
         for line in report.lines():
             self.stdout.write(line)
         # The pass completed (CONTRACT.md §2: exit 0); what it could not do is on stderr, for cron's mail,

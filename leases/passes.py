@@ -1,0 +1,79 @@
+"""Reclamation passes, recorded: `manage.py reclaim_leases` (the CronJob) and the beat's task run a
+pass through `reclaim_pass_recorded`, which keeps one ReclaimPass row per pass (what /metrics and its
+alerts read) and counts it in this process's metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from requests_app import logs
+
+from . import metrics
+from .models import ReclaimPass
+from .services import ReclaimReport, reclaim_pass
+
+log = logging.getLogger(__name__)
+
+# What a pass reports, stage by stage (ReclaimReport's lists): the `outcome` label of its metrics.
+OUTCOMES = (
+    "notices",
+    "earlier_mail",
+    "handed_over",
+    "to_grace",
+    "backups",
+    "reclaimed",
+    "in_progress",
+    "deferred",
+    "refused",
+    "errors",
+)
+
+
+def report_outcomes(report: ReclaimReport) -> dict[str, int]:
+    return {name: len(getattr(report, name, ())) for name in OUTCOMES}
+
+
+def reclaim_pass_recorded(*, origin: str, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
+    """Run one reclamation pass (leases.services.reclaim_pass) and record it; a dry run is not recorded.
+    A pass that raises is recorded as not completed (when the database still answers) and re-raised."""
+    started, clock = timezone.now(), time.monotonic()
+    with logs.bind(request_id=logs.request_id.get() or f"reclaim-{logs.new_request_id()}"):
+        try:
+            report = reclaim_pass(now=now, dry_run=dry_run)
+        except Exception as exc:
+            if not dry_run:
+                metrics.RECLAIM_PASSES.labels("failed").inc()
+                _record(started, clock, origin=origin, completed=False, error=f"{type(exc).__name__}: {exc}")
+            raise
+        if not dry_run:
+            outcomes = report_outcomes(report)
+            duration = _record(started, clock, origin=origin, completed=True, outcomes=outcomes)
+            metrics.RECLAIM_PASSES.labels("completed").inc()
+            metrics.RECLAIM_DURATION.observe(duration)
+            for name, count in outcomes.items():
+                metrics.RECLAIM_OUTCOMES.labels(name).inc(count)
+        return report
+
+
+def _record(
+    started: datetime, clock: float, *, origin: str, completed: bool, outcomes: dict | None = None, error: str = ""
+) -> float:
+    duration = time.monotonic() - clock
+    try:
+        ReclaimPass.objects.create(
+            started_at=started,
+            finished_at=timezone.now(),
+            duration_seconds=duration,
+            completed=completed,
+            origin=origin,
+            outcomes=outcomes or {},
+            error=error[:2000],
+        )
+    except DatabaseError:
+        log.exception("could not record the reclamation pass that started at %s", started.isoformat())
+    return duration
