@@ -21,6 +21,11 @@ def _int(name: str, default: int) -> int:
 # Every address of the container (in a pod: the pod's own, behind its NetworkPolicy); `make serve` binds loopback.
 _host = os.environ.get("GUNICORN_HOST", "0.0.0.0")  # noqa: S104  # nosec B104
 bind = [f"{_host}:{_int('PORT', 8000)}"]
+# The metrics listener (README "Metrics and alerts"): /metrics answers there only, and nothing else does;
+# the Service the Ingress routes to never exposes it. 0 turns it off.
+_metrics_port = _int("LEASEHOLD_METRICS_PORT", 9100)
+if _metrics_port:
+    bind.append(f"{_host}:{_metrics_port}")
 wsgi_app = "config.wsgi:application"
 
 # Threads: a request mostly waits on PostgreSQL, LDAP or the API server, so each process serves several
@@ -62,12 +67,11 @@ preload_app = False
 control_socket_disable = True
 
 
+def on_starting(server: Any) -> None:
+    """The master starts: forget the metrics files of processes from before (config/metrics_hooks.py)."""
+    importlib.import_module("config.metrics_hooks").on_starting(server)
+
+
 def child_exit(server: Any, worker: Any) -> None:
-    """A worker process ended: let the metrics module (when installed) clean up after it."""
-    try:
-        metrics_hooks = importlib.import_module("config.metrics_hooks")
-    except ModuleNotFoundError as exc:
-        if exc.name != "config.metrics_hooks":
-            raise  # the module is there but something it needs is not: say so
-        return
-    metrics_hooks.child_exit(server, worker)
+    """A worker process ended: drop its live gauges from the metrics sums."""
+    importlib.import_module("config.metrics_hooks").child_exit(server, worker)
