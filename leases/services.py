@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, prefetch_related_objects
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 from django_fsm import can_proceed
 
@@ -413,20 +415,77 @@ class ReclaimReport:
 _LABEL_RELATED = ("resource", "resource__team", "resource__parent__team")
 
 
-# What a pass's list of leases does not read (the batches read what they need again, under their claims).
-_NOT_FOR_THE_LABEL = (
-    "last_manifests",
-    "last_report",
-    "quarantined_replicas",
-    "resource__spec",
-    "resource__parent__spec",
+def _label(lease: Lease) -> str:
+    r = lease.resource
+    return _label_of(r.kind, r.namespace_name, r.name, r.pk, lease.expires_at)
+
+
+def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime) -> str:
+    where = namespace if kind == Kind.NAMESPACE else f"{namespace}/{name}"
+    return f"{kind} {where} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
+
+
+@dataclass(frozen=True)
+class _LeaseRow:
+    """A lease as a pass lists it, read as plain values (a pass may list thousands)."""
+
+    pk: int
+    resource_id: Any
+    kind: str
+    namespace: str
+    name: str
+    label: str
+
+
+# What `_lease_rows` reads: the lease's expiry and what its resource's namespace name is made of (a
+# namespace's: its team's slug and its name; a database's or app's: its namespace's).
+_DUE_VALUES = (
+    "pk",
+    "expires_at",
+    "resource_id",
+    "resource__kind",
+    "resource__name",
+    "resource__team__slug",
+    "resource__parent__name",
+    "resource__parent__team__slug",
 )
 
 
-def _label(lease: Lease) -> str:
-    r = lease.resource
-    where = r.namespace_name if r.kind == Kind.NAMESPACE else f"{r.namespace_name}/{r.name}"
-    return f"{r.kind} {where} (resource {r.pk}, lease expires {lease.expires_at:%Y-%m-%d %H:%M})"
+def _lease_rows(leases: QuerySet[Lease]) -> list[_LeaseRow]:
+    """The leases as a pass lists them: one query, no model instances."""
+    rows = []
+    for pk, expires_at, resource_id, kind, name, team, parent, parent_team in leases.values_list(*_DUE_VALUES):
+        namespace = f"{team}-{name}" if kind == Kind.NAMESPACE else f"{parent_team}-{parent}" if parent else ""
+        label = _label_of(kind, namespace, name, resource_id, expires_at)
+        rows.append(_LeaseRow(pk, resource_id, kind, namespace, name, label))
+    return rows
+
+
+def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: QuerySet, report: ReclaimReport) -> None:
+    """What a dry run lists of the leases it would reclaim (`resource_ids`: their resources, as a
+    subquery): the databases it would back up first and the objects it would delete, read in two
+    queries as plain values."""
+    objects: dict[Any, list[str]] = {row.resource_id: [] for row in listed}
+    recorded = (
+        ManagedObject.objects.filter(resource_id__in=resource_ids, deleted_at__isnull=True)
+        .order_by("pk")
+        .values_list("resource_id", "api_version", "kind", "namespace", "name")
+    )
+    for resource_id, api_version, kind, namespace, name in recorded:
+        objects.setdefault(resource_id, []).append(str(cluster.ObjectRef(api_version, kind, namespace, name)))
+    databases: dict[Any, list[str]] = {}
+    children = (
+        Resource.objects.filter(parent_id__in=resource_ids, kind=Kind.DATABASE)
+        .exclude(state__in=Resource.TERMINAL)
+        .order_by("pk")
+        .values_list("parent_id", "name")
+    )
+    for parent_id, name in children:
+        databases.setdefault(parent_id, []).append(name)
+    for row in listed:
+        names = [row.name] if row.kind == Kind.DATABASE else databases.get(row.resource_id, [])
+        report.backups.extend(f"database {row.namespace}/{name}" for name in names)
+        report.reclaimed.append(f"{row.label}: {', '.join(objects[row.resource_id]) or 'no objects'}")
 
 
 def _thresholds_due(lease: Lease, now: datetime) -> list[int]:
@@ -481,11 +540,11 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
             report.notice_mail[mail.pk] = line
 
 
-def _owner_still_in_team(owner, team, cache: dict[int, set[str] | None]) -> bool:
+def _owner_still_in_team(owner, group: str, cache: dict[int, set[str] | None]) -> bool:
     if owner.pk not in cache:
         cache[owner.pk] = _current_groups(owner)
     groups = cache[owner.pk]
-    return groups is not None and owner.is_active and team.group.name in groups
+    return groups is not None and owner.is_active and group in groups
 
 
 def _current_groups(user) -> set[str] | None:
@@ -531,11 +590,15 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | 
     owners = _owners_to_check(dry_run=dry_run, now=now or database_now())
     if not owners:
         return
-    cache: dict[int, set[str] | None] = {}
     live = Resource.objects.filter(owner_id__in=owners).exclude(state__in=Resource.TERMINAL)
-    for resource in live.select_related("owner", "team__group").order_by("pk"):
-        if _owner_still_in_team(resource.owner, resource.team, cache):
-            continue
+    # One row per owner and team, not one per resource: an owner with many resources is checked once per team.
+    pairs = list(live.order_by().values_list("owner_id", "team_id", "team__group__name").distinct())
+    users = get_user_model().objects.in_bulk({owner for owner, _, _ in pairs})
+    cache: dict[int, set[str] | None] = {}
+    left = [Q(owner_id=o, team_id=t) for o, t, group in pairs if not _owner_still_in_team(users[o], group, cache)]
+    if not left:
+        return
+    for resource in live.filter(reduce(operator.or_, left)).select_related("owner", "team").order_by("pk"):
         former = resource.owner.get_username()
         report.handed_over.append(f"{resource.kind} {resource.name} of {former} → team {resource.team.slug}")
         if dry_run:
@@ -1145,54 +1208,20 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> No
                 report.errors.append(f"{_label(lease)}: restore of its workloads: {exc}")
 
     # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
-    budget = settings.RECLAIM_MAX_PER_RUN
-    started: list[Lease] = []
-    due = (
-        Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now)
-        .select_related(*_LABEL_RELATED)
-        .defer(*_NOT_FOR_THE_LABEL)
-    )
-    if dry_run:  # what the report lists of each lease, read in three queries, not three per lease
-        due = due.prefetch_related(
-            Prefetch(
-                "resource__managed_objects",
-                queryset=ManagedObject.objects.filter(deleted_at__isnull=True).order_by("pk"),
-                to_attr="live_objects",
-            ),
-            Prefetch(
-                "resource__children",
-                queryset=Resource.objects.filter(kind=Kind.DATABASE)
-                .exclude(state__in=Resource.TERMINAL)
-                .select_related("parent__team"),
-                to_attr="live_databases",
-            ),
-        )
-    for lease in due.order_by("grace_until", "pk"):
-        if budget <= 0:
-            report.deferred.append(_label(lease))
-            continue
-        budget -= 1
-        if dry_run:
-            resource = lease.resource
-            databases = (
-                [resource]
-                if resource.kind == Kind.DATABASE
-                else resource.live_databases
-                if resource.kind == Kind.NAMESPACE
-                else []
-            )
-            report.backups.extend(f"database {d.namespace_name}/{d.name}" for d in databases)
-            objects = resource.live_objects
-            report.reclaimed.append(f"{_label(lease)}: {', '.join(str(o) for o in objects) or 'no objects'}")
-            continue
-        started.append(lease)
-    if not dry_run:
-        _reclaim_into_report(started, now, report)
-        reclaim_follow(now=now, report=report, skip=[lease.pk for lease in started])
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk")
+    rows = _lease_rows(due)
+    cap = max(0, settings.RECLAIM_MAX_PER_RUN)
+    started = rows[:cap]
+    report.deferred.extend(row.label for row in rows[cap:])
+    if dry_run:
+        _dry_run_reclaim(started, due.values("resource_id")[:cap], report)
+        return
+    _reclaim_into_report([(row.pk, row.label) for row in started], now, report)
+    reclaim_follow(now=now, report=report, skip=[row.pk for row in started])
 
 
-def _reclaim_into_report(leases: list[Lease], now: datetime, report: ReclaimReport) -> None:
-    """Reclaim (or follow up) `leases`, in batches of 4 × LEASEHOLD_K8S_CONCURRENCY.
+def _reclaim_into_report(leases: list[tuple[int, str]], now: datetime, report: ReclaimReport) -> None:
+    """Reclaim (or follow up) `leases` (id and label), in batches of 4 × LEASEHOLD_K8S_CONCURRENCY.
 
     The database work stays in this thread, under the same claims, row locks (leases before resources,
     in key order) and audit lines as `lease_reclaim`; the cluster calls of a batch, which are
@@ -1222,33 +1251,32 @@ class _ReclaimBatch:
     """Some of a pass's leases: claimed, started and prepared in the caller's thread; torn down in a
     background thread (cluster calls only); recorded in the caller's thread."""
 
-    def __init__(self, leases: list[Lease], now: datetime, report: ReclaimReport) -> None:
+    def __init__(self, leases: list[tuple[int, str]], now: datetime, report: ReclaimReport) -> None:
         self.leases, self.now, self.report = leases, now, report
         self.token = uuid.uuid4()
         self.claimed: list[int] = []
-        self.ready: list[tuple[Lease, _Teardown, TeardownPlan]] = []
+        self.ready: list[tuple[str, _Teardown, TeardownPlan]] = []
         self.results: list[TeardownReport | ClusterError] = []
         self.failure: BaseException | None = None
         self.thread: threading.Thread | None = None
 
     def prepare(self) -> None:
-        self.claimed = _claim_leases([lease.pk for lease in self.leases], self.token)
-        mine = [lease for lease in self.leases if lease.pk in set(self.claimed)]  # others: another pass has them
+        self.claimed = _claim_leases([pk for pk, _ in self.leases], self.token)
+        mine = [(pk, label) for pk, label in self.leases if pk in set(self.claimed)]  # others: another pass's
         waiting = _reclaim_start(self.claimed, now=self.now)
-        started = [lease for lease in mine if lease.pk not in waiting]
-        jobs = _teardown_prepare([lease.pk for lease in started], token=self.token, now=self.now)
-        for lease in mine:
-            job = jobs.get(lease.pk)
-            if lease.pk in waiting:
-                _report_reclaim(lease, (False, waiting[lease.pk]), self.report)
+        jobs = _teardown_prepare([pk for pk, _ in mine if pk not in waiting], token=self.token, now=self.now)
+        for pk, label in mine:
+            job = jobs.get(pk)
+            if pk in waiting:
+                _report_reclaim(label, (False, waiting[pk]), self.report)
             elif job is None:
                 continue
             elif job.error is not None:
-                _report_reclaim_error(lease, job.error, self.report)
+                _report_reclaim_error(label, job.error, self.report)
             elif job.plan is None:
-                _report_reclaim(lease, job.outcome or (False, ""), self.report)
+                _report_reclaim(label, job.outcome or (False, ""), self.report)
             else:
-                self.ready.append((lease, job, job.plan))
+                self.ready.append((label, job, job.plan))
 
     def launch(self) -> None:
         plans = [plan for _, _, plan in self.ready]
@@ -1272,14 +1300,14 @@ class _ReclaimBatch:
 
     def finish(self) -> None:
         finished = []
-        for (lease, job, _), result in zip(self.ready, self.results, strict=True):
+        for (label, job, _), result in zip(self.ready, self.results, strict=True):
             if isinstance(result, ClusterError):
-                _report_reclaim_error(lease, result, self.report)
+                _report_reclaim_error(label, result, self.report)
             else:
-                finished.append((lease, job, result))
+                finished.append((label, job, result))
         outcomes = _teardown_finish([(job, result) for _, job, result in finished], now=self.now)
-        for (lease, _, _), outcome in zip(finished, outcomes, strict=True):
-            _report_reclaim(lease, outcome, self.report)
+        for (label, _, _), outcome in zip(finished, outcomes, strict=True):
+            _report_reclaim(label, outcome, self.report)
 
     def release(self) -> None:
         """Give the claims back, once no call of this batch is in flight any more."""
@@ -1289,20 +1317,20 @@ class _ReclaimBatch:
         self.claimed = []
 
 
-def _report_reclaim_error(lease: Lease, exc: ClusterError, report: ReclaimReport) -> None:
-    log.warning("reclaiming lease %s failed: %s", lease.pk, exc)
-    report.errors.append(f"{_label(lease)}: {exc}")
+def _report_reclaim_error(label: str, exc: ClusterError, report: ReclaimReport) -> None:
+    log.warning("reclaiming %s failed: %s", label, exc)
+    report.errors.append(f"{label}: {exc}")
 
 
-def _report_reclaim(lease: Lease, outcome: tuple[bool, str], report: ReclaimReport) -> None:
+def _report_reclaim(label: str, outcome: tuple[bool, str], report: ReclaimReport) -> None:
     done, note = outcome
     if note == "taken by another pass":
         return
     if "backup" in note and not done:
-        report.backups.append(f"{_label(lease)}: {note}")
-    (report.reclaimed if done else report.in_progress).append(f"{_label(lease)}: {note}" if note else _label(lease))
+        report.backups.append(f"{label}: {note}")
+    (report.reclaimed if done else report.in_progress).append(f"{label}: {note}" if note else label)
     if "backup" in note and "failed" in note:
-        report.errors.append(f"{_label(lease)}: {note} — nothing was deleted")
+        report.errors.append(f"{label}: {note} — nothing was deleted")
 
 
 def reclaim_follow(
@@ -1321,8 +1349,8 @@ def reclaim_follow(
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()))
         .exclude(pk__in=skip or [])
     )
-    follow = waiting.select_related(*_LABEL_RELATED).order_by("pk")[: settings.LEASEHOLD_RECLAIM_FOLLOW_MAX]
-    _reclaim_into_report(list(follow), now, report)
+    follow = _lease_rows(waiting.order_by("pk")[: settings.LEASEHOLD_RECLAIM_FOLLOW_MAX])
+    _reclaim_into_report([(row.pk, row.label) for row in follow], now, report)
     return report
 
 
