@@ -35,7 +35,7 @@ from requests_app.models import Resource, ResourceState
 from requests_app.services import request_submit
 
 N = int(os.environ.get("BENCH_TEARDOWN_N", "200"))
-ROUNDS = int(os.environ.get("BENCH_TEARDOWN_ROUNDS", "1"))
+ROUNDS = int(os.environ.get("BENCH_TEARDOWN_ROUNDS", "3"))
 
 
 def _seed(prefix: str, count: int, requester) -> list[Resource]:
@@ -162,10 +162,11 @@ def run(out: Out, sizes: list[int]) -> None:
         "teardown", f"one live pass, {N} namespaces (DELETE accepted)", f"{live:.2f} s ({live / N * 1000:.1f} ms each)"
     )
     out.row("teardown", f"raw delete_namespace × {N}, sequential", f"{raw:.2f} s ({raw / N * 1000:.1f} ms each)")
-    ratio = raw / live
+    # Each round's two figures were measured a minute apart on the same cluster: their ratio is the figure.
+    ratio = median([r[1] / r[0] for r in rounds])
     out.row(
         "teardown",
-        "live-pass throughput ÷ raw delete throughput",
+        f"live-pass throughput ÷ raw delete throughput (median of {ROUNDS} rounds)",
         f"{ratio:.0%}",
         target="≥ 50%",
         ok=ratio >= 0.5,
