@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -295,18 +296,43 @@ def read(ref: ObjectRef) -> dict | None:
     return with_retries(get, what=f"read {ref}")
 
 
-def delete(ref: ObjectRef) -> bool:
-    """Delete the object (background propagation). False when it was already gone."""
-    path = _path_of(ref.api_version, ref.kind, ref.namespace or None, ref.name)
+class Deletion(StrEnum):
+    """What the API server answered a DELETE."""
 
-    def remove() -> bool:
+    GONE = "gone"  # 404: nothing by that name (deleted before, or never there)
+    DELETED = "deleted"  # removed at once (a Status, or the object as it was last stored)
+    TERMINATING = "terminating"  # accepted; still there until its finalizers ran (a Namespace, always)
+    CONFLICT = "conflict"  # the preconditions failed: the object changed or was replaced since it was read
+
+
+def delete(ref: ObjectRef, *, uid: str = "", resource_version: str = "") -> Deletion:
+    """Delete the object (background propagation) and say from the answer alone whether it is gone.
+
+    `uid` and `resource_version` go into DeleteOptions' preconditions: the API server deletes only the
+    object with that uid, unchanged since that version was read, and answers 409 (CONFLICT) otherwise;
+    so a read that proved the object ours and the delete are one atomic decision, and the object is
+    never deleted if it was relabelled or replaced in between. The answer already tells whether the
+    object is gone or terminating: no read afterwards. A retried DELETE whose first answer was lost
+    sees 404 or a CONFLICT (the deletion changed the version); the caller reads again.
+    """
+    path = _path_of(ref.api_version, ref.kind, ref.namespace or None, ref.name)
+    body: dict[str, Any] = {"propagationPolicy": "Background"}
+    preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+    if preconditions:
+        body["preconditions"] = preconditions
+
+    def remove() -> Deletion:
         try:
-            _request("DELETE", path, body={"propagationPolicy": "Background"})
+            answer = _request("DELETE", path, body=body)
         except PermanentClusterError as exc:
             if exc.status == 404:
-                return False
+                return Deletion.GONE
+            if exc.status == 409 and preconditions:
+                return Deletion.CONFLICT
             raise
-        return True
+        if answer.get("kind") != "Status" and (answer.get("metadata") or {}).get("deletionTimestamp"):
+            return Deletion.TERMINATING
+        return Deletion.DELETED
 
     return with_retries(remove, what=f"delete {ref}")
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,6 +117,17 @@ def approved_namespace(requester, approver, unique_name, cleanup_namespaces):
         return request
 
     return make
+
+
+def provisioned_namespace(approved_namespace) -> Resource:
+    """A namespace of its own name, approved and provisioned on the test cluster: its resource."""
+    from provisioning.services import request_provision
+
+    request = approved_namespace(f"r{uuid.uuid4().hex[:10]}")
+    request_provision(request_id=request.pk)
+    request.refresh_from_db()
+    assert request.state == "active", request.error
+    return request.resource
 
 
 ROOT = Path(__file__).resolve().parents[2]

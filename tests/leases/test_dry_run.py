@@ -1,0 +1,82 @@
+"""A dry run lists what a pass would reclaim, back up and defer, in queries that do not grow with the
+leases it lists (issue 12: Leasehold's dry run against kube-janitor's), and changes nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from leases.models import Lease
+from leases.services import database_now, lease_open, reclaim_pass
+from provisioning.models import ManagedObject
+from requests_app.models import AuditEvent
+from tests.factories import active_child, active_namespace
+
+pytestmark = pytest.mark.django_db
+
+INSIDE = [("v1", "ResourceQuota", "leasehold"), ("rbac.authorization.k8s.io/v1", "RoleBinding", "leasehold-team")]
+
+
+def due_namespace(team, owner, name: str, now, past: int = 1):
+    """A namespace `past` minutes past grace with its recorded objects, as a pass finds it."""
+    resource = active_namespace(team, owner, name=name)
+    lease = lease_open(resource=resource)
+    ns = resource.namespace_name
+    ManagedObject.objects.create(resource=resource, api_version="v1", kind="Namespace", namespace="", name=ns)
+    for api_version, kind, object_name in INSIDE:
+        ManagedObject.objects.create(
+            resource=resource, api_version=api_version, kind=kind, namespace=ns, name=object_name
+        )
+    Lease.objects.filter(pk=lease.pk).update(state="grace", grace_until=now - timedelta(minutes=past))
+    type(resource).objects.filter(pk=resource.pk).update(state="grace")
+    return resource
+
+
+def test_a_dry_run_lists_the_objects_and_the_backups_and_defers_beyond_the_cap(atlas, requester, settings):
+    settings.RECLAIM_MAX_PER_RUN = 2
+    now = database_now()
+    first = due_namespace(atlas, requester, "a", now, past=3)  # the longest past grace: first in the order
+    orders = active_child(first, "database", "orders", {"version": "16", "storage": "1Gi", "plan": "small"})
+    gone = ManagedObject.objects.create(resource=first, api_version="v1", kind="Secret", namespace="x", name="old")
+    ManagedObject.objects.filter(pk=gone.pk).update(deleted_at=now)
+    second = due_namespace(atlas, requester, "bb", now, past=2)
+    due_namespace(atlas, requester, "ccc", now, past=1)  # past the cap
+    events = AuditEvent.objects.count()
+
+    report = reclaim_pass(now=now + timedelta(hours=1), dry_run=True)
+
+    assert report.backups == [f"database {first.namespace_name}/{orders.name}"]
+    assert [line.split(" (resource ")[0] for line in report.reclaimed] == [
+        f"namespace {first.namespace_name}",
+        f"namespace {second.namespace_name}",
+    ]
+    assert report.reclaimed[0].endswith(
+        f": Namespace {first.namespace_name}, ResourceQuota {first.namespace_name}/leasehold, "
+        f"RoleBinding {first.namespace_name}/leasehold-team"
+    )
+    assert f"resource {first.pk}, lease expires" in report.reclaimed[0]
+    assert [line.split(" (resource ")[0] for line in report.deferred] == ["namespace atlas-ccc"]
+    assert AuditEvent.objects.count() == events
+    assert Lease.objects.filter(state="grace").count() == 3
+
+
+def test_a_dry_runs_queries_do_not_grow_with_the_leases_it_lists(atlas, requester, settings):
+    settings.RECLAIM_MAX_PER_RUN = 100
+    now = database_now()
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            report = reclaim_pass(now=now + timedelta(hours=1), dry_run=True)
+        return len(captured), len(report.reclaimed)
+
+    for i in range(3):
+        due_namespace(atlas, requester, f"n{i}", now)
+    with_3 = queries()
+    for i in range(3, 30):
+        due_namespace(atlas, requester, f"n{i}", now)
+    with_30 = queries()
+    assert (with_3[1], with_30[1]) == (3, 30)
+    assert with_30[0] == with_3[0]
