@@ -1,8 +1,9 @@
 """Resident memory (RSS, psutil) of the web process and of a Celery worker, after they did real work on
 the bench database (at the largest size seeded so far).
 
-- Web: `manage.py runserver --noreload` (the production WSGI server is not in the project yet) as a
-  subprocess, after a few hundred HTTP requests over every page of bench/lists.py, as their users.
+- Web: gunicorn with config/gunicorn.py (the production server: 2 processes of 4 threads) as a
+  subprocess, after a few hundred HTTP requests over every page of bench/lists.py, as their users: the
+  master and each worker process.
 - Worker: `celery -A config worker` with the project's settings (prefork, one child per CPU), after it
   provisioned namespaces the benchmark filed (on the local Kubernetes API server) and ran the periodic
   tasks that do not walk the whole cluster: the parent and each child.
@@ -64,13 +65,13 @@ def _wait_until_up(url: str, process: subprocess.Popen, seconds: float = 60) -> 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"runserver exited with {process.returncode}")
+            raise RuntimeError(f"the web server exited with {process.returncode}")
         try:
             _get(url, {"X-Forwarded-Proto": "https"})
             return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError("runserver did not answer within a minute")
+    raise RuntimeError("the web server did not answer within a minute")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -85,9 +86,15 @@ def _stop(process: subprocess.Popen) -> None:
 def web(out: Out) -> None:
     cast = people()
     port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PORT": str(port),
+        "GUNICORN_HOST": "127.0.0.1",
+        "LEASEHOLD_METRICS_PORT": "0",
+    }
     server = subprocess.Popen(  # noqa: S603
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.py"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -114,15 +121,17 @@ def web(out: Out) -> None:
                 except OSError:
                     failed += 1
                 calls += 1
-        rss = _mb(psutil.Process(server.pid))
+        master = psutil.Process(server.pid)
+        workers = [_mb(child) for child in master.children()]
+        rss = max(workers, default=0.0)
         out.note(
             f"web: {calls} requests in {time.perf_counter() - began:.0f} s ({failed} failed); "
-            f"RSS {started_mb:.0f} MB at start"
+            f"master RSS {started_mb:.0f} MB at start, {_mb(master):.0f} MB after"
         )
         out.row(
             "memory",
-            f"web (runserver --noreload) after {calls} requests",
-            f"{rss:.0f} MB RSS",
+            f"web (gunicorn, {len(workers)} worker processes) after {calls} requests, the largest",
+            f"{rss:.0f} MB RSS ({', '.join(f'{w:.0f}' for w in workers)})",
             f"≤ {TARGET_MB} MB",
             rss <= TARGET_MB and not failed,
         )

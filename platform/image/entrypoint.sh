@@ -8,6 +8,8 @@
 #   manage    manage.py with the remaining arguments: migrate, reclaim_leases, check --deploy, shell ...
 #   anything else is run as given.
 set -eu
+# prometheus-client's multiprocess directory must exist before Django starts (config/settings.py).
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then mkdir -p "$PROMETHEUS_MULTIPROC_DIR"; fi
 cmd="${1:-web}"
 [ "$#" -gt 0 ] && shift
 case "$cmd" in
