@@ -4,7 +4,6 @@ once; on the real API server and PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from leases.models import Lease
 from leases.services import reclaim_pass
 from provisioning import cluster
 from requests_app.models import AuditEvent, Resource
+from tests.passes import concurrent_passes
 
 from .conftest import namespace_gone, provisioned_namespace, wait_for
 
@@ -76,25 +76,7 @@ def test_concurrent_passes_over_several_batches_reclaim_each_lease_once(approved
     settings.LEASEHOLD_K8S_CONCURRENCY = 1  # batches of four: six leases make two in each pass
     namespaces = [provisioned_namespace(approved_namespace) for _ in range(6)]
     due = past_grace(namespaces, settings)
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(2)
-
-    def one_pass():
-        try:
-            barrier.wait(timeout=10)
-            report = reclaim_pass(now=due)
-            if report.errors:
-                errors.append(AssertionError(report.errors))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one_pass) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = concurrent_passes(due)
     assert not errors, errors
     for namespace in namespaces:
         assert AuditEvent.objects.filter(resource=namespace, verb="reclaim_started").count() == 2  # lease + resource

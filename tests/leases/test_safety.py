@@ -4,13 +4,11 @@ namespace stays `reclaiming`, owners who left the directory hand over to the tea
 from __future__ import annotations
 
 import os
-import threading
 from datetime import timedelta
 
 import ldap
 import pytest
 from django.contrib.auth import authenticate
-from django.db import connection
 from django.test import RequestFactory
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -24,6 +22,7 @@ from requests_app.services import request_submit
 from tests.conftest import require_env
 from tests.factories import active_namespace, app_template, team
 from tests.integration.conftest import namespace_gone, wait_for
+from tests.passes import concurrent_passes
 
 
 def provisioned(approved_namespace, name):
@@ -38,31 +37,13 @@ def test_two_concurrent_passes_reclaim_each_lease_once(approved_namespace, uniqu
     namespaces = [provisioned(approved_namespace, f"{unique_name}{i}") for i in range(3)]
     after = max(Lease.objects.get(resource=n).expires_at for n in namespaces) + timedelta(days=30)
     reclaim_pass(now=after - timedelta(days=10))  # into grace
-    errors: list[BaseException] = []
 
-    def concurrent_passes():
-        barrier = threading.Barrier(2)
-
-        def one_pass():
-            try:
-                barrier.wait(timeout=10)
-                report = reclaim_pass(now=after)
-                if report.errors:
-                    errors.append(AssertionError(report.errors))
-            except BaseException as exc:  # surfaced below
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=one_pass) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+    def passes_done():
+        errors = concurrent_passes(after)
         assert not errors, errors
         return Lease.objects.filter(resource__in=namespaces, state="reclaimed").count() == 3
 
-    wait_for(concurrent_passes, timeout=90, interval=1, what="all three namespaces to be reclaimed")
+    wait_for(passes_done, timeout=90, interval=1, what="all three namespaces to be reclaimed")
     for namespace in namespaces:
         assert AuditEvent.objects.filter(resource=namespace, verb="lease_reclaimed").count() == 1
         assert AuditEvent.objects.filter(resource=namespace, verb="reclaim_started").count() == 2  # lease + resource
