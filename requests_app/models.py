@@ -215,6 +215,15 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return f"{self.action} {self.kind} {self.team.slug}/{self.name}"
 
+    @property
+    def display_name(self) -> str:
+        """What the resource is called where people see it (CONTRACT.md §6): `<namespace>` for a
+        namespace, `<namespace> / <name>` for what lives in one. Needs `team` and `parent__team` loaded."""
+        if self.kind == Kind.NAMESPACE:
+            return f"{self.team.slug}-{self.name}"
+        namespace = self.parent.namespace_name if self.parent_id else ""
+        return f"{namespace} / {self.name}" if namespace else self.name
+
     @transition(field=state, source=RequestState.PENDING_APPROVAL, target=RequestState.APPROVED)
     def approve(self) -> None:
         pass
@@ -313,6 +322,14 @@ class Resource(ConcurrentTransitionMixin, models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.team.slug}/{self.name}"
+
+    @property
+    def display_name(self) -> str:
+        """`<namespace>` for a namespace, `<namespace> / <name>` for a database, app or cache (CONTRACT.md §6)."""
+        if self.kind == Kind.NAMESPACE:
+            return self.namespace_name
+        namespace = self.namespace_name
+        return f"{namespace} / {self.name}" if namespace else self.name
 
     @property
     def namespace_name(self) -> str:
