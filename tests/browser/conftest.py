@@ -49,3 +49,27 @@ def log_in(page, base_url: str, username: str, password: str = "leasehold") -> N
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/")
+
+
+# Screenshots of each page a browser test visits, for a person to look at: one folder per test under
+# `artifacts/screenshots/` (LEASEHOLD_SCREENSHOTS overrides it; git ignores it).
+SCREENSHOTS = os.environ.get("LEASEHOLD_SCREENSHOTS") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "artifacts", "screenshots"
+)
+
+
+@pytest.fixture
+def screenshot(request):
+    """`screenshot(page, "queue")` saves the whole page as `<test>/<nn>-queue.png` and returns the path."""
+    folder = os.path.join(SCREENSHOTS, request.node.name.replace("/", "_"))
+    shutil.rmtree(folder, ignore_errors=True)
+    taken: list[str] = []
+
+    def take(page, label: str) -> str:
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{len(taken) + 1:02d}-{label}.png")
+        page.screenshot(path=path, full_page=True)
+        taken.append(path)
+        return path
+
+    return take
