@@ -208,3 +208,17 @@ def test_every_page_costs_the_same_number_of_queries_at_any_depth_and_size(clien
     with CaptureQueriesContext(connection) as ctx:
         client.get(path + "?environment=prod&state=active&kind=namespace&team=atlas&search=ns")
     assert len(ctx.captured_queries) == small[0]  # filters add no query
+
+
+def test_the_dashboard_chart_names_its_axes_and_has_a_text_alternative(client, requester, atlas):
+    now = timezone.now()
+    for i, days in enumerate((1, 2, 9)):
+        namespace = active_namespace(atlas, requester, name=f"ns{i}")
+        Lease.objects.create(resource=namespace, starts_at=now, expires_at=now + timedelta(days=days))
+    client.force_login(requester)
+    page = client.get("/leases/").content.decode()
+    assert "Leases expiring (count)" in page and "Weeks from today (week 1 = the next 7 days)" in page
+    assert 'role="img" aria-label="Bar chart of active leases expiring in each of the next 12 weeks: ' in page
+    assert "week 1, 2; week 2, 1; week 3, 0;" in page and "week 12, 0." in page
+    table = page.split("The same figures as a table", 1)[1].split("</table>", 1)[0]
+    assert '<th scope="row">1</th>' in table and "<td>2</td>" in table and table.count("<tr>") == 13
