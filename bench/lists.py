@@ -41,6 +41,9 @@ class Page:
 def pages(cast: Cast) -> list[Page]:
     team = cast.team.slug
     stem = NAME_STEMS[1]
+    # The cursor an "Older" link carries (requests_app.pages), for a row created a year ago; the largest id
+    # sorts it after every row of that instant.
+    year_back = f"{int((time.time() - 365 * 86_400) * 1_000_000)}.ffffffff-ffff-ffff-ffff-ffffffffffff"
     return [
         Page("API requests", "team member", "/api/v1/requests/", api=True, target_ms=50),
         Page("API resources", "admin", "/api/v1/resources/", api=True, target_ms=50, target_queries=10),
@@ -52,12 +55,18 @@ def pages(cast: Cast) -> list[Page]:
         Page(f"web requests, team={team}", "admin", f"/requests/?team={team}"),
         Page(f"web requests, search={stem}", "admin", f"/requests/?search={stem}"),
         Page("web requests, search for one name", "admin", "/requests/?search=no-such-name"),
+        Page("web requests, environment=prod", "admin", "/requests/?environment=prod"),
+        Page("web requests, environment=prod", "team member", "/requests/?environment=prod"),
+        # A page a year back, reached by the "Older" links' cursor: deep in the list, read from there.
+        Page("web requests, a year back (cursor)", "admin", f"/requests/?after={year_back}"),
+        Page("web requests, environment=prod, a year back", "admin", f"/requests/?environment=prod&after={year_back}"),
         Page("web resources", "team member", "/resources/"),
         Page("web resources", "admin", "/resources/"),
         Page("web resources, state=active", "admin", "/resources/?state=active"),
         Page("web resources, kind=app", "admin", "/resources/?kind=app"),
         Page(f"web resources, team={team}", "admin", f"/resources/?team={team}"),
         Page(f"web resources, search={stem}", "admin", f"/resources/?search={stem}"),
+        Page("web resources, environment=prod", "admin", "/resources/?environment=prod"),
         Page("lease dashboard /leases/", "admin", "/leases/", target_ms=100),
         Page("reclaim forecast /leases/forecast/", "admin", "/leases/forecast/", target_ms=200),
         Page("approval queue /approvals/", "approver", "/approvals/"),

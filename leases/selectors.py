@@ -51,6 +51,10 @@ def dashboard(user, now: datetime) -> dict:
     chart = [
         {
             "label": f"week {w + 1}",
+            "week": w + 1,
+            # The days the bar covers, for its text alternative (the last day is the one before the next week).
+            "starts": now + timedelta(weeks=w),
+            "ends": now + timedelta(weeks=w + 1, days=-1),
             "count": weeks.get(w, 0),
             "percent": round(100 * weeks.get(w, 0) / peak) if peak else 0,
             # The bar's height (0-100): at least 4 when there is anything, 1 (a base line) when not.
@@ -67,7 +71,7 @@ def dashboard(user, now: datetime) -> dict:
             "-reclaimed_at", "pk"
         ),
     }
-    out: dict = {"chart": chart, "rows": DASHBOARD_ROWS, "total": {}}
+    out: dict = {"chart": chart, "chart_peak": peak, "rows": DASHBOARD_ROWS, "total": {}}
     for name, queryset in sections.items():
         out[name] = list(queryset[:DASHBOARD_ROWS])
         # Counted only when the page is full: each count is a range scan of a partial index.

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 
 from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
-from requests_app.models import Kind, ResourceRequest, ResourceState
-from requests_app.pages import page_of
+from requests_app.models import Environment, Kind, ResourceRequest, ResourceState
+from requests_app.pages import filtered_page
 from requests_app.sections import resource_sections
 from requests_app.selectors import resources_visible_to, teams_for_filters
 
@@ -19,19 +19,30 @@ from .models import Lease
 from .selectors import FORECAST_DAYS, dashboard, forecast
 from .services import database_now, lease_extend, resource_release, resource_restore
 
+# The lease filter of the resource list: the dashboard's sections link to the first two.
+EXPIRING_CHOICES = [("7", "within 7 days"), ("30", "within 30 days"), ("90", "within 90 days")]
+
 
 @login_required
 def resource_list(request: HttpRequest) -> HttpResponse:
-    """The caller's resources, a page at a time, with the API's filters (`search`, `state`, `kind`, `team`)."""
-    filtered = ResourceFilter(request.GET, queryset=resources_visible_to(request.user)).qs
+    """The caller's resources, a page at a time, with the API's filters (`search`, `state`, `kind`, `team`,
+    `environment`, `expiring_within`): with the lease filter it is the list of leases too."""
+    filterset = ResourceFilter(request.GET, queryset=resources_visible_to(request.user))
+    page = filtered_page(filterset, request.GET)
+    expiring = list(EXPIRING_CHOICES)
+    asked = page.params.get("expiring_within")
+    if asked and asked not in dict(expiring):  # another number of days, from a link or the API's habits
+        expiring.append((asked, f"within {asked} days"))
     return render(
         request,
         "leases/resource_list.html",
         {
-            "page": page_of(filtered, request.GET),
+            "page": page,
             "states": ResourceState.choices,
             "kinds": Kind.choices,
+            "environments": Environment.choices,
             "teams": teams_for_filters(request.user),
+            "expiring": expiring,
         },
     )
 

@@ -10,8 +10,8 @@ from . import services, specs
 from .api.views import RequestFilter
 from .errors import LeaseholdError, ValidationFailed, public_message
 from .forms import FORMS
-from .models import Kind, RequestState
-from .pages import page_of
+from .models import Environment, Kind, RequestState
+from .pages import filtered_page
 from .sections import request_sections
 from .selectors import (
     catalog,
@@ -38,15 +38,17 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def request_list(request: HttpRequest) -> HttpResponse:
-    """The caller's requests, a page at a time, with the API's filters (`search`, `state`, `kind`, `team`)."""
-    filtered = RequestFilter(request.GET, queryset=requests_visible_to(request.user)).qs
+    """The caller's requests, a page at a time, with the API's filters (`search`, `state`, `kind`, `team`,
+    `environment`)."""
+    filterset = RequestFilter(request.GET, queryset=requests_visible_to(request.user))
     return render(
         request,
         "requests_app/request_list.html",
         {
-            "page": page_of(filtered, request.GET),
+            "page": filtered_page(filterset, request.GET),
             "states": RequestState.choices,
             "kinds": Kind.choices,
+            "environments": Environment.choices,
             "teams": teams_for_filters(request.user),
         },
     )

@@ -14,7 +14,7 @@ from leases.services import lease_extend, resource_release, resource_restore
 from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.api.pagination import UncountedLimitOffsetPagination
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer
-from requests_app.models import Kind, Resource, ResourceRequest, ResourceState
+from requests_app.models import Environment, Kind, Resource, ResourceRequest, ResourceState
 from requests_app.selectors import requests_visible_to, resources_visible_to
 
 
@@ -41,6 +41,7 @@ class ResourceFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=ResourceState.choices)
     kind = django_filters.ChoiceFilter(choices=Kind.choices)
     team = django_filters.CharFilter(field_name="team__slug")
+    environment = django_filters.ChoiceFilter(choices=Environment.choices)
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
     # Bounded: a number of days beyond any lease would overflow the date arithmetic (a 500).
     expiring_within = django_filters.NumberFilter(
@@ -52,7 +53,7 @@ class ResourceFilter(django_filters.FilterSet):
 
     class Meta:
         model = Resource
-        fields = ["state", "kind", "team"]
+        fields = ["state", "kind", "team", "environment"]
 
     def filter_expiring_within(self, queryset, name, value):
         return queryset.filter(

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from requests_app import services
-from requests_app.models import Kind, RequestState, ResourceRequest
+from requests_app.models import Environment, Kind, RequestState, ResourceRequest
 from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
 from .pagination import UncountedLimitOffsetPagination
@@ -19,11 +19,12 @@ class RequestFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=RequestState.choices)
     kind = django_filters.ChoiceFilter(choices=Kind.choices)
     team = django_filters.CharFilter(field_name="team__slug")
+    environment = django_filters.ChoiceFilter(choices=Environment.choices)
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
 
     class Meta:
         model = ResourceRequest
-        fields = ["state", "kind", "team"]
+        fields = ["state", "kind", "team", "environment"]
 
 
 class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -166,17 +166,20 @@ def test_the_web_lists_page_and_filter(client, requester, atlas, zephyr, outside
     first = client.get("/requests/").content.decode()
     # Newest first: ns54 down to ns5 on the first page, ns4 to ns0 on the next.
     assert "ns54" in first and "ns5<" in first and "ns4<" not in first and "other" not in first
-    assert "offset=50" in first
-    second = client.get("/requests/?offset=50").content.decode()
-    assert "ns4<" in second and "ns5<" not in second and "offset=50" not in second
-    assert "ns4<" in client.get("/resources/?offset=50").content.decode()
+    # "Older" carries a cursor (the last row's time and id), not an offset: the page reads from there.
+    older = re.search(r'href="\?(after=[^"]+)" rel="next"', first).group(1)
+    second = client.get(f"/requests/?{older}").content.decode()
+    assert "ns4<" in second and "ns5<" not in second and 'rel="next"' not in second and 'rel="prev"' in second
+    older = re.search(r'href="\?(after=[^"]+)" rel="next"', client.get("/resources/").content.decode()).group(1)
+    assert "ns4<" in client.get(f"/resources/?{older}").content.decode()
     # Search by name, filters by state, kind and team, as the API has them; bad values are ignored.
     searched = client.get("/requests/?search=ns12").content.decode()
     assert "ns12" in searched and "ns11" not in searched
     assert "ns1<" not in client.get("/requests/?state=pending_approval").content.decode()
     assert "ns1<" not in client.get("/resources/?kind=database").content.decode()
     assert "ns54<" in client.get("/resources/?kind=namespace&team=atlas&state=active").content.decode()
-    for junk in ("?offset=-4", "?offset=x", "?offset=99999999999999999999", "?state=nope", "?search=" + "x" * 300):
+    junk_cursors = ("?after=-4", "?after=x.y", "?after=99999999999999999999.0", "?before=1.not-a-uuid")
+    for junk in (*junk_cursors, "?state=nope", "?environment=moon", "?search=" + "x" * 300):
         assert client.get("/requests/" + junk).status_code == 200
         assert client.get("/resources/" + junk).status_code == 200
     client.force_login(admin_user)

@@ -73,7 +73,7 @@ def site(live_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_main_pages_load_without_any_policy_violation(site, browser):
+def test_the_main_pages_load_without_any_policy_violation(site, browser, screenshot):
     url = site["url"]
     page = browser.new_page()
     page.set_default_timeout(15_000)
@@ -101,6 +101,18 @@ def test_the_main_pages_load_without_any_policy_violation(site, browser):
     page.wait_for_selector("form[data-confirm] >> text=Release now")
     page.goto(f"{url}/leases/")
     assert page.locator(".chart-bar svg rect").count() == 12
+    # The chart names both axes and has a text alternative (and its figures as a table, one click away).
+    assert page.is_visible("text=Leases expiring (count)") and page.is_visible("text=Weeks from today")
+    assert "week 1, 0" in page.get_attribute(".chart[role=img]", "aria-label")
+    page.click("text=The same figures as a table")
+    assert page.locator("details table tbody tr").count() == 12
+    screenshot(page, "lease-dashboard")
+    # The lists: filtered, paged by their cursor links, and empty, all with their styles and scripts from files.
+    page.goto(f"{url}/resources/?expiring_within=7&environment=dev")
+    page.wait_for_selector("td.empty >> text=Nothing matches these filters")
+    page.goto(f"{url}/requests/?environment=dev&search=load")
+    page.wait_for_selector("table >> text=loadtest")
+    screenshot(page, "requests-filtered")
 
     page.click("header >> text=Log out")
     log_in(page, url, "frank")
