@@ -421,7 +421,8 @@ def _label(lease: Lease) -> str:
 
 
 def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime) -> str:
-    where = namespace if kind == Kind.NAMESPACE else f"{namespace}/{name}"
+    # The display name (CONTRACT.md §6), built from plain values: a pass may list thousands.
+    where = namespace if kind == Kind.NAMESPACE else f"{namespace} / {name}"
     return f"{kind} {where} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
 
 
@@ -598,9 +599,11 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | 
     left = [Q(owner_id=o, team_id=t) for o, t, group in pairs if not _owner_still_in_team(users[o], group, cache)]
     if not left:
         return
-    for resource in live.filter(reduce(operator.or_, left)).select_related("owner", "team").order_by("pk"):
+    for resource in (
+        live.filter(reduce(operator.or_, left)).select_related("owner", "team", "parent__team").order_by("pk")
+    ):
         former = resource.owner.get_username()
-        report.handed_over.append(f"{resource.kind} {resource.name} of {former} → team {resource.team.slug}")
+        report.handed_over.append(f"{resource} of {former} → team {resource.team.slug}")
         if dry_run:
             continue
         with transaction.atomic():
