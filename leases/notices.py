@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from requests_app.models import OutgoingMail, Resource
-from requests_app.names import kind_noun
+from requests_app.names import count_of, kind_noun
 from requests_app.services import mail_queue
 
 # The ids of the mail queued inside `collecting()`; None outside it.
@@ -76,7 +76,7 @@ def _what(resource: Resource) -> str:
 
 
 def _workloads(count: int) -> str:
-    return "1 workload was" if count == 1 else f"{count} workloads were"
+    return f"{count_of(count, 'workload')} {'was' if count == 1 else 'were'}"
 
 
 def expiry_notice(resource: Resource, expires_at: datetime, days: int) -> OutgoingMail | None:
@@ -86,7 +86,7 @@ def expiry_notice(resource: Resource, expires_at: datetime, days: int) -> Outgoi
         topic="expiry notice",
         # An extension moves the expiry, so the new term's notices are new mail.
         key=f"expiry-notice:{resource.pk}:{expires_at.isoformat()}:{days}",
-        subject=f"{_what(resource)} expires in {days} day{'s' if days != 1 else ''}",
+        subject=f"{_what(resource)} expires in {count_of(days, 'day')}",
         body=(
             f"The lease of {_what(resource)} (team {resource.team.slug}) ends on {expires_at:%Y-%m-%d %H:%M} UTC.\n"
             f"After that it is quarantined for {settings.LEASE_GRACE_DAYS} days and then deleted (databases are "

@@ -43,6 +43,7 @@ from requests_app.models import (
     ResourceRequest,
     ResourceState,
 )
+from requests_app.names import count_of
 from requests_app.selectors import mail_pending, teams_of, user_is_admin
 from requests_app.services import (
     audit_record,
@@ -512,7 +513,7 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
                 )
             continue
         if dry_run:
-            report.notices.append(f"{_label(lease)}: {min(due)} day(s) left")
+            report.notices.append(f"{_label(lease)}: {count_of(min(due), 'day')} left")
             continue
         with transaction.atomic():
             locked = Lease.objects.select_for_update(skip_locked=True).filter(pk=lease.pk).first()
@@ -530,11 +531,11 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
                 target=locked,
                 resource=resource,
                 request=resource.created_by_request,
-                detail=f"{min(due)} day(s) before expiry, to {', '.join(notices.owner_and_team(resource))}",
+                detail=f"{count_of(min(due), 'day')} before expiry, to {', '.join(notices.owner_and_team(resource))}",
             )
             mail = notices.expiry_notice(resource, locked.expires_at, min(due))
         # Reported as sent only once the mail backend accepted it (at the end of the pass).
-        line = f"{_label(lease)}: {min(due)} day(s) left"
+        line = f"{_label(lease)}: {count_of(min(due), 'day')} left"
         if mail is None:
             report.errors.append(f"{line}: nobody to send the notice to (no owner or team member has an email address)")
         else:
@@ -675,7 +676,10 @@ def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
                     resource=resource,
                     request=request,
                     grace_until=grace_until,
-                    detail=f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC; {len(counts)} workload(s) scaled to zero",
+                    detail=(
+                        f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC; "
+                        f"{count_of(len(counts), 'workload')} scaled to zero"
+                    ),
                 )
                 if resource.state == ResourceState.ACTIVE:
                     transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=request)

@@ -22,6 +22,7 @@ from .models import (
     ResourceRequest,
     Team,
 )
+from .names import count_of
 from .services import catalog_delete, catalog_save, mail_deliver_pending, request_retry, resource_hand_over
 
 
@@ -89,7 +90,7 @@ class ResourceRequestAdmin(ReadOnlyAdmin):
                 retried += 1
             except LeaseholdError as exc:
                 self.message_user(request, f"{filed}: {public_message(exc)}", level=messages.ERROR)
-        self.message_user(request, f"{retried} request(s) sent back to provisioning.")
+        self.message_user(request, f"{count_of(retried, 'request')} sent back to provisioning.")
 
 
 RESOURCE_FIELDS = (
@@ -228,7 +229,7 @@ class OutgoingMailAdmin(admin.ModelAdmin):
     def retry_now(self, request, queryset) -> None:
         ids = list(queryset.filter(state=MailState.PENDING).values_list("pk", flat=True))
         result = mail_deliver_pending(limit=len(ids), ids=ids, actor=request.user)
-        self.message_user(request, f"{len(result.sent)} mail(s) sent.")
+        self.message_user(request, f"{count_of(len(result.sent), 'mail', 'mails')} sent.")
         for mail in result.failed:
             self.message_user(request, f"{mail}: {mail.last_error}", level=messages.ERROR)
 

@@ -71,3 +71,8 @@ def field_label(name: str) -> str:
         return FIELD_LABELS[name]
     words = name.replace("_", " ").replace(".", " ").strip()
     return words[:1].upper() + words[1:]
+
+
+def count_of(count: int, noun: str, plural: str = "") -> str:
+    """ "1 day", "3 days", "0 extensions": a count with its noun in the right number, never "day(s)"."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
