@@ -73,6 +73,11 @@ def field_label(name: str) -> str:
     return words[:1].upper() + words[1:]
 
 
+def words(name: str) -> str:
+    """ "approval routed" for the audit verb `approval_routed`: a machine name read aloud."""
+    return str(name).replace("_", " ")
+
+
 def count_of(count: int, noun: str, plural: str = "") -> str:
     """ "1 day", "3 days", "0 extensions": a count with its noun in the right number, never "day(s)"."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"

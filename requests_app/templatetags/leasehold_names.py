@@ -25,6 +25,7 @@ register.filter("kind_title", names.kind_title)
 register.filter("a_kind", names.a_kind)
 register.filter("field_label", names.field_label)
 register.filter("action_verb", names.action_verb)
+register.filter("words", names.words)
 
 
 @register.filter

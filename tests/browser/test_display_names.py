@@ -16,9 +16,7 @@ from .conftest import log_in
 
 
 @pytest.mark.django_db(transaction=True)
-def test_databases_and_apps_are_named_by_namespace_and_name_on_every_page(
-    live_server, browser, screenshot, settings
-):
+def test_databases_and_apps_are_named_by_namespace_and_name_on_every_page(live_server, browser, screenshot, settings):
     settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
     atlas = team("atlas")
     dana = UserFactory(username="dana", first_name="Dana", groups=["team-atlas"])
@@ -102,3 +100,4 @@ def test_databases_and_apps_are_named_by_namespace_and_name_on_every_page(
     approver_page.wait_for_selector("h1")
     screenshot(approver_page, "request-page")
     assert approver_page.inner_text("h1").startswith("Create database atlas-web / ledger")
+    assert "step opened" in approver_page.inner_text("main")  # the timeline's verbs are words

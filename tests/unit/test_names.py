@@ -10,7 +10,7 @@ from django.template import Context, Template
 from django.utils import timezone
 
 from requests_app.models import Resource, ResourceRequest, Team
-from requests_app.names import a_kind, action_verb, count_of, field_label, kind_noun, kind_title
+from requests_app.names import a_kind, action_verb, count_of, field_label, kind_noun, kind_title, words
 
 
 def workload_request(kind: str, name: str, action: str = "create") -> ResourceRequest:
@@ -70,6 +70,10 @@ def test_kinds_and_actions_have_words_for_headings_and_sentences():
 )
 def test_field_names_become_labels(name, label):
     assert field_label(name) == label
+
+
+def test_audit_verbs_read_as_words():
+    assert words("approval_routed") == "approval routed"
 
 
 def test_counts_take_the_right_number():
