@@ -71,7 +71,7 @@ def _queue(
 
 
 def _what(resource: Resource) -> str:
-    """ "database atlas-web / orders": the kind and the display name (needs `team` and `parent__team`)."""
+    """The kind and the display name, "database atlas-web / orders" (needs `team` and `parent__team`)."""
     return f"{kind_noun(resource.kind)} {resource.display_name}"
 
 

@@ -44,18 +44,18 @@ FIELD_LABELS: dict[str, str] = {
 
 
 def kind_noun(kind: str) -> str:
-    """ "database": the kind in a sentence."""
+    """The kind in a sentence: "database"."""
     return KIND_NOUNS.get(kind, str(kind).replace("_", " "))
 
 
 def kind_title(kind: str) -> str:
-    """ "Database": the kind as a heading or at the start of a sentence."""
+    """The kind as a heading or at the start of a sentence: "Database"."""
     noun = kind_noun(kind)
     return noun[:1].upper() + noun[1:]
 
 
 def a_kind(kind: str) -> str:
-    """ "a database", "an app": the kind with its indefinite article."""
+    """The kind with its indefinite article: "a database", "an app"."""
     noun = kind_noun(kind)
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
@@ -65,7 +65,7 @@ def action_verb(action: str) -> str:
 
 
 def field_label(name: str) -> str:
-    """ "CPU request" for `cpu_request`, "Plan" for `spec.plan`; "" for the form-wide errors (`__all__`)."""
+    """A field's label: "CPU request" for `cpu_request`, "Plan" for `spec.plan`, "" for `__all__`."""
     name = str(name).removeprefix("spec.")
     if name in FIELD_LABELS:
         return FIELD_LABELS[name]
@@ -74,10 +74,10 @@ def field_label(name: str) -> str:
 
 
 def words(name: str) -> str:
-    """ "approval routed" for the audit verb `approval_routed`: a machine name read aloud."""
+    """A machine name read aloud: "approval routed" for the audit verb `approval_routed`."""
     return str(name).replace("_", " ")
 
 
 def count_of(count: int, noun: str, plural: str = "") -> str:
-    """ "1 day", "3 days", "0 extensions": a count with its noun in the right number, never "day(s)"."""
+    """A count with its noun in the right number ("1 day", "3 days", "0 extensions"), never "day(s)"."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"

@@ -335,9 +335,10 @@ def _active_name_holder(team: Team, kind: str, name: str) -> ResourceRequest | N
 
 
 def _name_taken_message(holder: ResourceRequest) -> str:
-    """ "Team atlas already has a database named “orders” in atlas-web.": the kind of what holds the name,
-    which may not be the kind asked for (a database and an app cannot share a name)."""
-    where = f" in {holder.parent.namespace_name}" if holder.parent_id else ""
+    """Why the name is refused, naming the kind of what holds it, which may not be the kind asked for (a
+    database and an app cannot share a name): "Team atlas already has a database named “orders” in atlas-web."
+    """
+    where = f" in {holder.parent.namespace_name}" if holder.parent is not None else ""
     return f"Team {holder.team.slug} already has {a_kind(holder.kind)} named “{holder.name}”{where}."
 
 

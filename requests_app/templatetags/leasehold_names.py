@@ -30,7 +30,7 @@ register.filter("words", names.words)
 
 @register.filter
 def ago(value: datetime | None) -> str:
-    """ "just now" for the last minute, else Django's `naturaltime` ("3 hours ago")."""
+    """Says "just now" for the last minute, else what Django's `naturaltime` says ("3 hours ago")."""
     if not value:
         return ""
     if timezone.now() - value < JUST_NOW:
@@ -40,7 +40,7 @@ def ago(value: datetime | None) -> str:
 
 @register.filter
 def from_now(value: datetime | None, now: datetime | None = None) -> str:
-    """ "in 6 days"; "now" once less than a minute is left (or the time has passed)."""
+    """Says "in 6 days"; "now" once less than a minute is left (or the time has passed)."""
     if not value:
         return ""
     now = now or timezone.now()

@@ -61,9 +61,7 @@ def assert_named_as_people_know_them(text: str, *names: str) -> None:
     assert "atlas/" not in text
 
 
-def test_every_list_and_page_names_the_database_and_the_app_by_namespace_and_name(
-    client, requester, orders_and_shop
-):
+def test_every_list_and_page_names_the_database_and_the_app_by_namespace_and_name(client, requester, orders_and_shop):
     database, app = orders_and_shop
     client.force_login(requester)
     for url in ("/", "/requests/", "/resources/", "/leases/", "/leases/forecast/"):
@@ -91,9 +89,7 @@ def test_the_app_form_offers_databases_by_their_display_name(client, requester, 
     assert f'<option value="{database.pk}">atlas-web / orders</option>' in form
 
 
-def test_the_lists_read_the_display_names_without_a_query_per_row(
-    client, requester, admin_user, atlas, web_namespace
-):
+def test_the_lists_read_the_display_names_without_a_query_per_row(client, requester, admin_user, atlas, web_namespace):
     """`team` and `parent__team` come with the rows: ten more databases and apps cost no more queries."""
 
     def queries(user, url: str) -> int:
