@@ -1390,7 +1390,7 @@ def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
         name=resource.name,
         environment=resource.environment,
         lease_days=resource.lease_days,
-        justification=f"restore of {resource.kind} {resource.name} ({resource.pk})",
+        justification=f"restore of {resource} ({resource.pk})",
         spec=spec,
         frozen=frozen,
     )
