@@ -15,6 +15,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.http import HttpRequest
 
+from requests_app.names import count_of
+
 
 def client_ip(request: HttpRequest) -> str:
     """The client's address, trusting exactly LEASEHOLD_PROXY_COUNT proxies in front of the service."""
@@ -53,5 +55,5 @@ def lockout_message() -> str:
     minutes = math.ceil(cool_off_seconds() / 60)
     return (
         f"Too many failed logins for this account from your address. Logins are refused for "
-        f"{minutes} minute(s) after the last attempt; every further attempt starts that time again."
+        f"{count_of(minutes, 'minute')} after the last attempt; every further attempt starts that time again."
     )

@@ -89,6 +89,8 @@ class StepInline(admin.TabularInline):
 @admin.register(ApprovalChain)
 class ApprovalChainAdmin(ReadOnlyAdmin):
     list_display = ["request", "rule", "policy", "created_at"]
+    # What the request's title (`create database atlas-web / orders`) is made of, in the list's one query.
+    list_select_related = ["request__team", "request__parent__team", "policy"]
     readonly_fields = ["request", "rule", "policy", "created_at"]
     inlines = [StepInline]
 
@@ -96,6 +98,7 @@ class ApprovalChainAdmin(ReadOnlyAdmin):
 @admin.register(ApprovalStep)
 class ApprovalStepAdmin(ReadOnlyAdmin):
     list_display = ["id", "request", "order", "name", "group", "required", "state", "pending_since", "escalated_at"]
+    list_select_related = ["request__team", "request__parent__team"]
     list_filter = ["state", "name", "group"]
     readonly_fields = [
         "chain",

@@ -36,7 +36,7 @@ def after_commit(func, *args) -> None:
 
 
 def _subject(request: ResourceRequest, text: str) -> str:
-    return f"[Leasehold] {text}: {request.kind} {request.team.slug}/{request.name} ({request.environment})"
+    return f"[Leasehold] {text}: {request.title} ({request.environment})"
 
 
 def _queue(
@@ -79,7 +79,9 @@ def _step_context(step: ApprovalStep) -> dict:
 
 
 def _load_step(step_id) -> ApprovalStep:
-    return ApprovalStep.objects.select_related("request", "request__team", "request__requester").get(pk=step_id)
+    return ApprovalStep.objects.select_related(
+        "request", "request__team", "request__parent__team", "request__requester"
+    ).get(pk=step_id)
 
 
 def notify_step_pending(step_id) -> list[Recipient]:
@@ -118,7 +120,13 @@ def notify_step_waiting(step_id, *, escalated: bool) -> list[Recipient]:
 def notify_decision(decision_id) -> None:
     """Tell the requester about a decision on their request."""
     decision = Decision.objects.select_related(
-        "approver", "on_behalf_of", "step", "step__request", "step__request__team", "step__request__requester"
+        "approver",
+        "on_behalf_of",
+        "step",
+        "step__request",
+        "step__request__team",
+        "step__request__parent__team",
+        "step__request__requester",
     ).get(pk=decision_id)
     request = decision.step.request
     requester = request.requester

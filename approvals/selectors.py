@@ -214,7 +214,7 @@ def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[Ap
         .exclude(request__requester=user)
         .exclude(_decided_on_request(user.pk))
         .annotate(acting_for=Case(*whens, default=Value(""), output_field=CharField()))
-        .select_related("request", "request__team", "request__requester", "chain")
+        .select_related("request", "request__team", "request__parent__team", "request__requester", "chain")
         .order_by("pending_since", "request__created_at", "id")
     )
 

@@ -30,6 +30,8 @@ LEASE_FIELDS = (
 @admin.register(Lease)
 class LeaseAdmin(admin.ModelAdmin):
     list_display = ["resource", "state", "starts_at", "expires_at", "grace_until", "extensions", "reclaimed_at"]
+    # What the resource's name (`atlas-web / orders`) is made of, in the list's one query.
+    list_select_related = ["resource__team", "resource__parent__team"]
     list_filter = ["state"]
     form = LeaseCorrectionForm
     fields = LEASE_FIELDS
@@ -68,6 +70,7 @@ class LeaseAdmin(admin.ModelAdmin):
 @admin.register(Backup)
 class BackupAdmin(ReadOnlyAdmin):
     list_display = ["resource", "kind", "state", "location", "job_namespace", "job_name", "started_at", "finished_at"]
+    list_select_related = ["resource__team", "resource__parent__team"]
     list_filter = ["state", "kind"]
     readonly_fields = [
         "resource",

@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from requests_app.models import OutgoingMail, Resource
+from requests_app.names import count_of, kind_noun
 from requests_app.services import mail_queue
 
 # The ids of the mail queued inside `collecting()`; None outside it.
@@ -70,7 +71,12 @@ def _queue(
 
 
 def _what(resource: Resource) -> str:
-    return f"{resource.kind} {resource.namespace_name if resource.kind == 'namespace' else resource.name}"
+    """The kind and the display name, "database atlas-web / orders" (needs `team` and `parent__team`)."""
+    return f"{kind_noun(resource.kind)} {resource.display_name}"
+
+
+def _workloads(count: int) -> str:
+    return f"{count_of(count, 'workload')} {'was' if count == 1 else 'were'}"
 
 
 def expiry_notice(resource: Resource, expires_at: datetime, days: int) -> OutgoingMail | None:
@@ -80,7 +86,7 @@ def expiry_notice(resource: Resource, expires_at: datetime, days: int) -> Outgoi
         topic="expiry notice",
         # An extension moves the expiry, so the new term's notices are new mail.
         key=f"expiry-notice:{resource.pk}:{expires_at.isoformat()}:{days}",
-        subject=f"{_what(resource)} expires in {days} day{'s' if days != 1 else ''}",
+        subject=f"{_what(resource)} expires in {count_of(days, 'day')}",
         body=(
             f"The lease of {_what(resource)} (team {resource.team.slug}) ends on {expires_at:%Y-%m-%d %H:%M} UTC.\n"
             f"After that it is quarantined for {settings.LEASE_GRACE_DAYS} days and then deleted (databases are "
@@ -98,7 +104,7 @@ def quarantine_notice(resource: Resource, grace_until: datetime, scaled: int) ->
         key=f"quarantine-notice:{resource.pk}:{grace_until.isoformat()}",
         subject=f"{_what(resource)} expired and is quarantined",
         body=(
-            f"The lease of {_what(resource)} (team {resource.team.slug}) has ended. {scaled} workload(s) were "
+            f"The lease of {_what(resource)} (team {resource.team.slug}) has ended. {_workloads(scaled)} "
             f"scaled to zero. It will be deleted after {grace_until:%Y-%m-%d %H:%M} UTC.\n\n"
             f"To get it back, extend the lease: {resource_link(resource)} — the workloads are scaled back to "
             "what they ran before.\n"

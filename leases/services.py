@@ -43,6 +43,7 @@ from requests_app.models import (
     ResourceRequest,
     ResourceState,
 )
+from requests_app.names import count_of
 from requests_app.selectors import mail_pending, teams_of, user_is_admin
 from requests_app.services import (
     audit_record,
@@ -421,7 +422,8 @@ def _label(lease: Lease) -> str:
 
 
 def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime) -> str:
-    where = namespace if kind == Kind.NAMESPACE else f"{namespace}/{name}"
+    # The display name (CONTRACT.md §6), built from plain values: a pass may list thousands.
+    where = namespace if kind == Kind.NAMESPACE else f"{namespace} / {name}"
     return f"{kind} {where} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
 
 
@@ -511,7 +513,7 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
                 )
             continue
         if dry_run:
-            report.notices.append(f"{_label(lease)}: {min(due)} day(s) left")
+            report.notices.append(f"{_label(lease)}: {count_of(min(due), 'day')} left")
             continue
         with transaction.atomic():
             locked = Lease.objects.select_for_update(skip_locked=True).filter(pk=lease.pk).first()
@@ -529,11 +531,11 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
                 target=locked,
                 resource=resource,
                 request=resource.created_by_request,
-                detail=f"{min(due)} day(s) before expiry, to {', '.join(notices.owner_and_team(resource))}",
+                detail=f"{count_of(min(due), 'day')} before expiry, to {', '.join(notices.owner_and_team(resource))}",
             )
             mail = notices.expiry_notice(resource, locked.expires_at, min(due))
         # Reported as sent only once the mail backend accepted it (at the end of the pass).
-        line = f"{_label(lease)}: {min(due)} day(s) left"
+        line = f"{_label(lease)}: {count_of(min(due), 'day')} left"
         if mail is None:
             report.errors.append(f"{line}: nobody to send the notice to (no owner or team member has an email address)")
         else:
@@ -598,9 +600,11 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | 
     left = [Q(owner_id=o, team_id=t) for o, t, group in pairs if not _owner_still_in_team(users[o], group, cache)]
     if not left:
         return
-    for resource in live.filter(reduce(operator.or_, left)).select_related("owner", "team").order_by("pk"):
+    for resource in (
+        live.filter(reduce(operator.or_, left)).select_related("owner", "team", "parent__team").order_by("pk")
+    ):
         former = resource.owner.get_username()
-        report.handed_over.append(f"{resource.kind} {resource.name} of {former} → team {resource.team.slug}")
+        report.handed_over.append(f"{resource} of {former} → team {resource.team.slug}")
         if dry_run:
             continue
         with transaction.atomic():
@@ -672,7 +676,10 @@ def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
                     resource=resource,
                     request=request,
                     grace_until=grace_until,
-                    detail=f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC; {len(counts)} workload(s) scaled to zero",
+                    detail=(
+                        f"in grace until {grace_until:%Y-%m-%d %H:%M} UTC; "
+                        f"{count_of(len(counts), 'workload')} scaled to zero"
+                    ),
                 )
                 if resource.state == ResourceState.ACTIVE:
                     transition_apply(resource, "enter_grace", actor=None, verb="quarantined", request=request)
@@ -1383,7 +1390,7 @@ def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
         name=resource.name,
         environment=resource.environment,
         lease_days=resource.lease_days,
-        justification=f"restore of {resource.kind} {resource.name} ({resource.pk})",
+        justification=f"restore of {resource} ({resource.pk})",
         spec=spec,
         frozen=frozen,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from provisioning import cluster
 from provisioning.models import ManagedObject
 from requests_app.models import Resource
+from requests_app.names import count_of
 
 QUARANTINE_MANAGER = "leasehold-quarantine"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -69,5 +70,5 @@ def restore(resource: Resource, counts: dict[str, int]) -> list[str]:
         key = _key(obj)
         if key in counts and cluster.read(cluster.ObjectRef(obj.api_version, obj.kind, obj.namespace, obj.name)):
             _scale(obj, counts[key])
-            restored.append(f"{obj.kind} {obj.namespace}/{obj.name}: {counts[key]} replica(s)")
+            restored.append(f"{obj.kind} {obj.namespace}/{obj.name}: {count_of(counts[key], 'replica')}")
     return restored

@@ -22,6 +22,7 @@ from .models import (
     ResourceRequest,
     Team,
 )
+from .names import count_of
 from .services import catalog_delete, catalog_save, mail_deliver_pending, request_retry, resource_hand_over
 
 
@@ -53,6 +54,12 @@ class CatalogAdmin(admin.ModelAdmin):
             catalog_delete(obj=obj, actor=request.user)
 
 
+@admin.display(description="Name", ordering="name")
+def display_name(obj: ResourceRequest | Resource) -> str:
+    """`atlas-web / orders`, as every page names it (CONTRACT.md §6)."""
+    return obj.display_name
+
+
 @admin.register(Team)
 class TeamAdmin(CatalogAdmin):
     list_display = ["slug", "name", "group", "budget_cpu", "budget_memory", "budget_storage", "budget_namespaces"]
@@ -68,7 +75,8 @@ class ResourceRequestAdmin(ReadOnlyAdmin):
     """Every field is what approvers decided on (or the workflow's record of it): read-only. A failed
     request may be sent back to provisioning through `request_retry`."""
 
-    list_display = ["id", "action", "kind", "team", "name", "environment", "state", "requester", "created_at"]
+    list_display = ["id", "action", "kind", display_name, "team", "environment", "state", "requester", "created_at"]
+    list_select_related = ["team", "requester", "parent__team"]
     list_filter = ["state", "kind", "environment", "action", "team"]
     search_fields = ["name", "requester__username", "id"]
     actions = ["retry_failed"]
@@ -82,7 +90,7 @@ class ResourceRequestAdmin(ReadOnlyAdmin):
                 retried += 1
             except LeaseholdError as exc:
                 self.message_user(request, f"{filed}: {public_message(exc)}", level=messages.ERROR)
-        self.message_user(request, f"{retried} request(s) sent back to provisioning.")
+        self.message_user(request, f"{count_of(retried, 'request')} sent back to provisioning.")
 
 
 RESOURCE_FIELDS = (
@@ -109,7 +117,8 @@ class ResourceAdmin(admin.ModelAdmin):
     """Read-only but for the owner: an admin may hand the resource to another member of its team (or to
     the team), through `resource_hand_over`, audited with the owner before and after."""
 
-    list_display = ["id", "kind", "team", "name", "environment", "state", "owner", "activated_at"]
+    list_display = ["id", "kind", display_name, "team", "environment", "state", "owner", "activated_at"]
+    list_select_related = ["team", "owner", "parent__team"]
     list_filter = ["state", "kind", "environment", "team"]
     search_fields = ["name", "owner__username", "id"]
     form = ResourceHandOverForm
@@ -220,7 +229,7 @@ class OutgoingMailAdmin(admin.ModelAdmin):
     def retry_now(self, request, queryset) -> None:
         ids = list(queryset.filter(state=MailState.PENDING).values_list("pk", flat=True))
         result = mail_deliver_pending(limit=len(ids), ids=ids, actor=request.user)
-        self.message_user(request, f"{len(result.sent)} mail(s) sent.")
+        self.message_user(request, f"{count_of(len(result.sent), 'mail', 'mails')} sent.")
         for mail in result.failed:
             self.message_user(request, f"{mail}: {mail.last_error}", level=messages.ERROR)
 

@@ -20,6 +20,11 @@ class ValidationFailed(LeaseholdError):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
 
+    def sentences(self) -> str:
+        """The messages as a person reads them, without the field names the API keys them by (each
+        message is a sentence of its own: "Say why the request is rejected.")."""
+        return " ".join(message for messages in self.errors.values() for message in messages)
+
 
 class NotAllowed(LeaseholdError):
     """The caller may not do this (HTTP 403)."""
@@ -45,7 +50,9 @@ def public_message(exc: Exception) -> str:
     Bad input, a refusal and a wrong state say what is wrong. An outage or a configuration problem says
     only that: its details (file paths, hosts, settings) are logged here, for operators.
     """
-    if isinstance(exc, ValidationFailed | NotAllowed | InvalidState):
+    if isinstance(exc, ValidationFailed):
+        return exc.sentences()
+    if isinstance(exc, NotAllowed | InvalidState):
         return str(exc)
     if isinstance(exc, Unavailable):
         message = CLUSTER_UNREACHABLE

@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator
 from django.db.models import Q
 
 from .models import AppTemplate, Environment, Kind, Resource, ResourceState
+from .names import field_label
 from .selectors import resources_visible_to, teams_of
 from .services import resource_hand_over_errors
 from .specs import DATABASE_DEFAULTS, DATABASE_PLANS, ENV_NAME, NAMESPACE_PLANS, POSTGRES_VERSIONS
@@ -36,6 +37,9 @@ class RequestForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
+        for name, field in self.fields.items():
+            if field.label is None:  # "CPU", "Lease (days)": not Django's "Cpu", "Lease days"
+                field.label = field_label(name)
         lease_field = cast(forms.IntegerField, self.fields["lease_days"])
         lease_field.validators.append(MaxValueValidator(settings.LEASE_MAX_DAYS))
         lease_field.initial = settings.LEASE_DEFAULT_DAYS
@@ -171,7 +175,7 @@ class AppRequestForm(WorkloadForm):
             .order_by("name")
         )
         cast(forms.ChoiceField, self.fields["database"]).choices = [("", "— none —")] + [
-            (str(d.pk), f"{d.name} in {d.namespace_name}") for d in databases
+            (str(d.pk), d.display_name) for d in databases
         ]
         domains = settings.LEASEHOLD_INGRESS_DOMAINS
         self.fields["host"].help_text = (

@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from .names import action_verb, kind_noun
+
 
 class Team(models.Model):
     """A team is an LDAP group `team-<slug>`: its members may file requests for the team."""
@@ -216,7 +218,7 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.kind} {self.team.slug}/{self.name}"
+        return self.title
 
     @property
     def display_name(self) -> str:
@@ -226,6 +228,12 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
             return f"{self.team.slug}-{self.name}"
         namespace = self.parent.namespace_name if self.parent is not None else ""
         return f"{namespace} / {self.name}" if namespace else self.name
+
+    @property
+    def title(self) -> str:
+        """What the request does, to what: "create database atlas-web / orders". Needs what
+        `display_name` needs."""
+        return f"{action_verb(self.action)} {kind_noun(self.kind)} {self.display_name}"
 
     @transition(field=state, source=RequestState.PENDING_APPROVAL, target=RequestState.APPROVED)
     def approve(self) -> None:
@@ -325,7 +333,7 @@ class Resource(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.team.slug}/{self.name}"
+        return f"{kind_noun(self.kind)} {self.display_name}"
 
     @property
     def display_name(self) -> str:

@@ -36,7 +36,10 @@ def teams_for_filters(user) -> QuerySet[Team]:
 
 def requests_visible_to(user) -> QuerySet[ResourceRequest]:
     """Requests of the caller's teams, and those the caller may approve (every request for admins)."""
-    qs = ResourceRequest.objects.select_related("team", "requester", "resource", *request_select).order_by(*LIST_ORDER)
+    # `team` and `parent__team` make the display name (`atlas-web / orders`) without a query per row.
+    qs = ResourceRequest.objects.select_related(
+        "team", "requester", "resource", "parent__team", *request_select
+    ).order_by(*LIST_ORDER)
     if request_prefetch:
         qs = qs.prefetch_related(*request_prefetch)
     if user_is_admin(user):

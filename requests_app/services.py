@@ -38,6 +38,7 @@ from .models import (
     ResourceState,
     Team,
 )
+from .names import a_kind
 from .selectors import teams_of, user_is_admin
 from .signals import request_submitted
 
@@ -319,9 +320,9 @@ def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
     return namespace
 
 
-def _active_name_taken(team: Team, kind: str, name: str) -> bool:
-    """A live create request of the team has this name; databases and apps share one name space
-    because each becomes a Service of that name."""
+def _active_name_holder(team: Team, kind: str, name: str) -> ResourceRequest | None:
+    """The team's live create request that holds this name, if any; databases and apps share one name
+    space because each becomes a Service of that name."""
     kinds = [Kind.DATABASE, Kind.APP] if kind in (Kind.DATABASE, Kind.APP) else [kind]
     open_requests = ResourceRequest.objects.filter(
         team=team,
@@ -330,7 +331,15 @@ def _active_name_taken(team: Team, kind: str, name: str) -> bool:
         action=Action.CREATE,
         state__in=["pending_approval", "approved", "provisioning", "active"],
     )
-    return open_requests.exists()
+    return open_requests.select_related("team", "parent__team").first()
+
+
+def _name_taken_message(holder: ResourceRequest) -> str:
+    """Why the name is refused, naming the kind of what holds it, which may not be the kind asked for (a
+    database and an app cannot share a name): "Team atlas already has a database named “orders” in atlas-web."
+    """
+    where = f" in {holder.parent.namespace_name}" if holder.parent is not None else ""
+    return f"Team {holder.team.slug} already has {a_kind(holder.kind)} named “{holder.name}”{where}."
 
 
 def request_build(
@@ -394,8 +403,9 @@ def request_build(
                     parent = _check_admission(team=team_obj, kind=kind, spec=spec)
                 except ValidationFailed as exc:
                     errors.update(exc.errors)
-    if not errors and team_obj is not None and _active_name_taken(team_obj, kind, name):
-        errors["name"] = [f"Team {team} already has a {kind} named {name!r}."]
+    holder = _active_name_holder(team_obj, kind, name) if not errors and team_obj is not None else None
+    if holder is not None:
+        errors["name"] = [_name_taken_message(holder)]
     if errors:
         raise ValidationFailed(errors)
     return ResourceRequest(
@@ -450,9 +460,8 @@ def request_submit(*, requester, **fields) -> ResourceRequest:
         # Another request filed at the same moment won the race for the host or the name.
         if HOST_CONSTRAINT in str(exc):
             raise ValidationFailed({"spec.host": [_host_taken_message(request.spec.get("host", ""))]}) from exc
-        raise ValidationFailed(
-            {"name": [f"Team {request.team.slug} already has a {request.kind} named {request.name!r}."]}
-        ) from exc
+        holder = _active_name_holder(request.team, request.kind, request.name) or request
+        raise ValidationFailed({"name": [_name_taken_message(holder)]}) from exc
     audit_record(actor=requester, verb="submitted", target=request, to_state=request.state)
     request_submitted.send(sender=ResourceRequest, request=request)
     return request

@@ -88,7 +88,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
         except ValidationFailed as exc:
             form.add_service_errors(exc.errors)
         else:
-            messages.success(request, f"Request for {filed.kind} {filed.name} filed: {filed.get_state_display()}.")
+            messages.success(request, f"Filed: {filed.title} ({filed.get_state_display().lower()}).")
             return redirect("request-detail", pk=filed.pk)
     partial = request.headers.get("HX-Request") == "true"
     template = "requests_app/_request_form.html" if partial else "requests_app/request_new.html"

@@ -36,7 +36,7 @@ def test_the_queue_lists_oldest_first_with_what_an_approver_needs(file_request, 
     now = age_step(pending_step(newer), 1)
     age_step(pending_step(older), 3, now=now)
     page = queue_page()
-    assert page.index("atlas/older") < page.index("atlas/newer")
+    assert page.index("atlas-older") < page.index("atlas-newer")
     for text in [
         "create namespace",
         "staging",
@@ -71,6 +71,7 @@ def test_a_rejection_from_a_row_needs_a_comment(client, file_request, approver):
     url = reverse("approval-decide", args=[pending_step(request).pk])
     response = client.post(url, {"verdict": "reject", "comment": ""}, follow=True)
     assert "Say why the request is rejected." in response.content.decode()
+    assert "comment:" not in response.content.decode()  # a sentence for a person, not the API's field key
     assert ResourceRequest.objects.get(pk=request.pk).state == "pending_approval"
     client.post(url, {"verdict": "reject", "comment": "duplicate of checkout"})
     assert ResourceRequest.objects.get(pk=request.pk).state == "rejected"

@@ -37,7 +37,7 @@ def test_a_developer_files_a_database_request_and_sees_it_in_my_requests(live_se
     page.click("header >> text=My requests")
     page.wait_for_selector("table")
     rows = page.inner_text("table")
-    assert "create database orders" in rows
+    assert "create database atlas-checkout / orders" in rows
     assert "Pending approval" in rows
 
 

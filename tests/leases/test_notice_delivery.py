@@ -44,7 +44,7 @@ def test_a_pass_writes_the_notice_with_the_file_backend_set_by_email_backend_and
     settings.EMAIL_FILE_PATH = str(tmp_path / "mail")
     report = reclaim_pass(now=lease.expires_at - timedelta(days=6))
     assert report.errors == []
-    assert len(report.notices) == 1 and "7 day(s) left" in report.notices[0]
+    assert len(report.notices) == 1 and "7 days left" in report.notices[0]
     assert "notify: 1" in report.lines()
     written = mail_files(tmp_path / "mail")
     assert "Subject: [Leasehold] namespace atlas-checkout expires in 7 days" in written
@@ -65,7 +65,7 @@ def test_a_notice_the_backend_cannot_send_is_reported_and_sent_by_the_next_pass(
     assert first.notices == []
     assert "notify: 0" in first.lines()
     (error,) = first.errors
-    assert "7 day(s) left: expiry notice not sent: TypeError" in error
+    assert "7 days left: expiry notice not sent: TypeError" in error
     assert error.endswith("; retried by the next pass")
     mail = OutgoingMail.objects.get()
     assert (mail.state, mail.attempts) == ("pending", 1)
@@ -98,7 +98,7 @@ def test_a_notice_the_mail_server_refuses_is_not_marked_sent_and_goes_out_with_t
     first = reclaim_pass(now=now)
     assert first.notices == []
     (error,) = first.errors
-    assert "7 day(s) left: expiry notice not sent: SMTP" in error and reply.split()[0] in error
+    assert "7 days left: expiry notice not sent: SMTP" in error and reply.split()[0] in error
     assert OutgoingMail.objects.get().state == "pending"
     assert smtp_server.received == []
 
