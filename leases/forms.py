@@ -67,9 +67,8 @@ class ExtendForm(forms.Form):
     def __init__(self, *args, candidates: list | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.candidates = candidates or []
+        # Always a field, so that a stale or foreign choice is an error rather than ignored.
         self.fields["children"].choices = [(str(c.pk), c.display_name) for c in self.candidates]
-        if not self.candidates:
-            del self.fields["children"]
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
         for name, messages in errors.items():
