@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -68,7 +68,8 @@ class ExtendForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.candidates = candidates or []
         # Always a field, so that a stale or foreign choice is an error rather than ignored.
-        self.fields["children"].choices = [(str(c.pk), c.display_name) for c in self.candidates]
+        children = cast(forms.MultipleChoiceField, self.fields["children"])
+        children.choices = [(str(c.pk), c.display_name) for c in self.candidates]
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
         for name, messages in errors.items():

@@ -189,11 +189,11 @@ def lease_extend_together(
             )
             done.append(ChildExtension(child, "failed", detail=reason))
         else:
-            if isinstance(child_result, ResourceRequest):
-                done.append(ChildExtension(child, child_outcome, detail=str(child_result.pk)))
-            else:
+            if isinstance(child_result, Lease):
                 detail = f"{child_result.expires_at:%Y-%m-%d %H:%M} UTC"
                 done.append(ChildExtension(child, child_outcome, restored=was_in_grace, detail=detail))
+            else:
+                done.append(ChildExtension(child, child_outcome, detail=str(child_result.pk)))
     restored = [c.resource.pk for c in done if c.restored]
     pending = set(
         Lease.objects.filter(resource_id__in=restored)

@@ -17,7 +17,7 @@ from requests_app.selectors import resources_visible_to, teams_for_filters
 
 from .api.views import ResourceFilter
 from .forms import ExtendForm
-from .models import LeaseState
+from .models import Lease, LeaseState
 from .selectors import (
     FORECAST_DAYS,
     RELATED_ROWS,
@@ -175,12 +175,12 @@ def resource_extend_view(request: HttpRequest, pk) -> HttpResponse:
             messages.error(request, public_message(exc))
             return redirect("resource-detail", pk=resource.pk)
         else:
-            if isinstance(result, ResourceRequest):
+            if isinstance(result, Lease):
+                messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+            else:
                 messages.info(
                     request, "That goes beyond the lease policy: an extension request now waits for approval."
                 )
-            else:
-                messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
             _say_children(request, resource, children)
             if isinstance(result, ResourceRequest):
                 return redirect("request-detail", pk=result.pk)

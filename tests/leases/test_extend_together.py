@@ -13,7 +13,7 @@ from django.utils import timezone
 from leases.models import Lease
 from leases.services import lease_open
 from requests_app.models import AppTemplate, AuditEvent, Resource, ResourceRequest
-from tests.factories import active_child, active_namespace, app_template
+from tests.factories import active_child, active_namespace, app_template, in_grace
 
 pytestmark = pytest.mark.django_db
 
@@ -49,16 +49,6 @@ def child(namespace, kind: str, name: str):
     resource = active_child(namespace, kind, name, spec, frozen=frozen)
     lease_open(resource=resource)
     return resource
-
-
-def into_grace(*resources) -> None:
-    """As the reclamation pass leaves them: lease and resource in grace, the expiry an hour ago."""
-    now = timezone.now()
-    for resource in resources:
-        Lease.objects.filter(resource=resource).update(
-            state="grace", expires_at=now - timedelta(hours=1), grace_until=now + timedelta(days=2)
-        )
-        Resource.objects.filter(pk=resource.pk).update(state="grace")
 
 
 def extend(client, resource, **data):
@@ -130,7 +120,7 @@ def test_the_quarantined_children_and_those_ending_with_the_namespace_are_presel
     orders = child(checkout, "database", "orders")
     early = child(checkout, "app", "early")
     Lease.objects.filter(resource=early).update(expires_at=timezone.now() + timedelta(days=2))
-    into_grace(orders)
+    in_grace(orders)
     client.force_login(requester)
     form = extend_form(client.get(f"/resources/{checkout.pk}/").content.decode())
     checked = set(re.findall(r'name="children" value="([^"]+)" checked', form))
@@ -142,7 +132,7 @@ def test_the_quarantined_children_and_those_ending_with_the_namespace_are_presel
 def test_a_namespace_in_grace_comes_back_with_the_children_chosen_and_the_page_says_which(client, checkout, requester):
     shop = child(checkout, "app", "shop")
     orders = child(checkout, "database", "orders")
-    into_grace(checkout, shop, orders)
+    in_grace(checkout, shop, orders)
     client.force_login(requester)
     response = extend(client, checkout, children=[str(shop.pk)])
     assert response.status_code == 200
