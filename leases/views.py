@@ -188,7 +188,11 @@ def resource_extend_view(request: HttpRequest, pk) -> HttpResponse:
             if next_page.startswith("/") and not next_page.startswith("//"):
                 return redirect(next_page)
             return redirect("resource-detail", pk=resource.pk)
-    return render(request, "leases/resource_detail.html", _detail_context(request.user, resource, form), status=400)
+    context = _detail_context(request.user, resource, form)
+    if "extend_form" not in context:  # no lease to extend any more: the errors cannot stand by the form
+        messages.error(request, " ".join(str(m) for ms in form.errors.values() for m in ms))
+        return redirect("resource-detail", pk=resource.pk)
+    return render(request, "leases/resource_detail.html", context, status=400)
 
 
 @login_required

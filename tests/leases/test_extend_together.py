@@ -187,3 +187,11 @@ def test_outsiders_cannot_extend_anything_together(client, checkout, outsider):
     client.force_login(outsider)
     assert extend(client, checkout, children=[str(shop.pk)]).status_code == 404
     assert not Lease.objects.filter(extensions__gt=0).exists()
+
+
+def test_bad_input_for_a_resource_without_a_lease_is_a_message(client, atlas, requester):
+    pending = active_namespace(atlas, requester, name="pending")  # no lease opened
+    client.force_login(requester)
+    response = extend(client, pending, days="soon")
+    assert response.redirect_chain == [(f"/resources/{pending.pk}/", 302)]
+    assert "Give a whole number of days." in response.content.decode()
