@@ -168,3 +168,9 @@ def test_outsiders_see_no_relations(client, checkout, outsider):
     client.force_login(outsider)
     assert client.get(f"/resources/{checkout.pk}/").status_code == 404
     assert "orders" not in client.get(f"/resources/?namespace={checkout.pk}").content.decode()
+
+
+def test_an_empty_namespace_says_what_to_do(client, checkout, requester):
+    client.force_login(requester)
+    section = page_of(client, checkout).split("Databases and apps in this namespace</h2>")[1].split("</table>")[0]
+    assert "None yet. Request a database or an app, and choose this namespace." in section
