@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -43,3 +43,35 @@ class LeaseCorrectionForm(forms.ModelForm):
             if not (data.get("reason") or "").strip():
                 self.add_error("reason", "Say why the expiry changes.")
         return data
+
+
+class ExtendForm(forms.Form):
+    """A lease extension on a resource's page: how many days, why, and (a namespace) which of its apps and
+    databases to extend with it. The form only reads the values; `lease_extend` decides what is allowed and
+    its messages are shown next to the fields (the same rules as the API's)."""
+
+    days = forms.IntegerField(
+        label="Extend by (days)",
+        initial=14,
+        error_messages={"required": "Give a number of days.", "invalid": "Give a whole number of days."},
+        widget=forms.NumberInput(attrs={"class": "w-5", "inputmode": "numeric"}),
+    )
+    justification = forms.CharField(
+        label="Why it is still needed",
+        required=False,  # `lease_extend` asks for it, with its own message
+        max_length=500,
+        widget=forms.TextInput(attrs={"class": "w-14"}),
+    )
+    children = forms.MultipleChoiceField(label="Extend with it", required=False, widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, candidates: list | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.candidates = candidates or []
+        # Always a field, so that a stale or foreign choice is an error rather than ignored.
+        children = cast(forms.MultipleChoiceField, self.fields["children"])
+        children.choices = [(str(c.pk), c.display_name) for c in self.candidates]
+
+    def add_service_errors(self, errors: dict[str, list[str]]) -> None:
+        for name, messages in errors.items():
+            for message in messages:
+                self.add_error(name if name in self.fields else None, message)

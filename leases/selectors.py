@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 
-from requests_app.selectors import teams_of, user_is_admin
+from requests_app.models import AppTemplate, Kind, Resource
+from requests_app.selectors import LIST_ORDER, teams_of, user_is_admin
 
 from .models import Lease, LeaseState
 
@@ -142,3 +145,85 @@ def forecast(user, now: datetime) -> list[ForecastSection]:
         section.total = len(section.leases) if len(section.leases) < FORECAST_ROWS else queryset.order_by().count()
         out.append(section)
     return out
+
+
+# --- relations on the resource pages -------------------------------------------------------------------
+
+# The most related resources a resource page lists; "and K more" links to the resource list filtered the same way.
+RELATED_ROWS = 20
+
+
+@dataclass
+class Related:
+    """The first RELATED_ROWS resources related to one, and how many more the filtered list holds."""
+
+    rows: list[Resource]
+    more: int = 0
+
+
+def _related(queryset: QuerySet[Resource]) -> Related:
+    rows = list(queryset.select_related("team", "owner", "parent", "parent__team", "lease")[: RELATED_ROWS + 1])
+    if len(rows) <= RELATED_ROWS:
+        return Related(rows)
+    # Counted only when the page is full: a range scan of the index the rows were read by.
+    return Related(rows[:RELATED_ROWS], queryset.order_by().count() - RELATED_ROWS)
+
+
+def namespace_children(namespace: Resource) -> Related:
+    """The databases and apps of a namespace, newest first (the `resources_children_order` index); seen by
+    whoever sees the namespace, as they belong to its team."""
+    return _related(Resource.objects.filter(parent=namespace, team_id=namespace.team_id).order_by(*LIST_ORDER))
+
+
+def apps_bound_to(database: Resource) -> Related:
+    """The apps of the database's team whose spec binds them to it, newest first (the
+    `resources_apps_by_database` index)."""
+    return _related(
+        Resource.objects.alias(bound_database=KeyTextTransform("database", "spec"))
+        .filter(kind=Kind.APP, bound_database=str(database.pk), team_id=database.team_id)
+        .order_by(*LIST_ORDER)
+    )
+
+
+def bound_database(app: Resource) -> Resource | None:
+    """The database an app's spec binds it to, if it is of the app's team (any state: a reclaimed one shows as such)."""
+    try:
+        database_id = uuid.UUID(str(app.spec.get("database") or ""))
+    except ValueError:
+        return None
+    return (
+        Resource.objects.select_related("team", "parent", "parent__team")
+        .filter(pk=database_id, kind=Kind.DATABASE, team_id=app.team_id)
+        .first()
+    )
+
+
+def app_template_of(app: Resource) -> dict[str, str]:
+    """The template an app was made from (as frozen on its create request) and the image it runs now."""
+    frozen = app.created_by_request.frozen.get("template") or {}
+    slug = frozen.get("slug") or app.spec.get("template", "")
+    name = AppTemplate.objects.filter(slug=slug).values_list("name", flat=True).first() if slug else None
+    repository = frozen.get("image_repository", "")
+    tag = app.spec.get("image_tag", "")
+    return {"slug": slug, "name": name or slug, "image": f"{repository}:{tag}" if repository and tag else tag}
+
+
+def extend_candidates(namespace: Resource) -> Related:
+    """The apps and databases of a namespace whose leases can be extended with it, soonest expiry first."""
+    return _related(
+        Resource.objects.filter(
+            parent=namespace,
+            team_id=namespace.team_id,
+            lease__state__in=(LeaseState.ACTIVE, LeaseState.GRACE),
+        ).order_by("lease__expires_at", "pk")
+    )
+
+
+def quarantined_children(namespace: Resource) -> list[Resource]:
+    """The namespace's apps and databases still in grace (the first RELATED_ROWS): to say what an
+    extension of the namespace alone left scaled to zero."""
+    return list(
+        Resource.objects.filter(parent=namespace, team_id=namespace.team_id, lease__state=LeaseState.GRACE)
+        .select_related("team", "parent", "parent__team")
+        .order_by("lease__expires_at", "pk")[:RELATED_ROWS]
+    )

@@ -6,7 +6,7 @@ import logging
 import operator
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from typing import Any
@@ -136,13 +136,96 @@ def lease_extend(
         raise ValidationFailed(
             {"days": [f"The namespace's lease ends {parent_expiry:%Y-%m-%d %H:%M} UTC: extend the namespace first."]}
         )
-    total = (new_expiry - lease.starts_at).days
-    if total > settings.LEASE_MAX_TOTAL_DAYS:
+    if _beyond_total(lease, new_expiry):
         request = request_file_followup(
             requester=actor, resource=resource, action=Action.EXTEND, lease_days=days, justification=justification
         )
         return "requested", request
     return "extended", lease_apply_extension(lease_id=lease.pk, days=days, actor=actor, now=now, reason=justification)
+
+
+@dataclass(frozen=True)
+class ChildExtension:
+    """What became of one app or database extended together with its namespace."""
+
+    resource: Resource
+    outcome: str  # "extended", "requested" (an extend request waits for approval) or "failed"
+    restored: bool = False  # it was quarantined and its lease is active again
+    detail: str = ""  # the new expiry, the request filed, or why it failed
+    workloads_pending: bool = False  # restored, but the cluster did not take the replica counts yet (next pass)
+
+
+def lease_extend_together(
+    *, namespace: Resource, actor, days: int, justification: str, child_ids: list, now: datetime | None = None
+) -> tuple[str, Lease | ResourceRequest, list[ChildExtension]]:
+    """Extend a namespace's lease, then the leases of the chosen apps and databases in it by as many days.
+
+    Each is one `lease_extend`: its own checks and limits (a child that would go beyond the policy files its
+    own extend request, one that would outlive the namespace's lease is refused), its own transaction and
+    audit record. The namespace's failure raises as `lease_extend` does and extends nothing; a child's
+    failure is reported in its `ChildExtension` and does not undo the others.
+    """
+    if namespace.kind != Kind.NAMESPACE:
+        raise ValidationFailed({"children": ["Only a namespace's lease extends together with what lives in it."]})
+    chosen = set(map(str, child_ids))
+    children = list(
+        Resource.objects.filter(parent=namespace, pk__in=chosen)
+        .select_related("team", "parent", "parent__team", "lease")
+        .order_by("kind", "name")
+    )
+    if len(children) != len(chosen):
+        raise ValidationFailed({"children": ["Choose among the apps and databases of this namespace."]})
+    now = now or database_now()
+    outcome, result = lease_extend(resource=namespace, actor=actor, days=days, justification=justification, now=now)
+    done: list[ChildExtension] = []
+    for child in children:
+        was_in_grace = getattr(child, "lease", None) is not None and child.lease.state == LeaseState.GRACE
+        try:
+            child_outcome, child_result = lease_extend(
+                resource=child, actor=actor, days=days, justification=justification, now=now
+            )
+        except (ValidationFailed, InvalidState, NotAllowed) as exc:
+            reason = (
+                " ".join(m for ms in exc.errors.values() for m in ms) if isinstance(exc, ValidationFailed) else str(exc)
+            )
+            done.append(ChildExtension(child, "failed", detail=reason))
+        else:
+            if isinstance(child_result, Lease):
+                detail = f"{child_result.expires_at:%Y-%m-%d %H:%M} UTC"
+                done.append(ChildExtension(child, child_outcome, restored=was_in_grace, detail=detail))
+            else:
+                done.append(ChildExtension(child, child_outcome, detail=str(child_result.pk)))
+    restored = [c.resource.pk for c in done if c.restored]
+    pending = set(
+        Lease.objects.filter(resource_id__in=restored)
+        .exclude(quarantined_replicas={})
+        .values_list("resource_id", flat=True)
+    )
+    done = [replace(c, workloads_pending=c.resource.pk in pending) for c in done]
+    return outcome, result, done
+
+
+def lease_extension_limits(*, lease: Lease, now: datetime) -> dict[str, Any]:
+    """The limits `lease_extend` applies to this lease, for people to read before they ask: the longest
+    term, the total a lease may run without approval (and until when), the days left within it, and the
+    namespace's expiry that a database's or app's lease cannot pass."""
+    longest = lease.starts_at + timedelta(days=settings.LEASE_MAX_TOTAL_DAYS)
+    # The most days an extension asked now gets at once: the largest term `_beyond_total` lets through.
+    days_left = min(settings.LEASE_MAX_DAYS, max(0, (longest - max(lease.expires_at, now)).days + 1))
+    while days_left and _beyond_total(lease, _extended_expiry(lease, days_left, now)):
+        days_left -= 1
+    return {
+        "max_days": settings.LEASE_MAX_DAYS,
+        "max_total_days": settings.LEASE_MAX_TOTAL_DAYS,
+        "total_until": longest,
+        "days_left": days_left,
+        "parent_expiry": _parent_expiry(lease.resource),
+    }
+
+
+def _beyond_total(lease: Lease, new_expiry: datetime) -> bool:
+    """A lease that would then have run longer than LEASE_MAX_TOTAL_DAYS needs approval to get there."""
+    return (new_expiry - lease.starts_at).days > settings.LEASE_MAX_TOTAL_DAYS
 
 
 def _extended_expiry(lease: Lease, days: int, now: datetime) -> datetime:

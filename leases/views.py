@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from provisioning.services import app_rollback_file, app_upgrade_file
@@ -15,9 +16,29 @@ from requests_app.sections import resource_sections
 from requests_app.selectors import resources_visible_to, teams_for_filters
 
 from .api.views import ResourceFilter
-from .models import Lease
-from .selectors import FORECAST_DAYS, dashboard, forecast
-from .services import database_now, lease_extend, resource_release, resource_restore
+from .forms import ExtendForm
+from .models import Lease, LeaseState
+from .selectors import (
+    FORECAST_DAYS,
+    RELATED_ROWS,
+    app_template_of,
+    apps_bound_to,
+    bound_database,
+    dashboard,
+    extend_candidates,
+    forecast,
+    namespace_children,
+    quarantined_children,
+)
+from .services import (
+    ChildExtension,
+    database_now,
+    lease_extend,
+    lease_extend_together,
+    lease_extension_limits,
+    resource_release,
+    resource_restore,
+)
 
 # The lease filter of the resource list: the dashboard's sections link to the first two.
 EXPIRING_CHOICES = [("7", "within 7 days"), ("30", "within 30 days"), ("90", "within 90 days")]
@@ -47,22 +68,49 @@ def resource_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _detail_context(user, resource, extend_form: ExtendForm | None = None) -> dict:
+    """What a resource's page shows: its fields, lease and objects, what it is related to (each a bounded
+    query, whatever the counts), and the extend form with the limits in force."""
+    context = {
+        "resource": resource,
+        "objects": resource.managed_objects.all(),
+        "events": resource.events.order_by("at", "id"),
+        "backups": resource.backups.all(),
+        "connection": resource_sections["connection"](resource) if "connection" in resource_sections else None,
+        "max_days": settings.LEASE_MAX_DAYS,
+        "releases": resource.releases.order_by("-number") if resource.kind == "app" else [],
+        "related_rows": RELATED_ROWS,
+    }
+    if resource.kind == Kind.NAMESPACE:
+        context["children"] = namespace_children(resource)
+    elif resource.kind == Kind.DATABASE:
+        context["bound_apps"] = apps_bound_to(resource)
+    elif resource.kind == Kind.APP:
+        context["bound_database"] = bound_database(resource)
+        context["template"] = app_template_of(resource)
+    lease = getattr(resource, "lease", None)
+    if lease is not None and lease.state in (LeaseState.ACTIVE, LeaseState.GRACE):
+        candidates = extend_candidates(resource) if resource.kind == Kind.NAMESPACE else None
+        if extend_form is None:
+            # Preselected: what is quarantined, or would be when the namespace's lease ends.
+            chosen = [
+                str(c.pk)
+                for c in (candidates.rows if candidates else [])
+                if c.lease.state == LeaseState.GRACE or c.lease.expires_at >= lease.expires_at
+            ]
+            extend_form = ExtendForm(candidates=candidates.rows if candidates else [], initial={"children": chosen})
+        context["extend_form"] = extend_form
+        context["more_candidates"] = candidates.more if candidates else 0
+        context["limits"] = lease_extension_limits(lease=lease, now=timezone.now())
+    return context
+
+
 @login_required
 def resource_detail(request: HttpRequest, pk) -> HttpResponse:
-    resource = get_object_or_404(resources_visible_to(request.user).select_related("lease"), pk=pk)
-    return render(
-        request,
-        "leases/resource_detail.html",
-        {
-            "resource": resource,
-            "objects": resource.managed_objects.all(),
-            "events": resource.events.order_by("at", "id"),
-            "backups": resource.backups.all(),
-            "connection": resource_sections["connection"](resource) if "connection" in resource_sections else None,
-            "max_days": settings.LEASE_MAX_DAYS,
-            "releases": resource.releases.order_by("-number") if resource.kind == "app" else [],
-        },
+    resource = get_object_or_404(
+        resources_visible_to(request.user).select_related("lease", "created_by_request"), pk=pk
     )
+    return render(request, "leases/resource_detail.html", _detail_context(request.user, resource))
 
 
 @login_required
@@ -77,33 +125,85 @@ def resource_release_view(request: HttpRequest, pk) -> HttpResponse:
     return redirect("resource-detail", pk=resource.pk)
 
 
+def _say_children(request: HttpRequest, namespace, children: list[ChildExtension]) -> None:
+    """Which of a namespace's apps and databases came back, were extended, wait for approval or failed."""
+    restored = [c for c in children if c.outcome == "extended" and c.restored]
+    extended = [c for c in children if c.outcome == "extended" and not c.restored]
+    if restored:
+        names = ", ".join(c.resource.display_name for c in restored)
+        messages.success(request, f"Restored with it (out of quarantine, workloads scaled back up): {names}.")
+        pending = [c.resource.display_name for c in restored if c.workloads_pending]
+        if pending:
+            messages.warning(
+                request,
+                f"The cluster did not take the replica counts yet for {', '.join(pending)}: the next pass does.",
+            )
+    if extended:
+        messages.success(request, "Extended with it: " + ", ".join(c.resource.display_name for c in extended) + ".")
+    for c in children:
+        if c.outcome == "requested":
+            messages.info(
+                request,
+                f"{c.resource.display_name}: beyond the lease policy, so an extension request waits for approval.",
+            )
+        elif c.outcome == "failed":
+            messages.error(request, f"{c.resource.display_name} was not extended: {c.detail}")
+    if namespace.kind == Kind.NAMESPACE:
+        chosen = {c.resource.pk for c in children}
+        left = [r for r in quarantined_children(namespace) if r.pk not in chosen]
+        if left:
+            messages.warning(
+                request,
+                "Still quarantined in this namespace: "
+                + ", ".join(r.display_name for r in left)
+                + ". Extend them with the namespace on its page.",
+            )
+
+
 @login_required
 @require_POST
 def resource_extend_view(request: HttpRequest, pk) -> HttpResponse:
-    resource = get_object_or_404(resources_visible_to(request.user), pk=pk)
-    try:
-        days = int(request.POST.get("days", ""))
-    except ValueError:
-        messages.error(request, "Days: give a whole number.")
+    """Extend a lease (a namespace's together with the apps and databases chosen). Bad input shows the page
+    again with the service's messages next to the fields (400); a refusal or a wrong state is a message."""
+    resource = get_object_or_404(
+        resources_visible_to(request.user).select_related("lease", "created_by_request"), pk=pk
+    )
+    candidates = extend_candidates(resource).rows if resource.kind == Kind.NAMESPACE else []
+    form = ExtendForm(request.POST, candidates=candidates)
+    if form.is_valid():
+        fields = {"actor": request.user, "days": form.cleaned_data["days"]}
+        fields["justification"] = form.cleaned_data["justification"]
+        try:
+            if resource.kind == Kind.NAMESPACE:
+                _, result, children = lease_extend_together(
+                    namespace=resource, child_ids=form.cleaned_data.get("children") or [], **fields
+                )
+            else:
+                (_, result), children = lease_extend(resource=resource, **fields), []
+        except ValidationFailed as exc:
+            form.add_service_errors(exc.errors)
+        except LeaseholdError as exc:
+            messages.error(request, public_message(exc))
+            return redirect("resource-detail", pk=resource.pk)
+        else:
+            if isinstance(result, Lease):
+                messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
+            else:
+                messages.info(
+                    request, "That goes beyond the lease policy: an extension request now waits for approval."
+                )
+            _say_children(request, resource, children)
+            if isinstance(result, ResourceRequest):
+                return redirect("request-detail", pk=result.pk)
+            next_page = request.POST.get("next", "")
+            if next_page.startswith("/") and not next_page.startswith("//"):
+                return redirect(next_page)
+            return redirect("resource-detail", pk=resource.pk)
+    context = _detail_context(request.user, resource, form)
+    if "extend_form" not in context:  # no lease to extend any more: the errors cannot stand by the form
+        messages.error(request, " ".join(str(m) for ms in form.errors.values() for m in ms))
         return redirect("resource-detail", pk=resource.pk)
-    try:
-        outcome, result = lease_extend(
-            resource=resource, actor=request.user, days=days, justification=request.POST.get("justification", "")
-        )
-    except ValidationFailed as exc:
-        messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
-    except LeaseholdError as exc:
-        messages.error(request, public_message(exc))
-    else:
-        if isinstance(result, ResourceRequest):
-            messages.info(request, "That goes beyond the lease policy: an extension request now waits for approval.")
-            return redirect("request-detail", pk=result.pk)
-        if isinstance(result, Lease):
-            messages.success(request, f"Extended: the lease now ends {result.expires_at:%Y-%m-%d %H:%M} UTC.")
-    next_page = request.POST.get("next", "")
-    if next_page.startswith("/") and not next_page.startswith("//"):
-        return redirect(next_page)
-    return redirect("resource-detail", pk=resource.pk)
+    return render(request, "leases/resource_detail.html", context, status=400)
 
 
 @login_required

@@ -330,6 +330,16 @@ class Resource(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["-created_at", "-id"], name="resources_list_order"),
             models.Index(fields=["team", "-created_at", "-id"], name="resources_team_list_order"),
             models.Index(fields=["environment", "-created_at", "-id"], name="resources_env_list_order"),
+            # A namespace's page lists its databases and apps in list order, a bounded read of this index.
+            models.Index(fields=["parent", "-created_at", "-id"], name="resources_children_order"),
+            # A database's page lists the apps bound to it (`spec.database`), the same way.
+            models.Index(
+                KeyTextTransform("database", "spec"),
+                models.F("created_at").desc(),
+                models.F("id").desc(),
+                name="resources_apps_by_database",
+                condition=models.Q(kind="app"),
+            ),
         ]
 
     def __str__(self) -> str:

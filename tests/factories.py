@@ -122,3 +122,20 @@ def app_template(slug: str = "web", **overrides):
     }
     fields.update(overrides)
     return AppTemplate.objects.create(**fields)
+
+
+def in_grace(*resources) -> None:
+    """As the reclamation pass leaves them, without a cluster: lease and resource in grace, expired an hour ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from leases.models import Lease
+    from requests_app.models import Resource
+
+    now = timezone.now()
+    for resource in resources:
+        Lease.objects.filter(resource=resource).update(
+            state="grace", expires_at=now - timedelta(hours=1), grace_until=now + timedelta(days=2)
+        )
+        Resource.objects.filter(pk=resource.pk).update(state="grace")

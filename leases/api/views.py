@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import django_filters
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -43,6 +44,8 @@ class ResourceFilter(django_filters.FilterSet):
     team = django_filters.CharFilter(field_name="team__slug")
     environment = django_filters.ChoiceFilter(choices=Environment.choices)
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
+    namespace = django_filters.UUIDFilter(field_name="parent_id", label="Databases and apps of this namespace (id)")
+    database = django_filters.UUIDFilter(method="filter_database", label="Apps bound to this database (id)")
     # Bounded: a number of days beyond any lease would overflow the date arithmetic (a 500).
     expiring_within = django_filters.NumberFilter(
         method="filter_expiring_within",
@@ -54,6 +57,12 @@ class ResourceFilter(django_filters.FilterSet):
     class Meta:
         model = Resource
         fields = ["state", "kind", "team", "environment"]
+
+    def filter_database(self, queryset, name, value):
+        # `->>` text, as the `resources_apps_by_database` index has it.
+        return queryset.alias(bound_database=KeyTextTransform("database", "spec")).filter(
+            kind=Kind.APP, bound_database=str(value)
+        )
 
     def filter_expiring_within(self, queryset, name, value):
         return queryset.filter(

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.utils import timezone
 from kubernetes import client
 
@@ -15,7 +16,7 @@ from leases.services import extension_fulfil, extensions_sweep, lease_extend, re
 from provisioning.renderers import rfc3339
 from provisioning.services import request_provision
 from requests_app.errors import ValidationFailed
-from requests_app.models import AuditEvent, Resource, ResourceRequest
+from requests_app.models import AppTemplate, AuditEvent, Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.factories import app_template
 
@@ -161,23 +162,30 @@ def test_bad_extensions_are_refused(namespace, requester, outsider):
         lease_extend(resource=namespace, actor=outsider, days=5, justification="mine now")
 
 
-def test_grace_scales_workloads_to_zero_and_an_extension_brings_them_back(
-    namespace, requester, approver, kube_api, django_capture_on_commit_callbacks
-):
-    app_template("web")
+def provisioned_app(namespace, requester, approver, name: str = "shop", replicas: int = 2) -> ResourceRequest:
+    """An app of `replicas` replicas in `namespace`, approved and provisioned on the test cluster."""
+    if not AppTemplate.objects.filter(slug="web").exists():
+        app_template("web")
     app = request_submit(
         requester=requester,
         team="atlas",
         kind="app",
-        name="shop",
+        name=name,
         environment="dev",
         lease_days=7,
         justification="t",
-        spec={"namespace": str(namespace.pk), "template": "web", "replicas": 2},
+        spec={"namespace": str(namespace.pk), "template": "web", "replicas": replicas},
     )
     for step in app.approval_steps.all():
         step_decide(step_id=step.pk, user=approver, verdict="approve")
     request_provision(request_id=app.pk)
+    return app
+
+
+def test_grace_scales_workloads_to_zero_and_an_extension_brings_them_back(
+    namespace, requester, approver, kube_api, django_capture_on_commit_callbacks
+):
+    app = provisioned_app(namespace, requester, approver)
     apps = client.AppsV1Api(kube_api)
     ns = namespace.namespace_name
     lease = lease_of(namespace)
@@ -205,6 +213,38 @@ def test_grace_scales_workloads_to_zero_and_an_extension_brings_them_back(
     namespace.refresh_from_db()
     assert (lease.state, app_lease.state, namespace.state) == ("active", "active", "active")
     assert apps.read_namespaced_deployment("shop", ns).spec.replicas == 2
+
+
+def test_extending_a_namespace_in_grace_together_with_its_apps_scales_them_back_up(
+    namespace, requester, approver, kube_api, django_capture_on_commit_callbacks
+):
+    """The web's extend form on the namespace's page: the apps chosen come out of quarantine with it and
+    their Deployments get their replicas back in the cluster; the one not chosen stays at zero, and the
+    page says which came back and which is still quarantined."""
+    shop = Resource.objects.get(created_by_request=provisioned_app(namespace, requester, approver, "shop"))
+    cart = Resource.objects.get(created_by_request=provisioned_app(namespace, requester, approver, "cart", 1))
+    apps = client.AppsV1Api(kube_api)
+    ns = namespace.namespace_name
+    passes(django_capture_on_commit_callbacks, lease_of(namespace).expires_at + timedelta(minutes=1))
+    assert [apps.read_namespaced_deployment(n, ns).spec.replicas for n in ("shop", "cart")] == [0, 0]
+
+    web = Client()
+    web.force_login(requester)
+    page = web.get(f"/resources/{namespace.pk}/").content.decode()
+    assert f'name="children" value="{shop.pk}" checked' in page  # quarantined: preselected
+    response = web.post(
+        f"/resources/{namespace.pk}/extend/",
+        {"days": 7, "justification": "the demo moved", "children": [str(shop.pk)]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Restored with it (out of quarantine, workloads scaled back up): " + shop.display_name in page
+    assert "Still quarantined in this namespace: " + cart.display_name in page
+    assert apps.read_namespaced_deployment("shop", ns).spec.replicas == 2
+    assert apps.read_namespaced_deployment("cart", ns).spec.replicas == 0
+    assert (lease_of(shop).state, lease_of(shop).quarantined_replicas) == ("active", {})
+    assert lease_of(cart).state == "grace"
+    assert AuditEvent.objects.filter(resource=shop, verb="workload_restored").exists()
 
 
 def test_an_owner_who_left_the_team_hands_over_to_the_team(
