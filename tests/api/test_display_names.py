@@ -149,7 +149,7 @@ def test_the_catalog_says_request_an_app_and_labels_its_columns(client, requeste
     catalog = page(client, "/catalog/")
     assert "Request an app" in catalog and "Request a database" in catalog and "Request a namespace" in catalog
     assert "Request a app" not in catalog
-    assert "<th>CPU request</th>" in catalog and "<th>Memory limit</th>" in catalog
+    assert ">CPU request</th>" in catalog and ">Memory limit</th>" in catalog
     assert "cpu_request" not in catalog and "memory_limit" not in catalog
 
 
