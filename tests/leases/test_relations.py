@@ -79,7 +79,7 @@ def test_an_app_page_shows_its_url_template_image_and_database(client, checkout,
     )
     assert f'<a href="/resources/{orders.pk}/">atlas-checkout / orders</a>' in page
     assert "<code>registry.example.org/platform/web:1.4.2</code>" in page
-    assert re.search(r"<th>Template</th><td>Web <span class=\"muted\">\(web\)</span>", page)
+    assert re.search(r"<th scope=\"row\">Template</th><td>Web <span class=\"muted\">\(web\)</span>", page)
     assert f'<a href="/resources/{checkout.pk}/">atlas-checkout</a>' in page  # its namespace
 
 
@@ -88,7 +88,7 @@ def test_an_app_without_host_or_database_says_so(client, checkout, requester):
     client.force_login(requester)
     page = page_of(client, plain)
     assert "none (no host: reachable inside the cluster only)" in page
-    assert re.search(r"<th>Database</th><td><span class=\"muted\">none</span>", page)
+    assert re.search(r"<th scope=\"row\">Database</th><td><span class=\"muted\">none</span>", page)
 
 
 def test_an_app_page_never_names_another_teams_database(client, checkout, requester, zephyr, outsider):
