@@ -16,7 +16,7 @@ from requests_app.selectors import resources_visible_to, teams_for_filters
 
 from .api.views import ResourceFilter
 from .models import Lease
-from .selectors import FORECAST_DAYS, dashboard, forecast
+from .selectors import FORECAST_DAYS, dashboard, forecast, forecast_problems
 from .services import database_now, lease_extend, resource_release, resource_restore
 
 
@@ -108,11 +108,16 @@ def reclaim_forecast(request: HttpRequest) -> HttpResponse:
     is the whole dry run, for operators)."""
     now = database_now()
     sections = forecast(request.user, now)
-    return render(
-        request,
-        "leases/forecast.html",
-        {"sections": sections, "now": now, "quiet": not any(s.total for s in sections), "days": FORECAST_DAYS},
-    )
+    context = {
+        "due": [s for s in sections if s.total],
+        "nothing": [s.nothing for s in sections if not s.total],
+        "problems": forecast_problems(request.user, sections, now),
+        "now": now,
+        "days": FORECAST_DAYS,
+        # Beat starts a pass every 15 minutes (config/settings.py); with `cron`, an outside scheduler does.
+        "next_pass": "within 15 minutes" if settings.LEASEHOLD_RECLAIM_SCHEDULE == "beat" else "at its next run",
+    }
+    return render(request, "leases/forecast.html", context)
 
 
 @login_required
