@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -181,6 +181,40 @@ def test_the_readme_commands_work_in_a_second_terminal_and_sigterm_stops_everyth
         what="the namespace to be provisioned",
     )
 
+    # The README's walk on: a database in a namespace, and an app from the demo template bound to it.
+    dana = answer["token"]
+    frank = call(base, "/api/v1/auth/token/", body={"username": "frank", "password": "leasehold"})[1]["token"]
+
+    def file_and_approve(body: dict) -> dict:
+        status, filed = call(base, "/api/v1/requests/", token=dana, body=body)
+        assert status == 201, filed
+        for step in call(base, "/api/v1/approvals/", token=frank)[1].get("results", []):
+            if str(step.get("request", {}).get("id", step.get("request"))) == str(filed["id"]):
+                assert (
+                    call(base, f"/api/v1/approvals/{step['id']}/approve/", token=frank, body={"comment": "ok"})[0]
+                    == 200
+                )
+        return wait_until(
+            lambda: (r := call(base, f"/api/v1/requests/{filed['id']}/", token=dana)[1])["state"] == "active" and r,
+            timeout=90,
+            what=f"{body['kind']} {body['name']} to be provisioned",
+        )
+
+    other = f"t{uuid.uuid4().hex[:8]}"
+    with_db = file_and_approve({**body, "name": other, "spec": {"plan": "small"}})
+    namespace_id = str(with_db["resource"]["id"] if isinstance(with_db["resource"], dict) else with_db["resource"])
+    common = {"team": "atlas", "environment": "dev", "lease_days": 7, "justification": "the README's walk"}
+    database = file_and_approve(
+        {**common, "kind": "database", "name": "orders", "spec": {"namespace": namespace_id, "storage": "1Gi"}}
+    )
+    database_id = str(database["resource"]["id"] if isinstance(database["resource"], dict) else database["resource"])
+    spec = {"namespace": namespace_id, "template": "web-with-database", "database": database_id}
+    file_and_approve({**common, "kind": "app", "name": "shop", "spec": spec})
+    env = (
+        client.AppsV1Api(api).read_namespaced_deployment("shop", f"atlas-{other}").spec.template.spec.containers[0].env
+    )
+    assert {e.name for e in env if e.value_from and e.value_from.secret_key_ref} >= {"PGHOST", "PGPASSWORD"}
+
     dry = second_terminal(PYTHON, "manage.py", "reclaim_leases", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     into_grace = second_terminal(PYTHON, "manage.py", "reclaim_leases", "--now", "2030-01-01T00:00:00Z")
@@ -191,6 +225,9 @@ def test_the_readme_commands_work_in_a_second_terminal_and_sigterm_stops_everyth
     assert deleted.returncode == 0 and deleted.stderr == "", deleted.stderr
     assert f"atlas-{name}" in deleted.stdout.split("reclaim (delete):", 1)[1], deleted.stdout
     assert core.read_namespace(f"atlas-{name}").status.phase == "Terminating"
+    # The database's backup Job was created where make run's defaults say (no pod runs it here).
+    jobs = client.BatchV1Api(api).list_namespaced_job("leasehold-backups").items
+    assert [j.metadata.name for j in jobs if j.metadata.name.startswith("backup-")], deleted.stdout
 
     # SIGTERM to make run's process group, as a process manager or `kill -- -PGID` sends it.
     started = descendants(process.pid) | processes_mentioning(services_dir)
