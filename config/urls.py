@@ -1,5 +1,9 @@
 from django.contrib import admin
+from django.contrib.staticfiles import finders
+from django.contrib.staticfiles.storage import staticfiles_storage
+from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver, include, path
+from django.views.decorators.cache import cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -24,7 +28,23 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include(router.urls)),
 ]
 
+
+FAVICON = "leasehold/favicon.svg"
+
+
+@cache_control(max_age=86400, public=True)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links: the site's icon (an SVG, which they take)."""
+    found = finders.find(FAVICON)
+    if isinstance(found, str):
+        with open(found, "rb") as icon:
+            return HttpResponse(icon.read(), content_type="image/svg+xml")
+    with staticfiles_storage.open(FAVICON) as icon:  # collected (the image), when the finders have none
+        return HttpResponse(icon.read(), content_type="image/svg+xml")
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file, and the template has no inline style: CSP.

@@ -168,3 +168,40 @@ def job_outcome(job: dict | None) -> str:
     if (status.get("failed") or 0) >= backoff:
         return "failed"
     return "running"
+
+
+def backup_storage_manifests() -> list[dict]:
+    """The backup namespace (labelled so that team namespaces' network policy admits its Jobs) and the
+    volume claim the Jobs write to, as deploy/base/backups.yaml makes them (pure). `make run` applies
+    them to its local control plane (`manage.py ensure_backup_storage`); on a real cluster, deploy/ does."""
+    namespace, pvc = settings.LEASEHOLD_BACKUP_NAMESPACE, settings.LEASEHOLD_BACKUP_PVC
+    labels = {"app.kubernetes.io/name": "leasehold"}
+    restricted = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {**labels, "leasehold.io/backups": "true", **restricted}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": pvc,
+                "namespace": namespace,
+                "labels": {**labels, "app.kubernetes.io/component": "backups"},
+            },
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}},
+        },
+    ]
+
+
+def backup_storage_problem() -> str:
+    """Empty when the backup namespace and volume claim exist; otherwise what every backup Job of a pass
+    would fail on, in the API server's words. Raises ClusterError when the cluster cannot be asked."""
+    namespace, pvc = settings.LEASEHOLD_BACKUP_NAMESPACE, settings.LEASEHOLD_BACKUP_PVC
+    if cluster.read(cluster.ObjectRef("v1", "Namespace", "", namespace)) is None:
+        return f'namespaces "{namespace}" not found (LEASEHOLD_BACKUP_NAMESPACE)'
+    if cluster.read(cluster.ObjectRef("v1", "PersistentVolumeClaim", namespace, pvc)) is None:
+        return f'persistentvolumeclaims "{pvc}" not found in namespace {namespace} (LEASEHOLD_BACKUP_PVC)'
+    return ""

@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
+from provisioning import cluster
+from provisioning.errors import ClusterError, ClusterNotConfigured
 from requests_app.models import AppTemplate, Kind, Resource
 from requests_app.selectors import LIST_ORDER, teams_of, user_is_admin
 
+from . import backup
 from .models import Lease, LeaseState
 
 # The most rows each section of the dashboard and the forecast shows; each links to the resource list,
@@ -89,6 +92,8 @@ class ForecastSection:
     key: str
     title: str
     when: str
+    # What the page says when the section is empty, in the one line that collects them.
+    nothing: str = ""
     leases: list = field(default_factory=list)
     total: int = 0
     # Of a "deleted at the next pass" section: how many the pass takes (RECLAIM_MAX_PER_RUN); the rest wait.
@@ -104,13 +109,18 @@ def forecast(user, now: datetime) -> list[ForecastSection]:
     ahead = now + timedelta(days=FORECAST_DAYS)
     sections = [
         (
-            ForecastSection("notice", "Expiry notices", "at the next pass"),
+            ForecastSection("notice", "Expiry notices", "at the next pass", "no expiry notice to send"),
             leases.filter(state=LeaseState.ACTIVE, next_notice_at__lte=now, expires_at__gt=now).order_by(
                 "next_notice_at", "pk"
             ),
         ),
         (
-            ForecastSection("grace", "Lease over: quarantined (workloads scaled to zero)", "at the next pass"),
+            ForecastSection(
+                "grace",
+                "Lease over: quarantined (workloads scaled to zero)",
+                "at the next pass",
+                "nothing to quarantine",
+            ),
             leases.filter(state=LeaseState.ACTIVE, expires_at__lte=now).order_by("expires_at", "pk"),
         ),
         (
@@ -118,22 +128,27 @@ def forecast(user, now: datetime) -> list[ForecastSection]:
                 "delete",
                 "Grace over: backed up (databases) and deleted",
                 "at the next pass",
+                "nothing to delete",
                 cap=settings.RECLAIM_MAX_PER_RUN,
             ),
             leases.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk"),
         ),
         (
-            ForecastSection("reclaiming", "Being deleted: marked reclaimed once the cluster is done", "now"),
+            ForecastSection(
+                "reclaiming", "Being deleted: marked reclaimed once the cluster is done", "now", "nothing being deleted"
+            ),
             leases.filter(state=LeaseState.RECLAIMING).order_by("expires_at", "pk"),
         ),
         (
-            ForecastSection("expiring", "Lease ends: quarantined", f"within {FORECAST_DAYS} days"),
+            ForecastSection("expiring", "Lease ends: quarantined", f"within {FORECAST_DAYS} days", "no lease ends"),
             leases.filter(state=LeaseState.ACTIVE, expires_at__gt=now, expires_at__lte=ahead).order_by(
                 "expires_at", "pk"
             ),
         ),
         (
-            ForecastSection("grace_ends", "Grace ends: deleted", f"within {FORECAST_DAYS} days"),
+            ForecastSection(
+                "grace_ends", "Grace ends: deleted", f"within {FORECAST_DAYS} days", "no grace period ends"
+            ),
             leases.filter(state=LeaseState.GRACE, grace_until__gt=now, grace_until__lte=ahead).order_by(
                 "grace_until", "pk"
             ),
@@ -227,3 +242,38 @@ def quarantined_children(namespace: Resource) -> list[Resource]:
         .select_related("team", "parent", "parent__team")
         .order_by("lease__expires_at", "pk")[:RELATED_ROWS]
     )
+
+
+def forecast_problems(user, sections: list[ForecastSection], now: datetime) -> list[str]:
+    """What the next pass will fail at, as the pass itself would find it: an API server that does not
+    answer (one GET /readyz; the pass then quarantines and deletes nothing), and backup storage that is
+    missing (two reads; every backup Job would fail, so no database is deleted). The cluster is asked
+    only when the caller's next pass has work for it."""
+    totals = {s.key: s.total for s in sections}
+    if not (totals.get("grace") or totals.get("delete") or totals.get("reclaiming")):
+        return []
+    try:
+        cluster.ping()
+    except (ClusterError, ClusterNotConfigured) as exc:
+        return [
+            f"The next pass cannot reach the cluster ({exc}). It will send the notices, but quarantine and "
+            "delete nothing until the cluster answers."
+        ]
+    if not totals.get("delete"):
+        return []
+    live_database = Resource.objects.filter(parent=OuterRef("resource"), kind=Kind.DATABASE).exclude(
+        state__in=Resource.TERMINAL
+    )
+    due = leases_visible_to(user).filter(state=LeaseState.GRACE, grace_until__lte=now)
+    if not due.filter(Q(resource__kind=Kind.DATABASE) | Exists(live_database)).exists():
+        return []
+    try:
+        problem = backup.backup_storage_problem()
+    except ClusterError as exc:
+        problem = f"the backup storage cannot be checked: {exc}"
+    if not problem:
+        return []
+    return [
+        f"Backups will fail: {problem}. Databases, and the namespaces that hold them, are not deleted until "
+        "their backup succeeds; the platform team is alerted."
+    ]

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from provisioning import cluster
-from provisioning.errors import ClusterError
+from provisioning.errors import ClusterError, ClusterNotConfigured
 from provisioning.models import ManagedObject
 from provisioning.services import (
     TeardownPlan,
@@ -1219,9 +1219,13 @@ def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> Recla
     stays in the outbox for the next pass)."""
     now = now or database_now()
     report = ReclaimReport(now=now, dry_run=dry_run)
+    # Before anything changes: a pass that cannot reach the cluster must not move a lease to a state the
+    # cluster does not match. Without usable credentials it stops here (a configuration to fix, not a
+    # passing fault); with an API server that does not answer it does only what needs no cluster.
+    cluster_down = _cluster_unusable(dry_run=dry_run, report=report)
     _mail_retry_earlier(report=report)
     with notices.collecting() as queued:
-        _reclaim_steps(now=now, dry_run=dry_run, report=report)
+        _reclaim_steps(now=now, dry_run=dry_run, report=report, cluster_down=cluster_down)
     if not dry_run:
         _mail_deliver_queued(report=report, mail_ids=queued)
     return report
@@ -1262,10 +1266,47 @@ def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
         report.errors.append(f"{notice or _mail_line(mail)}: {mail.topic} not sent: {why}; retried by the next pass")
 
 
-def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None:
-    """The work of a pass: notices, hand-overs, grace, backups and reclamation."""
+def _cluster_unusable(*, dry_run: bool, report: ReclaimReport) -> bool:
+    """Ask the API server whether it is ready (one GET /readyz). A live pass raises ClusterNotConfigured
+    before anything changed; an unreachable or unready server is an error of the report, and True."""
+    try:
+        cluster.ping()
+    except ClusterNotConfigured as exc:
+        if not dry_run:
+            raise
+        report.errors.append(f"cluster: {exc}: a live pass stops before changing anything and does none of this")
+        return True
+    except ClusterError as exc:
+        would = "would move" if dry_run else "moved"
+        report.errors.append(
+            f"cluster: {exc}: the pass {would} nothing into grace and deleted nothing (notices and hand-overs "
+            "need no cluster); the next pass tries again"
+        )
+        return True
+    return False
+
+
+def _backup_storage_errors(report: ReclaimReport) -> None:
+    """A dry run that would back up databases checks that the Jobs have somewhere to run and write: a
+    missing backup namespace or volume claim fails every one of them."""
+    try:
+        problem = backup.backup_storage_problem()
+    except ClusterError as exc:
+        problem = f"cannot be checked: {exc}"
+    if problem:
+        report.errors.append(
+            f"back up: {problem}: the {len(report.backups)} backup Job(s) would fail, so those databases (and "
+            "the namespaces holding them) would not be deleted"
+        )
+
+
+def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, cluster_down: bool = False) -> None:
+    """The work of a pass: notices, hand-overs, grace, backups and reclamation (the last three only with
+    a cluster that answers)."""
     send_notices(now=now, dry_run=dry_run, report=report)
     hand_over_departed(dry_run=dry_run, report=report, now=now)
+    if cluster_down:
+        return
     if not dry_run:
         check_restores(now=now, report=report)
 
@@ -1305,6 +1346,8 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport) -> No
     report.deferred.extend(row.label for row in rows[cap:])
     if dry_run:
         _dry_run_reclaim(started, due.values("resource_id")[:cap], report)
+        if report.backups:
+            _backup_storage_errors(report)
         return
     _reclaim_into_report([(row.pk, row.label) for row in started], now, report)
     reclaim_follow(now=now, report=report, skip=[row.pk for row in started])

@@ -27,6 +27,7 @@ from .selectors import (
     dashboard,
     extend_candidates,
     forecast,
+    forecast_problems,
     namespace_children,
     quarantined_children,
 )
@@ -219,11 +220,16 @@ def reclaim_forecast(request: HttpRequest) -> HttpResponse:
     is the whole dry run, for operators)."""
     now = database_now()
     sections = forecast(request.user, now)
-    return render(
-        request,
-        "leases/forecast.html",
-        {"sections": sections, "now": now, "quiet": not any(s.total for s in sections), "days": FORECAST_DAYS},
-    )
+    context = {
+        "due": [s for s in sections if s.total],
+        "nothing": [s.nothing for s in sections if not s.total],
+        "problems": forecast_problems(request.user, sections, now),
+        "now": now,
+        "days": FORECAST_DAYS,
+        # Beat starts a pass every 15 minutes (config/settings.py); with `cron`, an outside scheduler does.
+        "next_pass": "within 15 minutes" if settings.LEASEHOLD_RECLAIM_SCHEDULE == "beat" else "at its next run",
+    }
+    return render(request, "leases/forecast.html", context)
 
 
 @login_required

@@ -17,13 +17,17 @@ fi
 dir="$(mktemp -d "${TMPDIR:-/tmp}/leasehold-services.XXXXXX")"
 child=""
 stop() {
+  # Once: a second INT or TERM (make forwards the one it got to us, a second Ctrl-C) must not cut the
+  # clean-up short and leave the services running.
+  trap '' INT TERM
   # The command runs in its own process group (setsid below), so this reaches all of it, including
   # the children it forked (the development server's reloader, a Celery worker started by a test).
   if [[ -n "$child" ]] && kill -0 "$child" 2>/dev/null; then
     kill -TERM -- "-$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
   fi
-  "$here/services.sh" down "$dir" >&2 || true
+  # In a session of its own, so that no signal to our process group interrupts it; waited for (-w).
+  setsid -w "$here/services.sh" down "$dir" >&2 || true
 }
 trap stop EXIT
 trap 'exit 130' INT

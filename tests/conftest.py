@@ -11,6 +11,10 @@ from rest_framework.test import APIClient
 
 from tests.factories import UserFactory, team
 
+# The manage.py processes tests start use the environment the test gives them, never the settings of a
+# `make run` that happens to run from this checkout (manage.py's .run/env).
+os.environ["LEASEHOLD_RUN_ENV"] = "off"
+
 
 @pytest.fixture(autouse=True)
 def fresh_login_throttle():

@@ -88,8 +88,6 @@ def test_the_notice_step_loads_only_the_leases_crossing_a_threshold(atlas, reque
 
 def test_a_notice_goes_once_per_threshold_also_after_an_extension(atlas, requester, teammate, settings):
     settings.LEASE_NOTICE_DAYS = [7, 1]
-    settings.LEASEHOLD_CLUSTER = "local"
-    settings.LEASEHOLD_LOCAL_KUBECONFIG = "/nonexistent/kubeconfig"  # the re-stamp fails; the extension stands
     lease = leased(atlas, requester, "checkout")
     expires = lease.expires_at
 
@@ -107,7 +105,11 @@ def test_a_notice_goes_once_per_threshold_also_after_an_extension(atlas, request
     assert [n.split(" ")[0] for n in notices()] == ["7", "1"]
 
     moment = expires - timedelta(hours=18)
+    cluster_mode = settings.LEASEHOLD_CLUSTER
+    settings.LEASEHOLD_CLUSTER = "local"
+    settings.LEASEHOLD_LOCAL_KUBECONFIG = "/nonexistent/kubeconfig"  # the re-stamp fails; the extension stands
     outcome, lease = lease_extend(resource=lease.resource, actor=teammate, days=10, justification="demo", now=moment)
+    settings.LEASEHOLD_CLUSTER = cluster_mode  # a pass checks the cluster first: give it the test cluster
     assert outcome == "extended"
     assert lease.next_notice_at == lease.expires_at - timedelta(days=7)
     reclaim_pass(now=lease.expires_at - timedelta(days=8))

@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from leases.passes import reclaim_pass_recorded
+from provisioning.errors import ClusterNotConfigured
 
 
 class Command(BaseCommand):
@@ -27,7 +28,11 @@ class Command(BaseCommand):
             if timezone.is_naive(instant):
                 instant = timezone.make_aware(instant, UTC)
         # Recorded in the database (leases.passes): the CronJob's passes are what /metrics tells of.
-        report = reclaim_pass_recorded(origin="command", now=instant, dry_run=dry_run)
+        try:
+            report = reclaim_pass_recorded(origin="command", now=instant, dry_run=dry_run)
+        except ClusterNotConfigured as exc:
+            # Checked before anything changed: no lease moved, no mail sent.
+            raise CommandError(f"{exc} Nothing was changed.") from exc
         for line in report.lines():
             self.stdout.write(line)
         # The pass completed (CONTRACT.md §2: exit 0); what it could not do is on stderr, for cron's mail,

@@ -62,4 +62,23 @@ class Command(BaseCommand):
                     "accepts_database": False,
                 },
             )
+            # The README's walk binds an app to a database: a template that takes one. The same
+            # unprivileged image (it meets Pod Security `restricted`); the bound database's PGHOST …
+            # PGPASSWORD reach its container from the database's Secret, as they would reach a real app.
+            AppTemplate.objects.get_or_create(
+                slug="web-with-database",
+                defaults={
+                    "name": "Web app with a database",
+                    "description": (
+                        "NGINX as a stand-in web app that takes a database: bind one, and its connection "
+                        "(PGHOST … PGPASSWORD, from the database's Secret) reaches the container (demo template)."
+                    ),
+                    "image_repository": "docker.io/nginxinc/nginx-unprivileged",
+                    "default_tag": "1.27-alpine",
+                    "container_port": 8080,
+                    "health_path": "/",
+                    "default_env": {},
+                    "accepts_database": True,
+                },
+            )
         self.stdout.write(f"Demo accounts ready (password '{DEMO_PASSWORD}'): {', '.join(DEMO_USERS)}")
