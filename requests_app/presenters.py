@@ -15,7 +15,7 @@ from django.urls import reverse
 from . import specs
 from .models import Action, AppTemplate, Kind, Resource, ResourceRequest, Team
 from .sections import request_previews
-from .services import UNPROVISIONED_STATES, namespace_headroom, team_budget_left
+from .services import UNPROVISIONED_STATES, namespaces_headroom, teams_budget_left
 
 QUANTITY_LABELS = {"cpu": "CPU", "memory": "Memory", "storage": "Storage"}
 NO_LIMIT = "no limit"
@@ -102,12 +102,26 @@ def _database_ids(requests: Iterable[ResourceRequest]) -> list[uuid.UUID]:
     return ids
 
 
-def _lookups(requests: list[ResourceRequest]) -> _Lookups:
+def _costed(request: ResourceRequest) -> bool:
+    """Whether the summary says what the request costs: a create request not made yet (or not filed)."""
+    return request.action == Action.CREATE and (request._state.adding or request.state in UNPROVISIONED_STATES)
+
+
+def _lookups(requests: list[ResourceRequest], *, costs: bool) -> _Lookups:
+    """Read at once what the summaries share: a constant number of queries for any number of requests."""
     found = _Lookups()
     ids = _database_ids(requests)
     if ids:
         rows = Resource.objects.filter(pk__in=ids, kind=Kind.DATABASE).select_related("team", "parent", "parent__team")
         found.databases = {str(d.pk): d for d in rows}
+    if costs:
+        costed = [r for r in requests if _costed(r)]
+        teams = {r.team.pk: r.team for r in costed if r.kind == Kind.NAMESPACE}
+        namespaces = {r.parent.pk: r.parent for r in costed if r.kind != Kind.NAMESPACE and r.parent_id}
+        if teams:
+            found.budgets = teams_budget_left(teams.values())
+        if namespaces:
+            found.headroom = namespaces_headroom(namespaces.values())
     return found
 
 
@@ -121,7 +135,7 @@ def request_summaries(requests: Iterable[ResourceRequest], *, costs: bool = True
     and each team's budget and each namespace's headroom once, however many rows share them. Expects
     `team`, `parent__team` and `resource` loaded with the requests."""
     requests = list(requests)
-    lookups = _lookups(requests)
+    lookups = _lookups(requests, costs=costs)
     return [_summary(r, lookups, costs=costs) for r in requests]
 
 
@@ -159,7 +173,7 @@ def _summary(request: ResourceRequest, lookups: _Lookups, *, costs: bool) -> Req
     lease = f"{request.lease_days} more {days}" if request.action == Action.EXTEND else f"{request.lease_days} {days}"
     facts.append(Fact("Lease", lease))
     unsaved = request._state.adding
-    if costs and request.action == Action.CREATE and (unsaved or request.state in UNPROVISIONED_STATES):
+    if costs and _costed(request):
         cost = _cost(request, spec, lookups, counted=not unsaved)
         if cost is not None:
             summary.costs.append(cost)
@@ -303,8 +317,6 @@ def _cost(request: ResourceRequest, spec: dict, lookups: _Lookups, *, counted: b
         return None
     if request.kind == Kind.NAMESPACE:
         team: Team = request.team
-        if team.pk not in lookups.budgets:
-            lookups.budgets[team.pk] = team_budget_left(team)
         left = lookups.budgets[team.pk]
         limits = {
             k: specs.parse_quantity(getattr(team, f"budget_{k}")) if getattr(team, f"budget_{k}") else None
@@ -321,8 +333,6 @@ def _cost(request: ResourceRequest, spec: dict, lookups: _Lookups, *, counted: b
     namespace = request.parent
     if namespace is None:
         return None
-    if namespace.pk not in lookups.headroom:
-        lookups.headroom[namespace.pk] = namespace_headroom(namespace)
     free = lookups.headroom[namespace.pk]
     quota = specs.quota_usage(specs.namespace_quota(namespace.spec))
     limits: dict[str, Decimal | None] = {k: getattr(quota, k) for k in ("cpu", "memory", "storage")}

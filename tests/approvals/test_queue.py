@@ -170,8 +170,9 @@ def _pending_steps(file_request, n: int) -> None:
 
 
 # Session, user, the user's groups, delegations to them, the count and the page of steps (with their
-# request, team, requester and chain joined in), and the user's own delegations for the card below.
-PAGE_QUERIES = 7
+# request, team, requester and chain joined in), and the user's own delegations for the card below;
+# then the summaries' shared reads: here the teams' budgets (live namespaces and waiting requests).
+PAGE_QUERIES = 9
 # User, groups, delegations, count, page, and the decisions and their approvers prefetched.
 API_QUERIES = 7
 
