@@ -28,6 +28,8 @@ def human_quantity(value: Decimal, kind: str) -> str:
     if kind == "cpu":
         shown = f"{value.quantize(Decimal('0.001')).normalize():f}"
         return f"{shown} CPU" if value <= 1 else f"{shown} CPUs"
+    if value == 0:
+        return "0 GiB"
     if abs(value) < GI:
         return f"{(value / MI).quantize(Decimal('0.1')).normalize():f} MiB"
     return f"{(value / GI).quantize(Decimal('0.01')).normalize():f} GiB"
