@@ -119,7 +119,7 @@ def _lookups(requests: list[ResourceRequest], *, costs: bool) -> _Lookups:
     if costs:
         costed = [r for r in requests if _costed(r)]
         teams = {r.team.pk: r.team for r in costed if r.kind == Kind.NAMESPACE}
-        namespaces = {r.parent.pk: r.parent for r in costed if r.kind != Kind.NAMESPACE and r.parent_id}
+        namespaces = {r.parent.pk: r.parent for r in costed if r.kind != Kind.NAMESPACE and r.parent is not None}
         if teams:
             found.budgets = teams_budget_left(teams.values())
         if namespaces:
@@ -146,7 +146,7 @@ def _resource_url(resource: Resource | None) -> str:
 
 
 def _headline(request: ResourceRequest) -> str:
-    verbs = {
+    verbs: dict[str, str] = {
         Action.CREATE: "New",
         Action.EXTEND: "Extend",
         Action.RELEASE: "Release",
@@ -160,7 +160,7 @@ def _summary(request: ResourceRequest, lookups: _Lookups, *, costs: bool) -> Req
     spec = request.spec if isinstance(request.spec, dict) else {}
     summary = RequestSummary(headline=_headline(request))
     facts = summary.facts
-    if request.kind != Kind.NAMESPACE and request.parent_id:
+    if request.kind != Kind.NAMESPACE and request.parent is not None:
         facts.append(Fact("Namespace", request.parent.display_name, _resource_url(request.parent)))
     if request.action != Action.CREATE and request.resource_id:
         facts.append(Fact("Resource", request.display_name, reverse("resource-detail", args=[request.resource_id])))
@@ -287,7 +287,9 @@ def _asked(request: ResourceRequest, spec: dict, lookups: _Lookups) -> specs.Usa
         return None
 
 
-def _lines(asked: specs.Usage, left: dict[str, Decimal | None], limits: dict[str, Decimal | None], counted: bool):
+def _lines(
+    asked: specs.Usage, left: dict[str, Decimal | None], limits: dict[str, Decimal | None], counted: bool
+) -> list[CostLine]:
     """Cost lines: `left` is what the pool has free now; when the request is `counted` in it already (it
     is filed), what is left after it is `left`, else `left - asked`."""
     lines = []
@@ -297,7 +299,8 @@ def _lines(asked: specs.Usage, left: dict[str, Decimal | None], limits: dict[str
         if limit is None:
             lines.append(CostLine(QUANTITY_LABELS[key], human_quantity(need, key), "—", NO_LIMIT, NO_LIMIT))
             continue
-        free = left[key] if left[key] is not None else limit
+        free = left[key]
+        free = limit if free is None else free
         after = free if counted else free - need
         used = limit - after - need
         lines.append(
@@ -318,23 +321,29 @@ def _cost(request: ResourceRequest, spec: dict, lookups: _Lookups, *, counted: b
     if asked is None:
         return None
     if request.kind == Kind.NAMESPACE:
-        team: Team = request.team
-        left = lookups.budgets[team.pk]
-        limits = {
-            k: specs.parse_quantity(getattr(team, f"budget_{k}")) if getattr(team, f"budget_{k}") else None
-            for k in ("cpu", "memory", "storage")
-        }
-        lines = _lines(asked, left, limits, counted)
-        if team.budget_namespaces is not None:
-            after = left["namespaces"] if counted else left["namespaces"] - 1
-            used = team.budget_namespaces - after - 1
-            lines.append(
-                CostLine("Namespaces", "1", str(used), str(after), str(team.budget_namespaces), over=after < 0)
-            )
-        return Cost(of=f"team {team.slug}'s budget", url="", lines=tuple(lines))
-    namespace = request.parent
-    if namespace is None:
+        return _budget_cost(request.team, asked, lookups, counted=counted)
+    if request.parent is None:
         return None
+    return _quota_cost(request.parent, asked, lookups, counted=counted)
+
+
+def _budget_cost(team: Team, asked: specs.Usage, lookups: _Lookups, *, counted: bool) -> Cost:
+    """What a namespace takes of its team's budget (CPU, memory, storage and one namespace)."""
+    left = lookups.budgets[team.pk]
+    limits: dict[str, Decimal | None] = {}
+    for key in ("cpu", "memory", "storage"):
+        budget = getattr(team, f"budget_{key}")
+        limits[key] = specs.parse_quantity(budget) if budget else None
+    lines = _lines(asked, left, limits, counted)
+    if team.budget_namespaces is not None:
+        after = left["namespaces"] if counted else left["namespaces"] - 1
+        used = team.budget_namespaces - after - 1
+        lines.append(CostLine("Namespaces", "1", str(used), str(after), str(team.budget_namespaces), over=after < 0))
+    return Cost(of=f"team {team.slug}'s budget", url="", lines=tuple(lines))
+
+
+def _quota_cost(namespace: Resource, asked: specs.Usage, lookups: _Lookups, *, counted: bool) -> Cost:
+    """What a database or app takes of its namespace's quota."""
     free = lookups.headroom[namespace.pk]
     quota = specs.quota_usage(specs.namespace_quota(namespace.spec))
     limits: dict[str, Decimal | None] = {k: getattr(quota, k) for k in ("cpu", "memory", "storage")}

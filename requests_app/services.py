@@ -195,18 +195,18 @@ def team_budget_left(team: Team) -> dict[str, Any]:
 
 def teams_budget_left(teams: Iterable[Team]) -> dict[int, dict[str, Any]]:
     """`team_budget_left` of several teams at once, in two queries (a page of the approval queue)."""
-    teams = {team.pk: team for team in teams}
-    used = {pk: specs.Usage() for pk in teams}
-    count = dict.fromkeys(teams, 0)
-    live = Resource.objects.filter(team__in=list(teams), kind=Kind.NAMESPACE, state__in=LIVE_RESOURCE_STATES)
+    by_id: dict[int, Team] = {team.pk: team for team in teams}
+    used = {pk: specs.Usage() for pk in by_id}
+    count = dict.fromkeys(by_id, 0)
+    live = Resource.objects.filter(team__in=list(by_id), kind=Kind.NAMESPACE, state__in=LIVE_RESOURCE_STATES)
     waiting = ResourceRequest.objects.filter(
-        team__in=list(teams), kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
+        team__in=list(by_id), kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
     )
     for team_id, spec in [*live.values_list("team_id", "spec"), *waiting.values_list("team_id", "spec")]:
         used[team_id] = used[team_id] + specs.quota_usage(specs.namespace_quota(spec))
         count[team_id] += 1
     out: dict[int, dict[str, Any]] = {}
-    for pk, team in teams.items():
+    for pk, team in by_id.items():
         left: dict[str, Any] = {}
         for key in ("cpu", "memory", "storage"):
             budget = getattr(team, f"budget_{key}")
@@ -223,16 +223,16 @@ def namespace_headroom(namespace: Resource) -> specs.Usage:
 
 def namespaces_headroom(namespaces: Iterable[Resource]) -> dict[Any, specs.Usage]:
     """`namespace_headroom` of several namespaces at once, in three queries."""
-    namespaces = {ns.pk: ns for ns in namespaces}
-    free = {pk: specs.quota_usage(specs.namespace_quota(ns.spec)) for pk, ns in namespaces.items()}
+    by_id: dict[Any, Resource] = {ns.pk: ns for ns in namespaces}
+    free = {pk: specs.quota_usage(specs.namespace_quota(ns.spec)) for pk, ns in by_id.items()}
     children = list(
-        Resource.objects.filter(parent__in=list(namespaces), state__in=LIVE_RESOURCE_STATES).values_list(
+        Resource.objects.filter(parent__in=list(by_id), state__in=LIVE_RESOURCE_STATES).values_list(
             "parent_id", "kind", "spec"
         )
     )
     children += list(
         ResourceRequest.objects.filter(
-            parent__in=list(namespaces), action=Action.CREATE, state__in=UNPROVISIONED_STATES
+            parent__in=list(by_id), action=Action.CREATE, state__in=UNPROVISIONED_STATES
         ).values_list("parent_id", "kind", "spec")
     )
     templates = {t.slug: t for t in AppTemplate.objects.filter(slug__in=[s.get("template") for _, _, s in children])}
