@@ -7,14 +7,21 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models import Q
 
-        from requests_app.sections import request_prefetch, request_sections, request_select, request_visibility
+        from requests_app.sections import (
+            request_prefetch,
+            request_previews,
+            request_sections,
+            request_select,
+            request_visibility,
+        )
 
         from . import metrics, receivers  # noqa: F401  (decision times counted; a chain opened on filing)
         from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section
         from .models import ApprovalStep
-        from .selectors import user_group_names
+        from .selectors import approval_route_preview, user_group_names
 
         request_sections["approval"] = approval_section
+        request_previews["approval"] = approval_route_preview
         request_select.append("approval_chain")
         request_prefetch.extend(APPROVAL_SECTION_PREFETCH)
         # Approvers see the requests whose steps their groups decide (the queue links to them).

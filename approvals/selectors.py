@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, Exists, Min, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 from kubernetes.utils import parse_quantity
 
@@ -23,12 +24,16 @@ from .models import ApprovalPolicy, ApprovalStep, Decision, Delegation, StepStat
 from .policy import DEFAULT_POLICY, Policy, PolicyError, RequestFacts, parse_policy
 
 __all__ = [
+    "Route",
     "active_delegations_to",
+    "approval_route",
     "approver_groups",
     "delegations_of",
     "policy_in_force",
+    "queue_overview",
     "request_facts",
     "request_size",
+    "step_labels",
     "step_recipients",
     "steps_decidable_by",
     "steps_visible_to",
@@ -88,6 +93,57 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
         quantities=quantities,
         action=request.action,
     )
+
+
+@dataclass(frozen=True)
+class RoutedStep:
+    """A step as the policy routes it for one request: `{team}` already replaced by the team's slug."""
+
+    name: str
+    group: str
+    required: int
+    escalate_to: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who must approve a request: the rule that matches it and its steps (none: approved at once), and
+    the policy they come from (None: the file or the built-in default)."""
+
+    rule: str
+    steps: tuple[RoutedStep, ...]
+    policy_row: ApprovalPolicy | None
+
+    @property
+    def at_once(self) -> bool:
+        return not self.steps
+
+    @property
+    def policy_label(self) -> str:
+        return f"policy #{self.policy_row.pk}" if self.policy_row else "the default policy"
+
+
+def approval_route(request: ResourceRequest) -> Route:
+    """The route the policy in force gives `request`, filed or not. `chain_open` freezes exactly this on
+    a filed request, and the plan preview shows it before filing: one computation for both."""
+    policy, policy_row = policy_in_force()
+    rule = policy.rule_for(request_facts(request))
+    team = request.team.slug
+    steps = tuple(RoutedStep(s.name, s.group_for(team), s.required, s.escalate_to_for(team)) for s in rule.steps)
+    return Route(rule=rule.name, steps=steps, policy_row=policy_row)
+
+
+def approval_route_preview(request: ResourceRequest) -> dict:
+    """The route as the plan preview shows it (registered in requests_app.sections.request_previews)."""
+    route = approval_route(request)
+    return {
+        "rule": route.rule,
+        "at_once": route.at_once,
+        "steps": [
+            {"name": s.name, "group": s.group, "required": s.required, "escalate_to": s.escalate_to}
+            for s in route.steps
+        ],
+    }
 
 
 def request_size(request: ResourceRequest) -> str:
@@ -217,6 +273,41 @@ def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[Ap
         .select_related("request", "request__team", "request__parent__team", "request__requester", "chain")
         .order_by("pending_since", "request__created_at", "id")
     )
+
+
+def step_label(step: ApprovalStep) -> str:
+    """A step as a message names it: the request's display name and the step, `atlas-web / orders (platform)`."""
+    return f"{step.request.display_name} ({step.name})"
+
+
+def step_labels(user, step_ids: Iterable[str]) -> dict[str, str]:
+    """{step id: step_label} for those of `step_ids` the user may see (the others stay unnamed: a message
+    must not tell anyone what a step they may not see is about), in one query."""
+    ids = []
+    for step_id in step_ids:
+        try:
+            ids.append(uuid.UUID(str(step_id)))
+        except ValueError:
+            continue
+    steps = steps_visible_to(user).filter(pk__in=ids).select_related("request__team", "request__parent__team")
+    return {str(step.pk): step_label(step) for step in steps}
+
+
+@dataclass(frozen=True)
+class QueueOverview:
+    """How many steps wait for a user now, and since when the oldest has waited (None: none waits)."""
+
+    waiting: int
+    oldest_since: datetime.datetime | None
+
+
+def queue_overview(user) -> QueueOverview:
+    """The home page's line for approvers: the size of their queue and the age of its oldest step,
+    counted over exactly what the queue lists (`steps_decidable_by`), in one query."""
+    if not user.is_authenticated:
+        return QueueOverview(0, None)
+    totals = steps_decidable_by(user).order_by().aggregate(waiting=Count("id"), oldest_since=Min("pending_since"))
+    return QueueOverview(totals["waiting"], totals["oldest_since"])
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,9 @@ from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, Deleg
 from .policy import Policy, parse_policy
 from .selectors import (
     active_delegations_to,
+    approval_route,
     approver_groups,
-    policy_in_force,
     policy_source_in_force,
-    request_facts,
     steps_visible_to,
     user_group_names,
 )
@@ -40,34 +39,32 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def chain_open(*, request: ResourceRequest) -> ApprovalChain:
     """Freeze the matching rule's steps on the request; approve at once when the rule has none."""
-    policy, policy_row = policy_in_force()
-    rule = policy.rule_for(request_facts(request))
-    chain = ApprovalChain.objects.create(request=request, rule=rule.name, policy=policy_row)
+    route = approval_route(request)
+    chain = ApprovalChain.objects.create(request=request, rule=route.rule, policy=route.policy_row)
     steps = [
         ApprovalStep(
             chain=chain,
             request=request,
             order=i,
             name=s.name,
-            group=s.group_for(request.team.slug),
+            group=s.group,
             required=s.required,
-            escalate_to=s.escalate_to_for(request.team.slug),
+            escalate_to=s.escalate_to,
         )
-        for i, s in enumerate(rule.steps)
+        for i, s in enumerate(route.steps)
     ]
     ApprovalStep.objects.bulk_create(steps)
-    version = f"policy #{policy_row.pk}" if policy_row else "the default policy"
     audit_record(
         actor=None,
         verb="approval_routed",
         target=request,
-        detail=f"rule {rule.name} of {version}: "
+        detail=f"rule {route.rule} of {route.policy_label}: "
         + (", ".join(f"{s.name} ({s.group}, {s.required} needed)" for s in steps) or "no steps"),
     )
     if steps:
         _step_open(steps[0], request=request)
     else:
-        request_approve(request=request, actor=None, detail=f"auto-approved by rule {rule.name}")
+        request_approve(request=request, actor=None, detail=f"auto-approved by rule {route.rule}")
     return chain
 
 

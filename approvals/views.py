@@ -12,11 +12,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
+from requests_app.presenters import request_summaries
 from requests_app.selectors import user_is_admin
 
 from .forms import DelegationForm
 from .models import ApprovalStep, Delegation, Verdict
-from .selectors import delegations_of, request_size, steps_decidable_by
+from .selectors import delegations_of, step_label, step_labels, steps_decidable_by
 from .services import delegation_create, delegation_revoke, step_decide, steps_approve_many
 
 QUEUE_PAGE_SIZE = 100
@@ -51,7 +52,8 @@ def queue(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Unknown action.")
             return redirect("approval-queue")
     page = Paginator(steps_decidable_by(request.user), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [(step, request_size(step.request)) for step in page]
+    steps = list(page)
+    rows = list(zip(steps, request_summaries([step.request for step in steps]), strict=True))
     return render(
         request,
         "approvals/queue.html",
@@ -65,12 +67,28 @@ def _approve_selected(request: HttpRequest) -> None:
         messages.error(request, "Select the requests to approve first.")
         return
     outcomes = steps_approve_many(step_ids=ids, user=request.user, comment=request.POST.get("comment", ""))
-    approved = [o for o in outcomes if o.ok]
+    labels = step_labels(request.user, [o.step_id for o in outcomes])
+    approved = [labels.get(o.step_id, "a step") for o in outcomes if o.ok]
     if approved:
-        messages.success(request, f"Approved {len(approved)} step{'s' if len(approved) != 1 else ''}.")
+        messages.success(request, f"Approved {_enumerate(approved)}.")
     for o in outcomes:
         if not o.ok:
-            messages.error(request, f"Not approved: {o.detail}")
+            label = labels.get(o.step_id)
+            messages.error(request, f"Not approved {label}: {o.detail}" if label else f"Not approved: {o.detail}")
+
+
+# A message names at most this many requests, then says how many more.
+NAMED_IN_A_MESSAGE = 10
+
+
+def _enumerate(names: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`; past NAMED_IN_A_MESSAGE, `a, b, … and 5 more`."""
+    if len(names) > NAMED_IN_A_MESSAGE:
+        shown = names[:NAMED_IN_A_MESSAGE]
+        return f"{', '.join(shown)} and {len(names) - len(shown)} more"
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _delegate(request: HttpRequest, form: DelegationForm) -> bool:
@@ -119,8 +137,9 @@ def decide(request: HttpRequest, pk) -> HttpResponse:
     """Approve or reject one step, from the queue or from the request page."""
     verdict = request.POST.get("verdict", "")
     try:
-        step_decide(step_id=pk, user=request.user, verdict=verdict, comment=request.POST.get("comment", ""))
-        messages.success(request, "Approved." if verdict == Verdict.APPROVE else "Rejected.")
+        step = step_decide(step_id=pk, user=request.user, verdict=verdict, comment=request.POST.get("comment", ""))
+        done = "Approved" if verdict == Verdict.APPROVE else "Rejected"
+        messages.success(request, f"{done} {step_label(step)}.")
     except ApprovalStep.DoesNotExist:
         # Unknown, or a step the caller may not see: the same 404 either way.
         raise Http404 from None

@@ -4,6 +4,7 @@ from django.urls import path
 from accounts.views import LoginView
 from approvals import views as approval_views
 from leases import views as lease_views
+from provisioning import views as provisioning_views
 from requests_app import views as request_views
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     path("requests/preview/", request_views.request_preview, name="request-preview"),
     path("requests/<uuid:pk>/", request_views.request_detail, name="request-detail"),
     path("requests/<uuid:pk>/cancel/", request_views.request_cancel_view, name="request-cancel"),
+    path("requests/<uuid:pk>/objects/", provisioning_views.request_objects, name="request-objects"),
     path("approvals/", approval_views.queue, name="approval-queue"),
     path("approvals/<uuid:pk>/decide/", approval_views.decide, name="approval-decide"),
     path("resources/", lease_views.resource_list, name="resource-list"),

@@ -21,3 +21,6 @@ resource_prefetch: list[Any] = []
 resource_select: list[str] = []
 # Who else may see a request besides its team and admins (approvers of its steps): user -> Q.
 request_visibility: list[Callable[[Any], Q]] = []
+# What higher apps say about a request before it is filed (the plan preview): approvals registers
+# `approval`, the route its policy would give the request (the same computation that routes it).
+request_previews: dict[str, Callable[[Any], Any]] = {}

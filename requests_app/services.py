@@ -191,40 +191,54 @@ def resolve_namespace(*, team: Team, ref: str) -> Resource | None:
 
 def team_budget_left(team: Team) -> dict[str, Any]:
     """What the team's budget still allows: cpu/memory/storage (Decimal, None = no limit) and namespaces."""
-    used = specs.Usage()
-    count = 0
-    live = Resource.objects.filter(team=team, kind=Kind.NAMESPACE, state__in=LIVE_RESOURCE_STATES)
+    return teams_budget_left([team])[team.pk]
+
+
+def teams_budget_left(teams: Iterable[Team]) -> dict[int, dict[str, Any]]:
+    """`team_budget_left` of several teams at once, in two queries (a page of the approval queue)."""
+    by_id: dict[int, Team] = {team.pk: team for team in teams}
+    used = {pk: specs.Usage() for pk in by_id}
+    count = dict.fromkeys(by_id, 0)
+    live = Resource.objects.filter(team__in=list(by_id), kind=Kind.NAMESPACE, state__in=LIVE_RESOURCE_STATES)
     waiting = ResourceRequest.objects.filter(
-        team=team, kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
+        team__in=list(by_id), kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
     )
-    for spec in [*live.values_list("spec", flat=True), *waiting.values_list("spec", flat=True)]:
-        used = used + specs.quota_usage(specs.namespace_quota(spec))
-        count += 1
-    left: dict[str, Any] = {}
-    for key in ("cpu", "memory", "storage"):
-        budget = getattr(team, f"budget_{key}")
-        left[key] = specs.parse_quantity(budget) - getattr(used, key) if budget else None
-    left["namespaces"] = team.budget_namespaces - count if team.budget_namespaces is not None else None
-    return left
+    for team_id, spec in [*live.values_list("team_id", "spec"), *waiting.values_list("team_id", "spec")]:
+        used[team_id] = used[team_id] + specs.quota_usage(specs.namespace_quota(spec))
+        count[team_id] += 1
+    out: dict[int, dict[str, Any]] = {}
+    for pk, team in by_id.items():
+        left: dict[str, Any] = {}
+        for key in ("cpu", "memory", "storage"):
+            budget = getattr(team, f"budget_{key}")
+            left[key] = specs.parse_quantity(budget) - getattr(used[pk], key) if budget else None
+        left["namespaces"] = team.budget_namespaces - count[pk] if team.budget_namespaces is not None else None
+        out[pk] = left
+    return out
 
 
 def namespace_headroom(namespace: Resource) -> specs.Usage:
     """What the namespace's quota still has free after the databases and apps in it (and on their way)."""
-    free = specs.quota_usage(specs.namespace_quota(namespace.spec))
-    children = [
-        (kind, spec)
-        for kind, spec in Resource.objects.filter(parent=namespace, state__in=LIVE_RESOURCE_STATES).values_list(
-            "kind", "spec"
+    return namespaces_headroom([namespace])[namespace.pk]
+
+
+def namespaces_headroom(namespaces: Iterable[Resource]) -> dict[Any, specs.Usage]:
+    """`namespace_headroom` of several namespaces at once, in three queries."""
+    by_id: dict[Any, Resource] = {ns.pk: ns for ns in namespaces}
+    free = {pk: specs.quota_usage(specs.namespace_quota(ns.spec)) for pk, ns in by_id.items()}
+    children = list(
+        Resource.objects.filter(parent__in=list(by_id), state__in=LIVE_RESOURCE_STATES).values_list(
+            "parent_id", "kind", "spec"
         )
-    ]
+    )
     children += list(
         ResourceRequest.objects.filter(
-            parent=namespace, action=Action.CREATE, state__in=UNPROVISIONED_STATES
-        ).values_list("kind", "spec")
+            parent__in=list(by_id), action=Action.CREATE, state__in=UNPROVISIONED_STATES
+        ).values_list("parent_id", "kind", "spec")
     )
-    templates = {t.slug: t for t in AppTemplate.objects.filter(slug__in=[s.get("template") for _, s in children])}
-    for kind, spec in children:
-        free = free + _negate(_usage(kind, spec, templates))
+    templates = {t.slug: t for t in AppTemplate.objects.filter(slug__in=[s.get("template") for _, _, s in children])}
+    for parent_id, kind, spec in children:
+        free[parent_id] = free[parent_id] + _negate(_usage(kind, spec, templates))
     return free
 
 

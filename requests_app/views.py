@@ -12,6 +12,7 @@ from .errors import LeaseholdError, ValidationFailed, public_message
 from .forms import FORMS
 from .models import Environment, Kind, RequestState
 from .pages import filtered_page
+from .presenters import request_summary
 from .sections import request_sections
 from .selectors import (
     catalog,
@@ -110,6 +111,7 @@ def request_preview(request: HttpRequest) -> HttpResponse:
     """The objects the form's request would apply (or why it would be refused), for the htmx preview."""
     form = _form_for(request, request.POST)
     manifests = ""
+    summary = None
     if form.is_valid():
         try:
             unsaved = services.request_build(requester=request.user, **form.service_fields())
@@ -118,7 +120,10 @@ def request_preview(request: HttpRequest) -> HttpResponse:
         else:
             render_plan = request_sections.get("plan_yaml")
             manifests = render_plan(unsaved) if render_plan else ""
-    return render(request, "requests_app/_plan_preview.html", {"form": form, "manifests": manifests})
+            summary = request_summary(unsaved)
+    return render(
+        request, "requests_app/_plan_preview.html", {"form": form, "manifests": manifests, "summary": summary}
+    )
 
 
 @login_required
@@ -128,7 +133,7 @@ def request_detail(request: HttpRequest, pk) -> HttpResponse:
     return render(
         request,
         "requests_app/request_detail.html",
-        {"req": filed, "events": request_events(filed), "sections": sections},
+        {"req": filed, "events": request_events(filed), "sections": sections, "summary": request_summary(filed)},
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from approvals.selectors import steps_decidable_by
+from approvals.selectors import queue_overview, steps_decidable_by
 
 register = template.Library()
 
@@ -25,3 +25,10 @@ def get_item(mapping: dict, key) -> object:
 @register.filter
 def has_key(mapping: dict, key) -> bool:
     return isinstance(mapping, dict) and str(key) in mapping
+
+
+@register.inclusion_tag("approvals/_waiting.html", takes_context=True)
+def approvals_waiting(context) -> dict:
+    """The home page's card for approvers: how many steps wait for them and since when the oldest."""
+    user = context["request"].user
+    return {"overview": queue_overview(user)}

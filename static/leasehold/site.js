@@ -4,13 +4,14 @@
 "use strict";
 
 (function () {
-  // A namespace request form: cpu, memory and storage matter only for the custom plan.
+  // A namespace request form: cpu, memory and storage matter only for the custom plan. Each field sits
+  // in its own <div data-field> with its label, help and errors, so hiding that hides a stale error too.
   function syncCustomQuantities(form) {
     var plan = form.querySelector("[name=plan]");
     if (!plan) return;
     ["cpu", "memory", "storage"].forEach(function (name) {
-      var field = form.querySelector("[name=" + name + "]");
-      if (field && field.closest("p")) field.closest("p").hidden = plan.value !== "custom";
+      var wrapper = form.querySelector("[data-field=" + name + "]");
+      if (wrapper) wrapper.hidden = plan.value !== "custom";
     });
   }
 

@@ -161,6 +161,8 @@ MATRIX = [
     web("POST", "/requests/preview/",                                 NEW_FORM,      "200 200 200 200 200 200 200 302"),
     web("GET",  "/requests/{request}/",                               None,          "200 200 200 200 404 404 200 302"),
     web("POST", "/requests/{request}/cancel/",                        None,          "302 302 302 302 404 404 302 302"),
+    # The objects page answers as GET /api/v1/requests/{id}/plan/ does (a login page instead of a 401).
+    web("GET",  "/requests/{request}/objects/",                       None,          "200 200 200 200 404 404 200 302"),
     web("GET",  "/approvals/",                                        None,          "200 200 200 200 200 200 200 302"),
     web("POST", "/approvals/",                                        STEPS_FORM,    "302 302 302 302 302 302 302 302"),
     web("POST", "/approvals/",                                        DELEGATE_FORM, "200 200 302 302 200 200 200 302"),

@@ -41,13 +41,13 @@ def test_the_queue_lists_oldest_first_with_what_an_approver_needs(file_request, 
         "create namespace",
         "staging",
         "medium",
-        "3 / 6Gi / 30Gi",
+        "3 CPUs, 6 GiB memory, 30 GiB storage",
         "30 days",
         "migration rehearsal",
         "by dana",
         "3\xa0hours",
         reverse("request-detail", args=[older.pk]),
-        reverse("request-plan", args=[older.pk]),
+        reverse("request-objects", args=[older.pk]),
         reverse("approval-decide", args=[pending_step(older).pk]),
     ]:
         assert text in page, text
@@ -96,7 +96,9 @@ def test_several_selected_requests_are_approved_at_once(client, file_request, ap
         {"op": "approve-selected", "steps": [str(pending_step(r).pk) for r in chosen], "comment": "batch"},
         follow=True,
     )
-    assert "Approved 2 steps." in response.content.decode()
+    assert f"Approved {chosen[0].display_name} (platform) and {chosen[1].display_name} (platform)." in (
+        response.content.decode()
+    )
     assert [ResourceRequest.objects.get(pk=r.pk).state for r in [*chosen, left]] == [
         "approved",
         "approved",
@@ -112,8 +114,9 @@ def test_a_batch_reports_the_steps_it_could_not_approve(client, file_request, ap
     ids = [str(taken.approval_steps.get().pk), str(pending_step(free).pk), "not-a-uuid"]
     page = client.post(reverse("approval-queue"), {"op": "approve-selected", "steps": ids}, follow=True)
     text = page.content.decode()
-    assert "Approved 1 step." in text
-    assert "Not approved: The platform step is approved" in text and "No such step." in text
+    assert f"Approved {free.display_name} (platform)." in text
+    assert f"Not approved {taken.display_name} (platform): The platform step is approved" in text
+    assert "Not approved: No such step." in text
 
 
 @pytest.mark.parametrize("persona", ["outsider", "security"])
@@ -168,8 +171,9 @@ def _pending_steps(file_request, n: int) -> None:
 
 
 # Session, user, the user's groups, delegations to them, the count and the page of steps (with their
-# request, team, requester and chain joined in), and the user's own delegations for the card below.
-PAGE_QUERIES = 7
+# request, team, requester and chain joined in), and the user's own delegations for the card below;
+# then the summaries' shared reads: here the teams' budgets (live namespaces and waiting requests).
+PAGE_QUERIES = 9
 # User, groups, delegations, count, page, and the decisions and their approvers prefetched.
 API_QUERIES = 7
 

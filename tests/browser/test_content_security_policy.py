@@ -92,7 +92,8 @@ def test_the_main_pages_load_without_any_policy_violation(site, browser, screens
     page.fill("#id_name", "orders")
     page.fill("#id_storage", "5Gi")
     page.click("text=Preview plan")  # htmx posts the form and swaps in the plan
-    page.wait_for_selector("#plan pre")
+    page.wait_for_selector("#plan .summary")  # the summary leads; the YAML is one click away
+    page.click("#plan details > summary")
     assert "kind: StatefulSet" in page.inner_text("#plan pre")
 
     page.goto(f"{url}/requests/{site['waiting'].pk}/")

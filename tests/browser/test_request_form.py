@@ -27,7 +27,8 @@ def test_a_developer_files_a_database_request_and_sees_it_in_my_requests(live_se
     page.select_option("#id_plan", "small")
     page.fill("#id_storage", "5Gi")
     page.click("text=Preview plan")
-    page.wait_for_selector("#plan pre")
+    page.wait_for_selector("#plan .summary")  # the summary leads; the YAML is one click away
+    page.click("#plan details > summary")
     assert "kind: StatefulSet" in page.inner_text("#plan pre")
 
     page.click("text=File request")
