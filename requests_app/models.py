@@ -221,7 +221,7 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
         namespace, `<namespace> / <name>` for what lives in one. Needs `team` and `parent__team` loaded."""
         if self.kind == Kind.NAMESPACE:
             return f"{self.team.slug}-{self.name}"
-        namespace = self.parent.namespace_name if self.parent_id else ""
+        namespace = self.parent.namespace_name if self.parent is not None else ""
         return f"{namespace} / {self.name}" if namespace else self.name
 
     @transition(field=state, source=RequestState.PENDING_APPROVAL, target=RequestState.APPROVED)

@@ -16,8 +16,12 @@ resource_sections: dict[str, Callable[[Any], Any]] = {}
 # Lookups a list of requests prefetches so that the sections cost no query per row.
 request_prefetch: list[Any] = []
 request_select: list[str] = []
+# The columns of `request_select`'s relations that the sections read (lists load only these: `only()`).
+request_select_fields: list[str] = []
 # The same for a list of resources (the `lease`, `objects`, `connection` and `releases` sections).
 resource_prefetch: list[Any] = []
 resource_select: list[str] = []
-# Who else may see a request besides its team and admins (approvers of its steps): user -> Q.
-request_visibility: list[Callable[[Any], Q]] = []
+resource_select_fields: list[str] = []
+# Who else may see a request besides its team and admins (approvers of its steps): user -> Q, or None
+# when the user sees no request that way.
+request_visibility: list[Callable[[Any], Q | None]] = []
