@@ -6,6 +6,7 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from requests_app.sections import (
+            request_pages,
             request_prefetch,
             request_sections,
             request_select,
@@ -14,12 +15,13 @@ class ApprovalsConfig(AppConfig):
         )
 
         from . import metrics, receivers  # noqa: F401  (decision times counted; a chain opened on filing)
-        from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section
+        from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section, attach_approval_rows
 
         request_sections["approval"] = approval_section
         request_select.append("approval_chain")
         request_select_fields.extend(["approval_chain__id", "approval_chain__rule", "approval_chain__request"])
         request_prefetch.extend(APPROVAL_SECTION_PREFETCH)
+        request_pages.append(attach_approval_rows)
         # Approvers see the requests whose steps their groups decide (the queue links to them).
         # A semi-join, not a join: a request is never repeated, and the list keeps its index order.
         request_visibility.append(approver_visibility)

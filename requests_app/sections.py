@@ -13,6 +13,9 @@ from django.db.models import Q
 
 request_sections: dict[str, Callable[[Any], Any]] = {}
 resource_sections: dict[str, Callable[[Any], Any]] = {}
+# What reads a section for a whole page of requests at once (the API lists, which then prefetch nothing):
+# each is called with the page's requests and sets what its section renders from.
+request_pages: list[Callable[[list[Any]], None]] = []
 # Lookups a list of requests prefetches so that the sections cost no query per row.
 request_prefetch: list[Any] = []
 request_select: list[str] = []

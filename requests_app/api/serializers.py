@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
 from requests_app.models import AuditEvent, Environment, Kind, Resource, ResourceRequest
-from requests_app.sections import request_sections, resource_sections
+from requests_app.sections import request_pages, request_sections, resource_sections
 
 # A section another app renders; null when it has nothing to say (no approval chain, no lease yet, not a database).
 NULLABLE_OBJECT = {"type": "object", "additionalProperties": {}, "nullable": True}
@@ -91,6 +91,8 @@ class RequestRowsSerializer(serializers.ListSerializer):
     def to_representation(self, data: Any) -> list[dict[str, Any]]:
         rows = list(data.all() if hasattr(data, "all") else data)
         attach_event_rows(rows)
+        for attach in request_pages:
+            attach(rows)
         return super().to_representation(rows)
 
 

@@ -47,6 +47,7 @@ def request_list_rows(visible: QuerySet[ResourceRequest]) -> QuerySet[ResourceRe
         visible.select_related(None)
         .select_related("team", "requester", "parent", "parent__team", *request_select)
         .only(*REQUEST_ROW_FIELDS, *request_select_fields)
+        .prefetch_related(None)  # the sections are read for the page (RequestRowsSerializer, request_pages)
     )
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 
-from approvals.api.serializers import StepSerializer, approval_section, step_row
+from approvals.api.serializers import StepSerializer, approval_section, attach_approval_rows, step_row
 from approvals.models import ApprovalChain, ApprovalStep, Decision
 from leases.api.serializers import LeaseSerializer, lease_row
 from leases.models import Lease
@@ -102,6 +102,12 @@ def test_the_request_rows_are_what_drf_gives(world, requester):
             same(step_row(step, timezone.get_current_timezone()), generic(StepSerializer(), step))
         decisions = approval_section(request)["steps"][0]["decisions"]
         assert [d["decided_by"] for d in decisions] == ["frank", "paula on behalf of ada"]
+    # A page reads the approval sections for all its rows at once: the same as each row's own.
+    page_rows = list(requests_visible_to(requester))
+    attach_approval_rows(page_rows)
+    for listed, alone in zip(page_rows, rows, strict=True):
+        assert not hasattr(alone, "listed_approval")
+        same(listed.listed_approval, approval_section(alone))
     # A page renders the same rows as the detail does, one by one.
     page = RequestSerializer(rows, many=True).data
     assert [dict(r) for r in page] == [generic(RequestSerializer(), r) for r in rows]
