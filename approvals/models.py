@@ -155,9 +155,12 @@ class Decision(models.Model):
     @property
     def decided_by(self) -> str:
         """Who decided, as the audit trail and the request page say it."""
-        if self.on_behalf_of_id is not None:
-            return f"{self.approver} on behalf of {self.on_behalf_of}"
-        return str(self.approver)
+        return decided_by(str(self.approver), str(self.on_behalf_of) if self.on_behalf_of_id is not None else None)
+
+
+def decided_by(approver: str, on_behalf_of: str | None) -> str:
+    """ "frank", or "frank on behalf of paula": Decision.decided_by from the usernames alone."""
+    return f"{approver} on behalf of {on_behalf_of}" if on_behalf_of is not None else approver
 
 
 class Delegation(models.Model):

@@ -11,6 +11,7 @@ import secrets
 import socket
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -1327,5 +1328,10 @@ def releases_section(resource: Resource) -> list[dict] | None:
             "rolled_back_from": r.rolled_back_from,
         }
         # Newest first: Release.Meta orders by (resource, -number), and the lists prefetch them by -number.
-        for r in resource.releases.all()
+        for r in _releases_of(resource)
     ]
+
+
+def _releases_of(resource: Resource) -> Iterable[Release]:
+    listed = getattr(resource, "listed_releases", None)  # prefetched by the lists (ProvisioningConfig)
+    return listed if listed is not None else resource.releases.all()

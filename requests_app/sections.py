@@ -13,14 +13,21 @@ from django.db.models import Q
 
 request_sections: dict[str, Callable[[Any], Any]] = {}
 resource_sections: dict[str, Callable[[Any], Any]] = {}
+# What reads a section for a whole page of requests at once (the API lists, which then prefetch nothing):
+# each is called with the page's requests and sets what its section renders from.
+request_pages: list[Callable[[list[Any]], None]] = []
 # Lookups a list of requests prefetches so that the sections cost no query per row.
 request_prefetch: list[Any] = []
 request_select: list[str] = []
+# The columns of `request_select`'s relations that the sections read (lists load only these: `only()`).
+request_select_fields: list[str] = []
 # The same for a list of resources (the `lease`, `objects`, `connection` and `releases` sections).
 resource_prefetch: list[Any] = []
 resource_select: list[str] = []
-# Who else may see a request besides its team and admins (approvers of its steps): user -> Q.
-request_visibility: list[Callable[[Any], Q]] = []
+resource_select_fields: list[str] = []
+# Who else may see a request besides its team and admins (approvers of its steps): user -> Q, or None
+# when the user sees no request that way.
+request_visibility: list[Callable[[Any], Q | None]] = []
 # What higher apps say about a request before it is filed (the plan preview): approvals registers
 # `approval`, the route its policy would give the request (the same computation that routes it).
 request_previews: dict[str, Callable[[Any], Any]] = {}

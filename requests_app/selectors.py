@@ -50,7 +50,9 @@ def requests_visible_to(user) -> QuerySet[ResourceRequest]:
     # so no row is repeated and PostgreSQL can walk the `(-created_at, -id)` index and stop at the page.
     visible = Q(team__in=_team_ids(user))
     for also_visible in request_visibility:
-        visible |= also_visible(user)
+        more = also_visible(user)
+        if more is not None:
+            visible |= more
     return qs.filter(visible)
 
 

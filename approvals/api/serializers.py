@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, prefetch_related_objects
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
-from approvals.models import ApprovalStep, Decision, Delegation
+from approvals.models import ApprovalChain, ApprovalStep, Decision, Delegation, decided_by
 from approvals.selectors import request_size
-from requests_app.api.serializers import RequestSummarySerializer
+from requests_app.api.serializers import RequestSummarySerializer, api_datetime
 from requests_app.models import ResourceRequest
 
 
@@ -110,13 +112,17 @@ class DelegationSerializer(serializers.ModelSerializer):
 # What a list of requests should prefetch so that their `approval` sections cost no query each: the
 # steps in chain order and the decisions with who decided, each in one query. (The models' default
 # orderings would join the steps to their requests to sort them by the request's creation: a merge
-# over every request in the table, on every page.)
+# over every request in the table, on every page.) Into plain lists (`to_attr`): the default prefetch
+# builds a related manager and a queryset per chain and per step, which cost more than the rows.
 def _steps_prefetch(prefix: str) -> tuple[Prefetch, Prefetch]:
     return (
-        Prefetch(f"{prefix}steps", queryset=ApprovalStep.objects.order_by("order")),
+        Prefetch(f"{prefix}steps", queryset=ApprovalStep.objects.order_by("order"), to_attr="listed_steps"),
         Prefetch(
-            f"{prefix}steps__decisions",
-            queryset=Decision.objects.select_related("approver", "on_behalf_of").order_by("at", "id"),
+            f"{prefix}listed_steps__decisions",
+            queryset=Decision.objects.select_related("approver", "on_behalf_of")
+            .only("id", "step", "verdict", "comment", "at", "approver__username", "on_behalf_of__username")
+            .order_by("at", "id"),
+            to_attr="listed_decisions",
         ),
     )
 
@@ -124,19 +130,109 @@ def _steps_prefetch(prefix: str) -> tuple[Prefetch, Prefetch]:
 APPROVAL_SECTION_PREFETCH = _steps_prefetch("approval_chain__")
 
 
-# One serializer, built once: building a StepSerializer (and its DecisionSerializer) for every request of
-# a list cost more than the rows (a page of 100 requests built 100 of each).
-_STEPS = StepSerializer(many=True)
+def _decision_row(decision: Decision, tz) -> dict:
+    """DecisionSerializer's representation, built directly (tests/api/test_list_rows.py compares them)."""
+    return {
+        "approver": str(decision.approver.username),
+        "on_behalf_of": decision.on_behalf_of.get_username() if decision.on_behalf_of else None,
+        "decided_by": str(decision.decided_by),
+        "verdict": str(decision.verdict),
+        "comment": str(decision.comment),
+        "at": api_datetime(decision.at, tz),
+    }
+
+
+def step_row(step: ApprovalStep, tz) -> dict:
+    """StepSerializer's representation, built directly: the same keys in the same order."""
+    decisions = getattr(step, "listed_decisions", None)
+    if decisions is None:
+        decisions = step.decisions.all()
+    return {
+        "id": str(step.id),
+        "name": str(step.name),
+        "group": str(step.group),
+        "required": int(step.required),
+        "state": str(step.state),
+        "decisions": [_decision_row(d, tz) for d in decisions],
+        "escalate_to": str(step.escalate_to),
+        "pending_since": api_datetime(step.pending_since, tz),
+        "escalated_at": api_datetime(step.escalated_at, tz),
+    }
+
+
+def attach_approval_rows(requests: list[ResourceRequest]) -> None:
+    """Set `listed_approval` on each request of a page: its `approval` section, read for the whole page
+    in two queries (the steps; the decisions with who decided) as plain rows, without a model per step
+    and decision and two user rows per decision. The same dicts as step_row's (tests/api/test_list_rows.py)."""
+    chains: dict[Any, tuple[ResourceRequest, ApprovalChain]] = {}
+    for request in requests:
+        try:
+            chain = request.approval_chain
+        except ObjectDoesNotExist:
+            chain = None
+        if chain is None:
+            request.listed_approval = None  # type: ignore[attr-defined]
+        else:
+            chains[chain.pk] = (request, chain)
+    if not chains:
+        return
+    tz = timezone.get_current_timezone()
+    by_chain: dict[Any, list[dict]] = {pk: [] for pk in chains}
+    by_step: dict[Any, dict] = {}
+    steps = (
+        ApprovalStep.objects.filter(chain_id__in=list(chains))
+        .order_by("order")
+        .values_list(
+            "id", "chain_id", "name", "group", "required", "state", "escalate_to", "pending_since", "escalated_at"
+        )
+    )
+    for step_id, chain_id, name, group, required, state, escalate_to, pending_since, escalated_at in steps:
+        row = {
+            "id": str(step_id),
+            "name": name,
+            "group": group,
+            "required": required,
+            "state": state,
+            "decisions": [],
+            "escalate_to": escalate_to,
+            "pending_since": api_datetime(pending_since, tz),
+            "escalated_at": api_datetime(escalated_at, tz),
+        }
+        by_chain[chain_id].append(row)
+        by_step[step_id] = row
+    decisions = (
+        Decision.objects.filter(step_id__in=list(by_step))
+        .order_by("at", "id")
+        .values_list("step_id", "approver__username", "on_behalf_of__username", "verdict", "comment", "at")
+    )
+    for step_id, approver, on_behalf_of, verdict, comment, at in decisions if by_step else ():
+        by_step[step_id]["decisions"].append(
+            {
+                "approver": approver,
+                "on_behalf_of": on_behalf_of,
+                "decided_by": decided_by(approver, on_behalf_of),
+                "verdict": verdict,
+                "comment": comment,
+                "at": api_datetime(at, tz),
+            }
+        )
+    for chain_id, (request, chain) in chains.items():
+        request.listed_approval = {"rule": chain.rule, "steps": by_chain[chain_id]}  # type: ignore[attr-defined]
 
 
 def approval_section(request: ResourceRequest) -> dict | None:
-    """The `approval` part of a request's representation. Uses what the caller prefetched
-    (APPROVAL_SECTION_PREFETCH); else fetches the chain's steps and decisions in a fixed few queries."""
+    """The `approval` part of a request's representation: what a page read for it (attach_approval_rows),
+    else from what the caller prefetched (APPROVAL_SECTION_PREFETCH), else read here in a fixed few queries."""
+    if hasattr(request, "listed_approval"):
+        return request.listed_approval
     try:
         chain = request.approval_chain
     except ObjectDoesNotExist:
         return None
-    if "steps" not in getattr(chain, "_prefetched_objects_cache", {}):
+    if chain is None:
+        return None
+    if not hasattr(chain, "listed_steps"):
         prefetch_related_objects([chain], *_steps_prefetch(""))
-    steps = sorted(chain.steps.all(), key=lambda s: s.order)
-    return {"rule": chain.rule, "steps": _STEPS.to_representation(steps)}
+    steps = sorted(getattr(chain, "listed_steps", ()), key=lambda s: s.order)
+    tz = timezone.get_current_timezone()
+    return {"rule": chain.rule, "steps": [step_row(step, tz) for step in steps]}

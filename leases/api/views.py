@@ -16,6 +16,7 @@ from provisioning.services import app_rollback_file, app_upgrade_file
 from requests_app.api.pagination import UncountedLimitOffsetPagination
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer
 from requests_app.models import Environment, Kind, Resource, ResourceRequest, ResourceState
+from requests_app.sections import resource_select_fields
 from requests_app.selectors import requests_visible_to, resources_visible_to
 
 
@@ -70,6 +71,20 @@ class ResourceFilter(django_filters.FilterSet):
         )
 
 
+# The columns a row of `GET /api/v1/resources/` shows, with what `display_name` and `namespace` read (the
+# parent namespace and its team); the sections add theirs (`resource_select_fields`). Whole user rows
+# (password hashes) are not read.
+RESOURCE_ROW_FIELDS = (
+    *(f.name for f in Resource._meta.concrete_fields if f.name not in ("activated_at", "lease_expires_at")),
+    "team__slug",
+    "owner__username",
+    "parent__kind",
+    "parent__name",
+    "parent__state",
+    "parent__team__slug",
+)
+
+
 class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Resources of the caller's teams, with their lease and Kubernetes objects."""
 
@@ -78,7 +93,10 @@ class ResourceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     pagination_class = UncountedLimitOffsetPagination
 
     def get_queryset(self):
-        return resources_visible_to(self.request.user)
+        visible = resources_visible_to(self.request.user)
+        if self.action == "list":
+            return visible.only(*RESOURCE_ROW_FIELDS, *resource_select_fields)
+        return visible
 
     @extend_schema(
         request=ExtendSerializer,

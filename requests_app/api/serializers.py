@@ -1,13 +1,48 @@
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
 from requests_app.models import AuditEvent, Environment, Kind, Resource, ResourceRequest
-from requests_app.sections import request_sections, resource_sections
+from requests_app.sections import request_pages, request_sections, resource_sections
 
 # A section another app renders; null when it has nothing to say (no approval chain, no lease yet, not a database).
 NULLABLE_OBJECT = {"type": "object", "additionalProperties": {}, "nullable": True}
+
+
+# The representations below are built as plain dicts (`to_representation`), field by field in the order
+# their `Meta.fields` give: DRF's generic walk over the declared fields (a `get_attribute` and a
+# `to_representation` call per field, a timezone look-up per date) cost more than the database for a page
+# of 100 requests. The declared fields stay: they are what the OpenAPI schema describes, and
+# tests/api/test_list_rows.py proves that each dict is what DRF's generic walk gives, key for key.
+
+_DATETIME = serializers.DateTimeField()
+
+
+def api_datetime(value: datetime | None, tz: Any) -> str | None:
+    """What DRF's DateTimeField gives (ISO 8601 in the current time zone, `Z` for UTC), without its
+    per-call look-ups; `tz` is `timezone.get_current_timezone()`, read once per row."""
+    if not value:
+        return None
+    if value.tzinfo is None:  # not from the database (it gives aware datetimes): DRF's own rules
+        return _DATETIME.to_representation(value)
+    text = value.astimezone(tz).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def event_row(event: AuditEvent, tz: Any) -> dict[str, Any]:
+    return {
+        "at": api_datetime(event.at, tz),
+        "actor": event.actor_name or "system",
+        "verb": str(event.verb),
+        "detail": str(event.detail),
+        "from_state": str(event.from_state),
+        "to_state": str(event.to_state),
+    }
 
 
 class EventSerializer(serializers.ModelSerializer):
@@ -19,6 +54,9 @@ class EventSerializer(serializers.ModelSerializer):
 
     def get_actor(self, obj: AuditEvent) -> str:
         return obj.actor_name or "system"
+
+    def to_representation(self, instance: AuditEvent) -> dict[str, Any]:
+        return event_row(instance, timezone.get_current_timezone())
 
 
 class RequestSummarySerializer(serializers.ModelSerializer):
@@ -46,14 +84,65 @@ class RequestSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RequestRowsSerializer(serializers.ListSerializer):
+    """Many requests (a page): their events are read in one query for all of them, as plain rows, in
+    the trail's order, instead of a model, a related manager and a queryset per row (`prefetch_related`)."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        rows = list(data.all() if hasattr(data, "all") else data)
+        attach_event_rows(rows)
+        for attach in request_pages:
+            attach(rows)
+        return super().to_representation(rows)
+
+
+def attach_event_rows(requests: list[ResourceRequest]) -> None:
+    """Set `listed_event_rows` on each request: its audit events as the API shows them, oldest first."""
+    if not requests:
+        return
+    tz = timezone.get_current_timezone()
+    by_request: dict[Any, list[dict[str, Any]]] = {r.pk: [] for r in requests}
+    events = (
+        AuditEvent.objects.filter(request_id__in=list(by_request))
+        .order_by("at", "id")
+        .values_list("request_id", "at", "actor_name", "verb", "detail", "from_state", "to_state")
+    )
+    for request_id, at, actor_name, verb, detail, from_state, to_state in events:
+        by_request[request_id].append(
+            {
+                "at": api_datetime(at, tz),
+                "actor": actor_name or "system",
+                "verb": verb,
+                "detail": detail,
+                "from_state": from_state,
+                "to_state": to_state,
+            }
+        )
+    for request in requests:
+        request.listed_event_rows = by_request[request.pk]  # type: ignore[attr-defined]
+
+
+DISPLAY_NAME_HELP = "`<namespace>` for a namespace, `<namespace> / <name>` for what lives in one (CONTRACT.md §6)."
+
+
 class RequestSerializer(RequestSummarySerializer):
+    display_name = serializers.CharField(read_only=True, help_text=DISPLAY_NAME_HELP)
     error = serializers.SerializerMethodField()
     approval = serializers.SerializerMethodField()
     events = EventSerializer(many=True, read_only=True)
 
     class Meta(RequestSummarySerializer.Meta):
-        fields = [*RequestSummarySerializer.Meta.fields, "updated_at", "resource", "error", "approval", "events"]
+        fields = [
+            *RequestSummarySerializer.Meta.fields,
+            "display_name",
+            "updated_at",
+            "resource",
+            "error",
+            "approval",
+            "events",
+        ]
         read_only_fields = fields
+        list_serializer_class = RequestRowsSerializer
 
     def get_error(self, obj: ResourceRequest) -> str | None:
         return obj.error or None
@@ -62,6 +151,35 @@ class RequestSerializer(RequestSummarySerializer):
     def get_approval(self, obj: ResourceRequest):
         render = request_sections.get("approval")
         return render(obj) if render else None
+
+    def to_representation(self, instance: ResourceRequest) -> dict[str, Any]:
+        """Needs `team`, `requester`, `parent__team` selected (see requests_visible_to) and the events
+        set by RequestRowsSerializer (`listed_event_rows`) or read here."""
+        tz = timezone.get_current_timezone()
+        events = getattr(instance, "listed_event_rows", None)
+        if events is None:
+            events = [event_row(e, tz) for e in instance.events.all()]
+        render_approval = request_sections.get("approval")
+        return {
+            "id": str(instance.id),
+            "action": str(instance.action),
+            "kind": str(instance.kind),
+            "team": str(instance.team.slug),
+            "name": str(instance.name),
+            "environment": str(instance.environment),
+            "lease_days": int(instance.lease_days),
+            "justification": str(instance.justification),
+            "spec": instance.spec,
+            "state": str(instance.state),
+            "requester": str(instance.requester.username),
+            "created_at": api_datetime(instance.created_at, tz),
+            "display_name": instance.display_name,
+            "updated_at": api_datetime(instance.updated_at, tz),
+            "resource": instance.resource_id,
+            "error": instance.error or None,
+            "approval": render_approval(instance) if render_approval else None,
+            "events": events,
+        }
 
 
 # The body of CONTRACT.md §3, shown in /api/docs/ (and sent as it is by tests/api/test_schemathesis.py).
@@ -98,6 +216,7 @@ class RequestCreateSerializer(serializers.Serializer):
 
 
 class ResourceSerializer(serializers.ModelSerializer):
+    display_name = serializers.CharField(read_only=True, help_text=DISPLAY_NAME_HELP)
     team = serializers.CharField(source="team.slug", read_only=True)
     # A resource whose owner left the team belongs to the team: `owner` is null, `owned_by` says so.
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
@@ -114,6 +233,7 @@ class ResourceSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "name",
+            "display_name",
             "namespace",
             "team",
             "owner",
@@ -154,3 +274,35 @@ class ResourceSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "array", "items": {"type": "object"}, "nullable": True})
     def get_releases(self, obj: Resource):
         return self._section("releases", obj)
+
+    def to_representation(self, instance: Resource) -> dict[str, Any]:
+        """Needs `team`, `owner`, `parent__team` and the sections' relations loaded (resources_visible_to)."""
+        tz = timezone.get_current_timezone()
+        section = resource_sections.get
+        lease, objects, connection, releases = (
+            section("lease"),
+            section("objects"),
+            section("connection"),
+            section("releases"),
+        )
+        owner = instance.owner
+        return {
+            "id": str(instance.id),
+            "kind": str(instance.kind),
+            "name": str(instance.name),
+            "display_name": instance.display_name,
+            "namespace": str(instance.namespace_name),
+            "team": str(instance.team.slug),
+            "owner": str(owner.username) if owner is not None else None,
+            "owned_by": "user" if instance.owner_id is not None else "team",
+            "environment": str(instance.environment),
+            "state": str(instance.state),
+            "spec": instance.spec,
+            "lease_days": int(instance.lease_days),
+            "created_by_request": instance.created_by_request_id,
+            "created_at": api_datetime(instance.created_at, tz),
+            "lease": lease(instance) if lease else None,
+            "objects": (objects(instance) if objects else None) or [],
+            "connection": connection(instance) if connection else None,
+            "releases": releases(instance) if releases else None,
+        }

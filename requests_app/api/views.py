@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
@@ -9,6 +10,7 @@ from rest_framework.response import Response
 
 from requests_app import services
 from requests_app.models import Environment, Kind, RequestState, ResourceRequest
+from requests_app.sections import request_select, request_select_fields
 from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
 from .pagination import UncountedLimitOffsetPagination
@@ -27,6 +29,29 @@ class RequestFilter(django_filters.FilterSet):
         fields = ["state", "kind", "team", "environment"]
 
 
+# The columns a row of `GET /api/v1/requests/` shows, with what `display_name` reads (the parent namespace
+# and its team): the request's `frozen` inputs, whole user rows (password hashes) and the resource's row
+# are not read. The resource is given by its id. Events come in one query for the page (RequestRowsSerializer).
+REQUEST_ROW_FIELDS = (
+    *(f.name for f in ResourceRequest._meta.concrete_fields if f.name not in ("frozen", "deliveries")),
+    "team__slug",
+    "requester__username",
+    "parent__kind",
+    "parent__name",
+    "parent__state",
+    "parent__team__slug",
+)
+
+
+def request_list_rows(visible: QuerySet[ResourceRequest]) -> QuerySet[ResourceRequest]:
+    return (
+        visible.select_related(None)
+        .select_related("team", "requester", "parent", "parent__team", *request_select)
+        .only(*REQUEST_ROW_FIELDS, *request_select_fields)
+        .prefetch_related(None)  # the sections are read for the page (RequestRowsSerializer, request_pages)
+    )
+
+
 class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Requests of the caller's teams: file, list, read, cancel."""
 
@@ -35,7 +60,10 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     pagination_class = UncountedLimitOffsetPagination
 
     def get_queryset(self):
-        return requests_visible_to(self.request.user).prefetch_related("events")
+        visible = requests_visible_to(self.request.user)
+        if self.action == "list":
+            return request_list_rows(visible)
+        return visible.select_related("parent", "parent__team").prefetch_related("events")
 
     @extend_schema(request=RequestCreateSerializer, responses={201: RequestSerializer}, examples=[REQUEST_BODY_EXAMPLE])
     def create(self, request: Request) -> Response:
