@@ -224,7 +224,8 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
         .filter(request=request)
         .order_by("order")
     )
-    step = next(s for s in steps if str(s.pk) == str(step_id))
+    wanted = ApprovalStep._meta.pk.to_python(step_id)  # any spelling of the uuid the lookup above took
+    step = next(s for s in steps if s.pk == wanted)
     for each in steps:
         each.request = request
 
