@@ -524,27 +524,15 @@ def _record_applied(
     resource: Resource,
 ) -> None:
     """Note the uid of every object in `stored` (the apply answers); the first confirmed apply of an
-    object writes one audit event (the rows are locked and `applied_at` read under the lock, so two
-    runs that race still write one). One transaction for the lot: one locking read, one update, the
-    audit events in one insert."""
+    object writes one audit event (see _mark_applied: two runs that race still write one). One
+    transaction for the lot: one update, the audit events in one insert."""
     if not stored:
         return
     now = timezone.now()
-    by_pk = {rows[ref].pk: (rows[ref], (answer.get("metadata") or {}).get("uid", "")) for ref, answer in stored.items()}
-    first, changed = [], []
+    applied = [rows[ref] for ref in stored]
+    uids = {rows[ref].pk: (answer.get("metadata") or {}).get("uid", "") for ref, answer in stored.items()}
     with transaction.atomic():
-        locked = ManagedObject.objects.select_for_update().filter(pk__in=by_pk).only("pk", "applied_at", "uid")
-        for current in locked:
-            row, uid = by_pk[current.pk]
-            if current.applied_at is None:
-                current.applied_at = row.applied_at = now
-                first.append(row)
-            elif current.uid == uid:
-                continue
-            current.uid = row.uid = uid
-            changed.append(current)
-        if changed:
-            ManagedObject.objects.bulk_update(changed, ["applied_at", "uid"])
+        first = _mark_applied(uids, now)
         AuditEvent.objects.bulk_create(
             AuditEvent(
                 verb="object_applied",
@@ -554,8 +542,40 @@ def _record_applied(
                 resource=resource,
                 detail=str(row),
             )
-            for row in first
+            for row in applied
+            if row.pk in first
         )
+    for row in applied:
+        row.uid = uids[row.pk]
+        if row.pk in first:
+            row.applied_at = now
+
+
+def _mark_applied(uids: dict[int, str], now: datetime) -> set[int]:
+    """Set `applied_at` (where it is empty) and the uid of the rows `uids` names; returns the ids whose
+    `applied_at` this set: their first confirmed apply.
+
+    On PostgreSQL one statement, which locks each row as it updates it: a run racing this one waits,
+    then sees `applied_at` set and leaves it (a compare-and-set per row, without reading the rows
+    first; Django's bulk_update would build a CASE expression per row, costlier than the call itself).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE provisioning_managedobject AS m SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, uid) "
+                "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
+                "RETURNING m.id, m.applied_at = %s",
+                [now, list(uids), list(uids.values()), now],
+            )
+            return {pk for pk, first in cursor.fetchall() if first}
+    first = set()
+    for pk, uid in uids.items():
+        if ManagedObject.objects.filter(pk=pk, applied_at__isnull=True).update(applied_at=now, uid=uid):
+            first.add(pk)
+        else:
+            ManagedObject.objects.filter(pk=pk).exclude(uid=uid).update(uid=uid)
+    return first
 
 
 def _apply_each(manifests: list[dict]) -> tuple[dict[cluster.ObjectRef, dict], list[ClusterError]]:
