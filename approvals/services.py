@@ -208,10 +208,23 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
     # Lock the request first: every decision on one request (and a cancel) is serialised on this row, so
     # two approvers racing for the last approval produce exactly one transition; the loser then reads
     # the step as decided and gets a 409.
+    # Only the request's and the step's rows are locked (`of`): the team, requester and chain rows read
+    # with them are shared, and locking them would serialise decisions on unrelated requests (approve-many).
     request_id = ApprovalStep.objects.values_list("request_id", flat=True).get(pk=step_id)
-    request = ResourceRequest.objects.select_for_update().select_related("team", "requester").get(pk=request_id)
-    step = ApprovalStep.objects.select_for_update().get(pk=step_id)
-    step.request = request
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self",)).select_related("team", "requester").get(pk=request_id)
+    )
+    # Every step of the request in one read, in order (the one decided and the one that follows it).
+    steps = list(
+        ApprovalStep.objects.select_for_update(of=("self",))
+        .select_related("chain")
+        .filter(request=request)
+        .order_by("order")
+    )
+    wanted = ApprovalStep._meta.pk.to_python(step_id)  # any spelling of the uuid the lookup above took
+    step = next(s for s in steps if s.pk == wanted)
+    for each in steps:
+        each.request = request
 
     if request.requester_id == user.pk:
         raise NotAllowed("Nobody may decide on a request they filed.")
@@ -222,12 +235,14 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
             "there is nothing to decide any more (someone else may have decided it just now)."
         )
     people = {user.pk, principal.pk}
-    involved = Decision.objects.filter(step__request=request).filter(
-        Q(approver_id__in=people) | Q(on_behalf_of_id__in=people)
+    involved = set(
+        Decision.objects.filter(step__request=request)
+        .filter(Q(approver_id__in=people) | Q(on_behalf_of_id__in=people))
+        .values_list("step_id", flat=True)
     )
-    if involved.exclude(step=step).exists():
+    if involved - {step.pk}:
         raise NotAllowed("Nobody may decide two steps of the same request.")
-    if involved.filter(step=step).exists():
+    if step.pk in involved:
         raise InvalidState("This step has already been decided by you or by the person you stand in for.")
 
     decision = Decision.objects.create(
@@ -254,20 +269,20 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
     notifications.after_commit(notifications.notify_decision, decision.pk)
     if verdict == Verdict.REJECT:
         transition_apply(step, "reject", actor=user, verb="step_closed", request=request, detail=step.name)
-        for later in request.approval_steps.filter(state__in=[StepState.WAITING, StepState.PENDING]):
+        for later in [s for s in steps if s.state in (StepState.WAITING, StepState.PENDING)]:
             transition_apply(later, "skip", actor=None, verb="step_closed", request=request, detail=later.name)
         request_reject(request=request, actor=user, detail=f"{step.name}: {comment}")
         return step
 
-    approvals = step.decisions.filter(verdict=Verdict.APPROVE).count()
-    if approvals < step.required:
+    # The approval just recorded counts: a step that needs one needs no count.
+    if step.required > 1 and step.decisions.filter(verdict=Verdict.APPROVE).count() < step.required:
         return step
     transition_apply(step, "approve", actor=user, verb="step_closed", request=request, detail=step.name)
-    following = request.approval_steps.filter(state=StepState.WAITING).order_by("order").first()
+    following = next((s for s in steps if s.state == StepState.WAITING), None)
     if following is not None:
         _step_open(following, request=request)
     else:
-        request_approve(request=request, actor=user, detail=f"all steps of rule {request.approval_chain.rule} approved")
+        request_approve(request=request, actor=user, detail=f"all steps of rule {step.chain.rule} approved")
     return step
 
 

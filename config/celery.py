@@ -21,6 +21,40 @@ log = logging.getLogger(__name__)
 # --- metrics and logs of the worker (README "Metrics and alerts") -------------------------------------------
 
 
+# --- database connections of the worker ----------------------------------------------------------------
+# A pool process runs one task after another on one thread: it keeps its PostgreSQL session between
+# tasks instead of opening one per task. Celery's Django fixup would close every connection before and
+# after each task; with CELERY_DB_REUSE_MAX set (config/settings.py) it leaves them open, and the two
+# receivers below close them the way Django does between requests: one that is unusable, saw an error,
+# was left inside a transaction or is older than LEASEHOLD_WORKER_CONN_MAX_AGE; CONN_HEALTH_CHECKS
+# checks a kept one before its first use in a task. The fixup still closes the connections a pool
+# process inherited from its parent.
+
+
+@signals.worker_init.connect(dispatch_uid="leasehold.worker_connections")
+def keep_worker_connections(**kwargs: Any) -> None:
+    """The worker's main process, before its pool forks: connections live LEASEHOLD_WORKER_CONN_MAX_AGE."""
+    from django.conf import settings
+    from django.db import connections
+
+    for alias in connections:
+        connections.settings[alias]["CONN_MAX_AGE"] = settings.LEASEHOLD_WORKER_CONN_MAX_AGE
+
+
+def close_old_connections_around_task(sender: Any = None, **kwargs: Any) -> None:
+    """Before and after each task: close the connections that must not be used again (see above). Not
+    for a task run eagerly: it runs inside its caller, whose connection (and transaction) it shares."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+signals.task_prerun.connect(close_old_connections_around_task, dispatch_uid="leasehold.db_before_task", weak=False)
+signals.task_postrun.connect(close_old_connections_around_task, dispatch_uid="leasehold.db_after_task", weak=False)
+
+
 @signals.worker_init.connect(dispatch_uid="leasehold.worker_metrics")
 def serve_metrics(**kwargs: Any) -> None:
     """The worker's main process, before its pool starts: empty the multiprocess directory of an

@@ -92,6 +92,16 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# A connection kept between requests or tasks is checked before it is used again (a restarted
+# PostgreSQL or a dropped session costs a reconnect, not an error).
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
+# A Celery pool process runs one task after another on one thread: it keeps its connection between
+# tasks for this long (config/celery.py closes it around a task once it is older, unusable or broken),
+# instead of opening a PostgreSQL session per task. Default: CONN_MAX_AGE when that is set, else
+# 300 s. The web's default stays 0: runserver starts a thread per request.
+LEASEHOLD_WORKER_CONN_MAX_AGE = env.int(
+    "LEASEHOLD_WORKER_CONN_MAX_AGE", default=DATABASES["default"]["CONN_MAX_AGE"] or 300
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- identity -------------------------------------------------------------------------------------
@@ -232,6 +242,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 # At-least-once delivery: a message is acknowledged only once its task has finished.
+# Celery's Django fixup leaves the worker's connections open between tasks (it closes them after this
+# many tasks); config/celery.py closes the ones that must not be reused, as Django does between requests.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

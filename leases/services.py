@@ -88,9 +88,12 @@ def lease_open(*, resource: Resource) -> Lease:
     parent_expiry = _parent_expiry(resource)
     if parent_expiry is not None:
         expires = min(expires, parent_expiry)
-    lease, created = Lease.objects.get_or_create(
-        resource=resource, defaults={"starts_at": starts, "expires_at": expires}
-    )
+    # Opened at activation, under the resource's row lock: a read, and an insert when there is none
+    # (no savepoint for a race that cannot happen there).
+    lease = Lease.objects.filter(resource=resource).first()
+    created = lease is None
+    if lease is None:
+        lease = Lease.objects.create(resource=resource, starts_at=starts, expires_at=expires)
     # Opened from the activation's post_transition signal, before the caller saves this very instance:
     # without the attribute set, that save would write the expiry back to empty.
     resource.lease_expires_at = lease.expires_at

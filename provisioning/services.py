@@ -270,6 +270,12 @@ class Claim:
     resource: Resource
     job: ProvisioningJob
     token: uuid.UUID
+    # For a resource made by this claim: its manifests, and the rows recorded for them in the claim's
+    # transaction (None: the run renders and records them itself).
+    manifests: list[dict] | None = None
+    rows: dict[cluster.ObjectRef, ManagedObject] | None = None
+    # The claim was given up already (with the run's last write): nothing left to release.
+    released: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,9 +293,9 @@ def _session_identity() -> str:
     """This worker's database session, host, process and thread: who holds a claim."""
     where = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return f"pg:{cursor.fetchone()[0]}@{where}"
+        # psycopg knows the backend's pid from the connection's start: no query for it.
+        connection.ensure_connection()
+        return f"pg:{connection.connection.info.backend_pid}@{where}"
     return f"proc@{where}"
 
 
@@ -318,8 +324,14 @@ def _claim(request_id) -> Claim | None:
     Every claim except a readiness re-check counts as one delivery; raises DeliveriesExhausted when
     the request has had LEASEHOLD_MAX_DELIVERIES of them already.
     """
+    # Lock the request row only (`of`): the team and requester rows are shared by many requests, and
+    # locking them too would serialise every worker provisioning that team's or that person's requests.
+    # What rendering reads (team and group, requester, parent, resource) comes in the same query.
     request = (
-        ResourceRequest.objects.select_for_update().select_related("team", "requester").filter(pk=request_id).first()
+        ResourceRequest.objects.select_for_update(of=("self",))
+        .select_related("team__group", "requester", "parent", "resource")
+        .filter(pk=request_id)
+        .first()
     )
     if (
         request is None
@@ -338,8 +350,10 @@ def _claim(request_id) -> Claim | None:
             raise DeliveriesExhausted(
                 f"Stopped after {request.deliveries} deliveries without finishing (last error: {last})."
             )
-        ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") + 1)
         request.deliveries += 1
+        if request.state != RequestState.APPROVED:
+            # An approved request is saved by its transition below, deliveries with it.
+            ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") + 1)
     job.claim_token = uuid.uuid4()
     job.claimed_until = now + _claim_seconds()
     job.claimed_by = me
@@ -355,33 +369,52 @@ def _claim(request_id) -> Claim | None:
         transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
         return Claim(request, request.resource, job, job.claim_token)
     if request.state == RequestState.APPROVED:
-        resource, _ = Resource.objects.get_or_create(
-            pk=resource_id_for(request),
-            defaults={
-                "kind": request.kind,
-                "name": request.name,
-                "team": request.team,
-                "owner": request.requester,
-                "environment": request.environment,
-                "spec": request.spec,
-                "lease_days": request.lease_days,
-                "created_by_request": request,
-                "parent": request.parent,
-                "activated_at": now,
-            },
-        )
+        # The claim that makes the resource links it to the request in the same transaction, under the
+        # request's row lock: an approved request without one has none yet (no read, no savepoint).
+        resource = request.resource
+        if resource is None:
+            resource = Resource.objects.create(
+                pk=resource_id_for(request),
+                kind=request.kind,
+                name=request.name,
+                team=request.team,
+                owner=request.requester,
+                environment=request.environment,
+                spec=request.spec,
+                lease_days=request.lease_days,
+                created_by_request=request,
+                parent=request.parent,
+                activated_at=now,
+            )
+        made = request.resource is None
         request.resource = resource
         transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
-        return Claim(request, resource, job, job.claim_token)
+        claim = Claim(request, resource, job, job.claim_token)
+        if made:
+            _record_intent_of_new(claim)
+        return claim
     if request.resource is None:
         return None
     return Claim(request, request.resource, job, job.claim_token)
 
 
-def _renew(claim: Claim, **fields) -> None:
-    """Extend the claim (and save `fields` on the job); ClaimLost when another worker took it over."""
+def _record_intent_of_new(claim: Claim) -> None:
+    """A new resource has no object rows yet: render its manifests and record them in the claim's
+    transaction (one insert that returns the ids; no transaction, read or check of its own)."""
+    try:
+        manifests = _rendered(claim.request, claim.resource)
+    except InvalidState:
+        return  # the run renders again, and the request fails with this reason after the claim
+    claim.manifests = manifests
+    claim.rows = _record_intent(claim.resource, manifests, fresh=True)
+
+
+def _renew(claim: Claim, *, release: bool = False, **fields) -> None:
+    """Extend the claim (and save `fields` on the job); ClaimLost when another worker took it over.
+    With `release`, the same write gives the claim up instead (the run's last write: one update)."""
+    held = {"claim_token": None, "claimed_until": None, "claimed_by": ""} if release else {}
     updated = ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
-        claimed_until=timezone.now() + _claim_seconds(), updated_at=timezone.now(), **fields
+        **{"claimed_until": timezone.now() + _claim_seconds(), **held}, updated_at=timezone.now(), **fields
     )
     if not updated:
         raise ClaimLost(f"the claim on request {claim.request.pk} ran out and was taken over")
@@ -390,6 +423,8 @@ def _renew(claim: Claim, **fields) -> None:
 
 
 def _release(claim: Claim) -> None:
+    if claim.released:
+        return
     ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
         claim_token=None, claimed_until=None, claimed_by=""
     )
@@ -414,20 +449,30 @@ def _is_namespace(ref: cluster.ObjectRef) -> bool:
     return ref.api_version == "v1" and ref.kind == "Namespace"
 
 
-@transaction.atomic
-def _record_intent(resource: Resource, manifests: list[dict]) -> dict[cluster.ObjectRef, ManagedObject]:
+def _record_intent(
+    resource: Resource, manifests: list[dict], *, fresh: bool = False
+) -> dict[cluster.ObjectRef, ManagedObject]:
     """A row for every object before anything is applied: whatever reaches the cluster is known.
 
     One insert for all of them (rows that exist already are kept as they are), one read back, and one
-    update for the rows torn down after an earlier failure, which are applied afresh now."""
+    update for the rows torn down after an earlier failure, which are applied afresh now. For a `fresh`
+    resource (made by this run's claim, so it has no rows yet) the insert alone, which returns the ids."""
     refs = [cluster.ref_of(manifest) for manifest in manifests]
-    ManagedObject.objects.bulk_create(
-        [
-            ManagedObject(resource=resource, api_version=r.api_version, kind=r.kind, namespace=r.namespace, name=r.name)
-            for r in refs
-        ],
-        ignore_conflicts=True,
-    )
+    planned = [
+        ManagedObject(resource=resource, api_version=r.api_version, kind=r.kind, namespace=r.namespace, name=r.name)
+        for r in refs
+    ]
+    if fresh:
+        ManagedObject.objects.bulk_create(planned)
+        return dict(zip(refs, planned, strict=True))
+    with transaction.atomic():
+        return _record_intent_again(resource, refs, planned)
+
+
+def _record_intent_again(
+    resource: Resource, refs: list[cluster.ObjectRef], planned: list[ManagedObject]
+) -> dict[cluster.ObjectRef, ManagedObject]:
+    ManagedObject.objects.bulk_create(planned, ignore_conflicts=True)
     known = {_row_ref(row): row for row in resource.managed_objects.all()}
     rows = {ref: known[ref] for ref in refs}
     again = [row for row in rows.values() if row.deleted_at is not None]
@@ -480,22 +525,15 @@ def _record_applied(
     resource: Resource,
 ) -> None:
     """Note the uid of every object in `stored` (the apply answers); the first confirmed apply of an
-    object writes one audit event (a compare-and-set on `applied_at`, so two runs that race still
-    write one). One transaction for the lot, the audit events in one insert."""
+    object writes one audit event (see _mark_applied: two runs that race still write one). One
+    transaction for the lot: one update, the audit events in one insert."""
     if not stored:
         return
     now = timezone.now()
-    first = []
+    applied = [rows[ref] for ref in stored]
+    uids = {rows[ref].pk: (answer.get("metadata") or {}).get("uid", "") for ref, answer in stored.items()}
     with transaction.atomic():
-        for ref, answer in stored.items():
-            row = rows[ref]
-            uid = (answer.get("metadata") or {}).get("uid", "")
-            if ManagedObject.objects.filter(pk=row.pk, applied_at__isnull=True).update(applied_at=now, uid=uid):
-                row.applied_at = now
-                first.append(row)
-            elif row.uid != uid:
-                ManagedObject.objects.filter(pk=row.pk).update(uid=uid)
-            row.uid = uid
+        first = _mark_applied(uids, now)
         AuditEvent.objects.bulk_create(
             AuditEvent(
                 verb="object_applied",
@@ -505,8 +543,40 @@ def _record_applied(
                 resource=resource,
                 detail=str(row),
             )
-            for row in first
+            for row in applied
+            if row.pk in first
         )
+    for row in applied:
+        row.uid = uids[row.pk]
+        if row.pk in first:
+            row.applied_at = now
+
+
+def _mark_applied(uids: dict[int, str], now: datetime) -> set[int]:
+    """Set `applied_at` (where it is empty) and the uid of the rows `uids` names; returns the ids whose
+    `applied_at` this set: their first confirmed apply.
+
+    On PostgreSQL one statement, which locks each row as it updates it: a run racing this one waits,
+    then sees `applied_at` set and leaves it (a compare-and-set per row, without reading the rows
+    first; Django's bulk_update would build a CASE expression per row, costlier than the call itself).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE provisioning_managedobject AS m SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, uid) "
+                "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
+                "RETURNING m.id, m.applied_at = %s",
+                [now, list(uids), list(uids.values()), now],
+            )
+            return {pk for pk, first in cursor.fetchall() if first}
+    first = set()
+    for pk, uid in uids.items():
+        if ManagedObject.objects.filter(pk=pk, applied_at__isnull=True).update(applied_at=now, uid=uid):
+            first.add(pk)
+        else:
+            ManagedObject.objects.filter(pk=pk).exclude(uid=uid).update(uid=uid)
+    return first
 
 
 def _apply_each(manifests: list[dict]) -> tuple[dict[cluster.ObjectRef, dict], list[ClusterError]]:
@@ -538,8 +608,8 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
     What was applied is recorded once at the end, also when an apply failed (its error is raised after).
     """
     request, resource = claim.request, claim.resource
-    manifests = _rendered(request, resource)
-    rows = _record_intent(resource, manifests)
+    manifests = claim.manifests or _rendered(request, resource)
+    rows = claim.rows or _record_intent(resource, manifests)
     stored: dict[cluster.ObjectRef, dict] = {}
     errors: list[ClusterError] = []
     try:
@@ -568,8 +638,6 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
         _record_applied(rows, stored, request, resource)
     if errors:
         raise errors[0]
-    deadline = timezone.now() + timedelta(seconds=settings.LEASEHOLD_READY_TIMEOUT_SECONDS)
-    _renew(claim, phase=Phase.READINESS, ready_deadline=deadline, last_error="")
     return stored
 
 
@@ -603,9 +671,9 @@ def workload_unready(live: dict | None) -> str:
     return ""
 
 
-def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> list[str]:
-    """What is not ready yet; marks the objects that are. The namespace must be Active; with
-    LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too.
+def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[list[str], int]:
+    """What is not ready yet, and how many objects the resource has; marks the objects that are. The
+    namespace must be Active; with LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too.
 
     `stored` holds this run's apply answers, as fresh as a read: the objects in it are not read again
     (a Namespace the run applied says its phase; a workload it just applied is not available yet).
@@ -620,10 +688,14 @@ def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> list[str]:
     ns_phase = (ns.get("status") or {}).get("phase")
     if ns_phase != "Active":
         waiting.append(f"Namespace {ns_name} is {ns_phase or 'not active yet'}")
+    # A resource made by this run has exactly the rows its claim recorded: no read back.
+    present = (
+        list(claim.rows.values())
+        if claim.rows is not None
+        else list(resource.managed_objects.filter(deleted_at__isnull=True))
+    )
     rows = [
-        row
-        for row in resource.managed_objects.filter(deleted_at__isnull=True, ready_at__isnull=True)
-        if not (_is_namespace(_row_ref(row)) and ns_phase != "Active")
+        row for row in present if row.ready_at is None and not (_is_namespace(_row_ref(row)) and ns_phase != "Active")
     ]
     workloads = [row for row in rows if settings.LEASEHOLD_WAIT_FOR_READY and row.kind in WORKLOAD_KINDS]
     unread = [_row_ref(row) for row in workloads if _row_ref(row) not in stored]
@@ -637,18 +709,19 @@ def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> list[str]:
             ready.append(row.pk)
     if ready:
         ManagedObject.objects.filter(pk__in=ready).update(ready_at=timezone.now())
-    return waiting
+    return waiting, len(present)
 
 
 @transaction.atomic
-def _activate(claim: Claim) -> None:
+def _activate(claim: Claim, *, count: int) -> None:
+    """Mark request and resource active (`count`: the resource's objects, for the audit trail) and give
+    the claim up in the same transaction; ClaimLost (and nothing changed) when another worker took it."""
     request = ResourceRequest.objects.select_for_update().get(pk=claim.request.pk)
     resource = Resource.objects.select_for_update().get(pk=claim.resource.pk)
     if request.state != RequestState.PROVISIONING:
         return
     if resource.created_by_request_id == request.pk:
         resource.created_by_request = request  # the same row, locked above: the lease's audit needs it
-    count = resource.managed_objects.filter(deleted_at__isnull=True).count()
     if request.action == Action.CREATE:
         transition_apply(resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects")
     if resource.kind == Kind.APP:
@@ -664,7 +737,7 @@ def _activate(claim: Claim) -> None:
                 + (f" (as release {release.rolled_back_from})" if release.rolled_back_from else ""),
             )
     transition_apply(request, "activate", actor=None, verb="activated", resource=resource)
-    _renew(claim, phase=Phase.DONE, last_error="")
+    _renew(claim, release=True, phase=Phase.DONE, last_error="")
 
 
 def _record_release(request: ResourceRequest, resource: Resource) -> Release:
@@ -707,22 +780,32 @@ def request_provision(*, request_id) -> ProvisionOutcome:
     if claim is None:
         return ProvisionOutcome()
     try:
-        stored = _apply_all(claim) if claim.job.phase != Phase.READINESS else {}
-        waiting = _unready(claim, stored)
+        applying = claim.job.phase != Phase.READINESS
+        stored = _apply_all(claim) if applying else {}
+        waiting, count = _unready(claim, stored)
         if waiting:
-            deadline = claim.job.ready_deadline or timezone.now()
-            if timezone.now() >= deadline:
+            now = timezone.now()
+            # Just applied: the readiness phase starts now (recorded with the wait below, in one write).
+            started = {"phase": Phase.READINESS} if applying else {}
+            deadline = now + timedelta(seconds=settings.LEASEHOLD_READY_TIMEOUT_SECONDS) if applying else None
+            deadline = deadline or claim.job.ready_deadline or now
+            if now >= deadline:
                 raise PermanentClusterError(
                     f"Not ready within {settings.LEASEHOLD_READY_TIMEOUT_SECONDS:g}s: {'; '.join(waiting)}."
                 )
             poll = settings.LEASEHOLD_READY_POLL_SECONDS
             _renew(
                 claim,
+                release=True,
+                **started,
+                ready_deadline=deadline,
                 last_error=f"waiting for: {'; '.join(waiting)}",
-                retry_at=timezone.now() + timedelta(seconds=poll),
+                retry_at=now + timedelta(seconds=poll),
             )
+            claim.released = True
             return ProvisionOutcome(retry_in=poll)
-        _activate(claim)
+        _activate(claim, count=count)
+        claim.released = True
         return ProvisionOutcome()
     finally:
         _release(claim)
@@ -824,7 +907,13 @@ def provisioning_enqueue(*, request: ResourceRequest, reset: bool = False) -> No
             claimed_until=None,
             claimed_by="",
         )
-    ProvisioningJob.objects.update_or_create(request_id=request.pk, defaults=defaults)
+    # One upsert (INSERT ... ON CONFLICT DO UPDATE): no read, no savepoints, on every approval.
+    ProvisioningJob.objects.bulk_create(
+        [ProvisioningJob(request_id=request.pk, **defaults)],
+        update_conflicts=True,
+        unique_fields=["request"],
+        update_fields=[*defaults, "updated_at"],
+    )
     request_id = str(request.pk)
     transaction.on_commit(lambda: _publish(request_id))
 
