@@ -7,14 +7,20 @@ class ApprovalsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models import Q
 
-        from requests_app.sections import request_prefetch, request_sections, request_select, request_visibility
+        from requests_app.sections import (
+            lazy_section,
+            request_prefetch,
+            request_sections,
+            request_select,
+            request_visibility,
+        )
 
         from . import metrics, receivers  # noqa: F401  (decision times counted; a chain opened on filing)
-        from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section
         from .models import ApprovalStep
-        from .selectors import user_group_names
+        from .selectors import APPROVAL_SECTION_PREFETCH, user_group_names
 
-        request_sections["approval"] = approval_section
+        # By its path: the serializers (and Django REST framework) are imported when a request is rendered.
+        request_sections["approval"] = lazy_section("approvals.api.serializers.approval_section")
         request_select.append("approval_chain")
         request_prefetch.extend(APPROVAL_SECTION_PREFETCH)
         # Approvers see the requests whose steps their groups decide (the queue links to them).

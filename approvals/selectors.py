@@ -10,11 +10,11 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, Exists, OuterRef, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
-from kubernetes.utils import parse_quantity
 
 from requests_app.models import Kind, RequestState, ResourceRequest
+from requests_app.quantities import parse_quantity
 from requests_app.selectors import teams_of, user_is_admin
 from requests_app.specs import database_usage, namespace_quota, plan_of
 
@@ -23,6 +23,7 @@ from .models import ApprovalPolicy, ApprovalStep, Decision, Delegation, StepStat
 from .policy import DEFAULT_POLICY, Policy, PolicyError, RequestFacts, parse_policy
 
 __all__ = [
+    "APPROVAL_SECTION_PREFETCH",
     "active_delegations_to",
     "approver_groups",
     "delegations_of",
@@ -31,10 +32,28 @@ __all__ = [
     "request_size",
     "step_recipients",
     "steps_decidable_by",
+    "steps_prefetch",
     "steps_visible_to",
     "user_by_username",
     "user_group_names",
 ]
+
+
+# What a list of requests should prefetch so that their `approval` sections (approvals.api.serializers)
+# cost no query each: the steps in chain order and the decisions with who decided, each in one query.
+# (The models' default orderings would join the steps to their requests to sort them by the request's
+# creation: a merge over every request in the table, on every page.)
+def steps_prefetch(prefix: str) -> tuple[Prefetch, Prefetch]:
+    return (
+        Prefetch(f"{prefix}steps", queryset=ApprovalStep.objects.order_by("order")),
+        Prefetch(
+            f"{prefix}steps__decisions",
+            queryset=Decision.objects.select_related("approver", "on_behalf_of").order_by("at", "id"),
+        ),
+    )
+
+
+APPROVAL_SECTION_PREFETCH = steps_prefetch("approval_chain__")
 
 
 def policy_in_force() -> tuple[Policy, ApprovalPolicy | None]:

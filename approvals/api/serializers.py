@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import prefetch_related_objects
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
 from approvals.models import ApprovalStep, Decision, Delegation
-from approvals.selectors import request_size
+from approvals.selectors import request_size, steps_prefetch
 from requests_app.api.serializers import RequestSummarySerializer
 from requests_app.models import ResourceRequest
 
@@ -107,23 +107,6 @@ class DelegationSerializer(serializers.ModelSerializer):
         return delegation.covers(timezone.localdate())
 
 
-# What a list of requests should prefetch so that their `approval` sections cost no query each: the
-# steps in chain order and the decisions with who decided, each in one query. (The models' default
-# orderings would join the steps to their requests to sort them by the request's creation: a merge
-# over every request in the table, on every page.)
-def _steps_prefetch(prefix: str) -> tuple[Prefetch, Prefetch]:
-    return (
-        Prefetch(f"{prefix}steps", queryset=ApprovalStep.objects.order_by("order")),
-        Prefetch(
-            f"{prefix}steps__decisions",
-            queryset=Decision.objects.select_related("approver", "on_behalf_of").order_by("at", "id"),
-        ),
-    )
-
-
-APPROVAL_SECTION_PREFETCH = _steps_prefetch("approval_chain__")
-
-
 # One serializer, built once: building a StepSerializer (and its DecisionSerializer) for every request of
 # a list cost more than the rows (a page of 100 requests built 100 of each).
 _STEPS = StepSerializer(many=True)
@@ -137,6 +120,6 @@ def approval_section(request: ResourceRequest) -> dict | None:
     except ObjectDoesNotExist:
         return None
     if "steps" not in getattr(chain, "_prefetched_objects_cache", {}):
-        prefetch_related_objects([chain], *_steps_prefetch(""))
+        prefetch_related_objects([chain], *steps_prefetch(""))
     steps = sorted(chain.steps.all(), key=lambda s: s.order)
     return {"rule": chain.rule, "steps": _STEPS.to_representation(steps)}
