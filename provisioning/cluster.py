@@ -80,6 +80,12 @@ def cluster_mode() -> str:
     return "local"
 
 
+def load_client() -> None:
+    """Import the Kubernetes client now, in a process that will talk to a cluster (a worker, before
+    its pool starts; the web server, before it serves)."""
+    import kubernetes  # noqa: F401  (the package imports the client, config and dynamic modules)
+
+
 def _transport_errors() -> tuple[type[Exception], ...]:
     """What a call to the API server raises when it fails: an answer, or no answer at all."""
     import urllib3

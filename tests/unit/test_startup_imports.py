@@ -88,6 +88,24 @@ def test_the_modules_left_out_are_imported_where_they_are_used():
     assert sorted(set(HEAVY) - loaded) == []
 
 
+def test_a_web_server_process_imports_them_before_its_first_request():
+    """config/wsgi.py (gunicorn's entry point) loads the URLconf and the cluster client as it starts."""
+    assert sorted(set(HEAVY) - modules_after("import config.wsgi")) == []
+
+
+def test_a_worker_imports_the_cluster_client_before_its_pool_starts():
+    """The worker_init receiver (run in the worker's main process, before it forks its pool)."""
+    lines = run_after_setup(
+        "from celery.signals import worker_init\n"
+        "from provisioning import tasks\n"
+        "receivers = [r() for _, r in worker_init.receivers]\n"
+        "print(tasks.load_cluster_client in receivers, 'kubernetes.client' in sys.modules)\n"
+        "tasks.load_cluster_client()\n"
+        "print('kubernetes.client' in sys.modules)"
+    )
+    assert lines[-2:] == ["True False", "True"]
+
+
 def test_the_api_schema_still_describes_the_token_scheme():
     """accounts.schema is registered by the API's views now, not by AppConfig.ready()."""
     lines = run_after_setup(
