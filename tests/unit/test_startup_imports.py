@@ -65,8 +65,13 @@ def modules_after(code: str) -> set[str]:
         # services and validators that every app's requests go through.
         "import leases.management.commands.reclaim_leases, leases.services, provisioning.services",
         "import approvals.services, requests_app.services, requests_app.specs, provisioning.renderers",
+        # The system checks that `manage.py reclaim_leases` runs before its pass (BaseCommand.execute).
+        "from leases.management.commands.reclaim_leases import Command\n"
+        "command = Command()\n"
+        "assert command.requires_system_checks != '__all__'\n"
+        "command.check(tags=command.requires_system_checks)",
     ],
-    ids=["django.setup", "reclaim_leases command", "services"],
+    ids=["django.setup", "reclaim_leases command", "services", "reclaim_leases checks"],
 )
 def test_starting_django_imports_no_heavy_module(code):
     assert sorted(set(HEAVY) & modules_after(code)) == []
