@@ -6,6 +6,7 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from requests_app.sections import (
+            lazy_section,
             request_pages,
             request_prefetch,
             request_previews,
@@ -16,15 +17,15 @@ class ApprovalsConfig(AppConfig):
         )
 
         from . import metrics, receivers  # noqa: F401  (decision times counted; a chain opened on filing)
-        from .api.serializers import APPROVAL_SECTION_PREFETCH, approval_section, attach_approval_rows
-        from .selectors import approval_route_preview
+        from .selectors import APPROVAL_SECTION_PREFETCH, approval_route_preview
 
-        request_sections["approval"] = approval_section
+        # By their paths: the serializers (and Django REST framework) are imported when a request is rendered.
+        request_sections["approval"] = lazy_section("approvals.api.serializers.approval_section")
         request_previews["approval"] = approval_route_preview
         request_select.append("approval_chain")
         request_select_fields.extend(["approval_chain__id", "approval_chain__rule", "approval_chain__request"])
         request_prefetch.extend(APPROVAL_SECTION_PREFETCH)
-        request_pages.append(attach_approval_rows)
+        request_pages.append(lazy_section("approvals.api.serializers.attach_approval_rows"))
         # Approvers see the requests whose steps their groups decide (the queue links to them).
         # A semi-join, not a join: a request is never repeated, and the list keeps its index order.
         request_visibility.append(approver_visibility)

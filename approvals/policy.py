@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-from kubernetes.utils import parse_quantity
 
 from requests_app.models import Action, Environment, Kind
+from requests_app.quantities import parse_quantity
 from requests_app.specs import DATABASE_PLANS, NAMESPACE_PLANS
 
 DEFAULT_POLICY_YAML = """\

@@ -19,6 +19,10 @@ class LeaseState(models.TextChoices):
     RECLAIMED = "reclaimed"
 
 
+# What a resource's `lease` section shows (the API's LeaseSerializer, and what lists read of a lease).
+LEASE_SECTION_FIELDS = ("state", "starts_at", "expires_at", "grace_until", "extensions", "reclaimed_at", "last_report")
+
+
 class Lease(ConcurrentTransitionMixin, models.Model):
     """One per resource: it expires, passes through grace (quarantine), and is then reclaimed."""
 

@@ -5,13 +5,18 @@ class ProvisioningConfig(AppConfig):
     name = "provisioning"
 
     def ready(self) -> None:
-        from requests_app.sections import request_sections, resource_prefetch, resource_sections
+        from requests_app.sections import (
+            lazy_section,
+            request_sections,
+            resource_prefetch,
+            resource_sections,
+        )
 
         from . import metrics, receivers  # noqa: F401  (failures counted; provisioning enqueued on approval)
-        from .api.serializers import objects_section
         from .services import connection_section, plan_yaml, provisioning_progress, releases_section
 
-        resource_sections["objects"] = objects_section
+        # By its path: the serializers (and Django REST framework) are imported when a resource is rendered.
+        resource_sections["objects"] = lazy_section("provisioning.api.serializers.objects_section")
         request_sections["plan_yaml"] = plan_yaml
         request_sections["provisioning"] = provisioning_progress
         resource_sections["connection"] = connection_section

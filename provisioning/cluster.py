@@ -10,6 +10,11 @@ for the task to retry later) and permanent (403, 404 on a write, 422, ...: raise
 PermanentClusterError). The kinds Leasehold writes are addressed from a fixed table, so that a call
 is exactly one HTTP request (no API discovery on the way that could fail or need extra rights); other
 kinds fall back to discovery.
+
+The Kubernetes client (and urllib3, which it brings) is imported by the functions that talk to a
+cluster, not by this module: importing it costs about a quarter of a second, and every process
+imports this module (the web, `manage.py` commands, the reclaimer's dry run), most never calling
+the API server (tests/unit/test_startup_imports.py keeps it so).
 """
 
 from __future__ import annotations
@@ -25,24 +30,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import urllib3
 from django.conf import settings
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from .errors import ClusterNotConfigured, PermanentClusterError, TransientClusterError
 from .metrics import metered
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+    from kubernetes.dynamic import DynamicClient
 
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 _lock = threading.Lock()
 _clients: dict[str, DynamicClient] = {}
-_api_clients: dict[str, client.ApiClient] = {}
+_api_clients: dict[str, ApiClient] = {}
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -76,8 +80,25 @@ def cluster_mode() -> str:
     return "local"
 
 
-def api_client(mode: str | None = None) -> client.ApiClient:
+def load_client() -> None:
+    """Import the Kubernetes client now, in a process that will talk to a cluster (a worker, before
+    its pool starts; the web server, before it serves)."""
+    import kubernetes  # noqa: F401  (the package imports the client, config and dynamic modules)
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """What a call to the API server raises when it fails: an answer, or no answer at all."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic.exceptions import DynamicApiError
+
+    return (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError)
+
+
+def api_client(mode: str | None = None) -> ApiClient:
     """A fresh ApiClient for the configured cluster."""
+    from kubernetes import client, config
+
     mode = mode or cluster_mode()
     configuration = client.Configuration()
     try:
@@ -105,7 +126,7 @@ def api_client(mode: str | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def _shared_api_client() -> client.ApiClient:
+def _shared_api_client() -> ApiClient:
     mode = cluster_mode()
     with _lock:
         if mode not in _api_clients:
@@ -115,12 +136,14 @@ def _shared_api_client() -> client.ApiClient:
 
 def dynamic_client() -> DynamicClient:
     """One DynamicClient per process and mode (API discovery is done once); only for unknown kinds."""
+    from kubernetes.dynamic import DynamicClient
+
     mode = cluster_mode()
     with _lock:
         if mode not in _clients:
             try:
                 _clients[mode] = DynamicClient(api_client(mode))
-            except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
+            except _transport_errors() as exc:
                 raise _classify(exc) from exc
         return _clients[mode]
 
@@ -205,11 +228,13 @@ def _path_of(api_version: str, kind: str, namespace: str | None, name: str | Non
     if known is not None:
         plural, namespaced = known
     else:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
         try:
             res = dynamic_client().resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError as exc:
             raise PermanentClusterError(f"The cluster does not serve {kind} in {api_version}.") from exc
-        except (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError) as exc:
+        except _transport_errors() as exc:
             raise _classify(exc) from exc
         plural, namespaced = res.name, res.namespaced
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -225,6 +250,8 @@ def _request(
     method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None, content_type: str = ""
 ) -> dict:
     """One HTTP call to the API server; the decoded JSON answer. Raises a classified ClusterError."""
+    from kubernetes.client.exceptions import ApiException
+
     api = _shared_api_client()
     headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
     try:
@@ -235,7 +262,7 @@ def _request(
         data = response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
-    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except _transport_errors() as exc:
         raise _classify(exc) from exc
     try:
         return json.loads(data) if data else {}
@@ -339,6 +366,8 @@ def delete(ref: ObjectRef, *, uid: str = "", resource_version: str = "") -> Dele
 
 def ping() -> None:
     """Raise a ClusterError when the API server is not ready."""
+    from kubernetes.client.exceptions import ApiException
+
     api = _shared_api_client()
     try:
         params = api.param_serialize("GET", "/readyz", header_params={}, auth_settings=["BearerToken"])
@@ -346,5 +375,5 @@ def ping() -> None:
         response.read()
         if response.status != 200:
             raise ApiException(http_resp=response)
-    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+    except _transport_errors() as exc:
         raise _classify(exc) from exc

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from kubernetes.utils import parse_quantity
-
 from requests_app.models import Kind
+from requests_app.quantities import parse_quantity
 
 # ComputeResources, DATABASE_PLANS and POSTGRES_VERSIONS are defined once, with the request specs that
 # validate against them, and re-exported here: the renderers' interface names them too.

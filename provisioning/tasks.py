@@ -13,7 +13,7 @@ import logging
 from billiard.exceptions import WorkerLostError
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
@@ -22,7 +22,7 @@ from requests_app import logs
 from requests_app.errors import InvalidState
 from requests_app.models import ResourceRequest
 
-from . import metrics, services
+from . import cluster, metrics, services
 from .errors import ClaimLost, PermanentClusterError, TransientClusterError
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,13 @@ def _resource_id(request_id: str) -> str:
 def sweep_stuck_requests() -> list[str]:
     """Re-enqueue requests whose provisioning message was lost (see services.provisioning_sweep)."""
     return services.provisioning_sweep()
+
+
+@worker_init.connect(dispatch_uid="provisioning.load_cluster_client")
+def load_cluster_client(**kwargs) -> None:
+    """A worker talks to the cluster: its main process imports the client before the pool starts, so
+    that the pool's processes share it and their first task does not wait for the import."""
+    cluster.load_client()
 
 
 @worker_ready.connect(dispatch_uid="provisioning.sweep_on_start")

@@ -7,10 +7,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from kubernetes.utils import parse_quantity
-
 from .errors import ValidationFailed
 from .models import Kind
+from .quantities import parse_quantity
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Namespaces that belong to Kubernetes or OpenShift: never created for a team, never torn down. The

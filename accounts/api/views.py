@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import schema  # noqa: F401  (registers the token scheme with drf-spectacular, for the schema)
 from accounts.authentication import ApiTokenAuthentication
 from accounts.lockout import cool_off_seconds, lockout_message, was_locked_out
 from accounts.services import token_issue

@@ -3,13 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import prefetch_related_objects
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 
 from approvals.models import ApprovalChain, ApprovalStep, Decision, Delegation, decided_by
-from approvals.selectors import request_size
+from approvals.selectors import request_size, steps_prefetch
 from requests_app.api.serializers import RequestSummarySerializer, api_datetime
 from requests_app.models import ResourceRequest
 
@@ -107,27 +107,6 @@ class DelegationSerializer(serializers.ModelSerializer):
 
     def get_active(self, delegation: Delegation) -> bool:
         return delegation.covers(timezone.localdate())
-
-
-# What a list of requests should prefetch so that their `approval` sections cost no query each: the
-# steps in chain order and the decisions with who decided, each in one query. (The models' default
-# orderings would join the steps to their requests to sort them by the request's creation: a merge
-# over every request in the table, on every page.) Into plain lists (`to_attr`): the default prefetch
-# builds a related manager and a queryset per chain and per step, which cost more than the rows.
-def _steps_prefetch(prefix: str) -> tuple[Prefetch, Prefetch]:
-    return (
-        Prefetch(f"{prefix}steps", queryset=ApprovalStep.objects.order_by("order"), to_attr="listed_steps"),
-        Prefetch(
-            f"{prefix}listed_steps__decisions",
-            queryset=Decision.objects.select_related("approver", "on_behalf_of")
-            .only("id", "step", "verdict", "comment", "at", "approver__username", "on_behalf_of__username")
-            .order_by("at", "id"),
-            to_attr="listed_decisions",
-        ),
-    )
-
-
-APPROVAL_SECTION_PREFETCH = _steps_prefetch("approval_chain__")
 
 
 def _decision_row(decision: Decision, tz) -> dict:
@@ -232,7 +211,7 @@ def approval_section(request: ResourceRequest) -> dict | None:
     if chain is None:
         return None
     if not hasattr(chain, "listed_steps"):
-        prefetch_related_objects([chain], *_steps_prefetch(""))
+        prefetch_related_objects([chain], *steps_prefetch(""))
     steps = sorted(getattr(chain, "listed_steps", ()), key=lambda s: s.order)
     tz = timezone.get_current_timezone()
     return {"rule": chain.rule, "steps": [step_row(step, tz) for step in steps]}

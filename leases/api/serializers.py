@@ -1,14 +1,14 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from leases.models import Lease
+from leases.models import LEASE_SECTION_FIELDS, Lease
 from requests_app.api.serializers import api_datetime
 
 
 class LeaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = Lease
-        fields = ["state", "starts_at", "expires_at", "grace_until", "extensions", "reclaimed_at", "last_report"]
+        fields = list(LEASE_SECTION_FIELDS)
 
 
 def lease_row(lease: Lease) -> dict:
