@@ -31,9 +31,10 @@ test: venv
 	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
-## make test-unit — only the tests that need no services (SQLite)
+## make test-unit — every test not marked `integration` (tests/conftest.py): SQLite, no services started
 test-unit: venv
-	SECRET_KEY=test-only-not-a-secret $(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	env -u DATABASE_URL -u REDIS_URL -u LDAP_URI -u KUBECONFIG SECRET_KEY=test-only-not-a-secret \
+		$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 ## make image — build the container image (Containerfile) with buildah, from a base made offline
 IMAGE ?= localhost/leasehold:dev

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -14,6 +15,36 @@ from tests.factories import UserFactory, team
 # The manage.py processes tests start use the environment the test gives them, never the settings of a
 # `make run` that happens to run from this checkout (manage.py's .run/env).
 os.environ["LEASEHOLD_RUN_ENV"] = "off"
+
+# Test tiers (README, "Tests"). A test needs the real services that `make test` starts, and is marked
+# `integration`, when it lives in one of these directories, when it asks for one of these fixtures, or when
+# it says so itself with `@pytest.mark.integration` (a need no fixture shows, e.g. PostgreSQL's locking).
+# Everything else needs at most a database and runs under `make test-unit`, on SQLite, without services.
+TESTS = Path(__file__).resolve().parent
+INTEGRATION_DIRS = {"integration", "faults", "deploy", "browser", "image"}
+INTEGRATION_FIXTURES = {
+    "kube_api",  # the test cluster's API server (and core, cleanup_namespaces, approved_namespace… use it)
+    "celery_processes",  # real Celery processes on Redis and PostgreSQL
+    "proxy",  # the fault proxy in front of the API server
+    "private_redis",
+    "directory",  # the real LDAP server
+    "live_server",  # a served copy of the app, for real HTTP clients and browsers
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        area = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+        if area in INTEGRATION_DIRS or INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(request, settings):
+    """Outside the integration tier, passwords are hashed with a fast hasher: the tests check who may log in,
+    not the hasher's cost. Integration tests keep the production hashers."""
+    if request.node.get_closest_marker("integration") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
 
 
 @pytest.fixture(autouse=True)

@@ -299,6 +299,7 @@ def test_anything_but_a_current_key_is_a_401_never_a_500(lucy, header):
     assert response.status_code == 401
 
 
+@pytest.mark.integration  # needs PostgreSQL: the migration's SQL (now())
 def test_the_plaintext_token_table_is_removed_on_upgrade():
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, user_id integer)")
@@ -364,6 +365,7 @@ def change_group():
         conn.unbind_s()
 
 
+@pytest.mark.integration  # needs the real LDAP server
 def test_a_directory_account_is_locked_out_like_a_local_one(settings):
     require_env("LDAP_URI")
     settings.AXES_FAILURE_LIMIT = 3
@@ -373,6 +375,7 @@ def test_a_directory_account_is_locked_out_like_a_local_one(settings):
     assert get_token("dana").status_code == 200
 
 
+@pytest.mark.integration  # needs the real LDAP server
 def test_a_removal_from_a_team_group_reaches_a_token_after_the_refresh_interval(change_group, settings):
     settings.LEASEHOLD_LDAP_REFRESH_SECONDS = 3
     dana = with_token(token_of("dana"))
@@ -390,6 +393,7 @@ def test_a_removal_from_a_team_group_reaches_a_token_after_the_refresh_interval(
     assert dana.post("/api/v1/requests/", namespace_body(name="other"), format="json").status_code == 400
 
 
+@pytest.mark.integration  # needs the real LDAP server
 def test_with_no_interval_every_call_asks_the_directory(change_group, settings):
     settings.LEASEHOLD_LDAP_REFRESH_SECONDS = 0
     frank = with_token(token_of("frank"))
@@ -398,6 +402,7 @@ def test_with_no_interval_every_call_asks_the_directory(change_group, settings):
     assert sorted(frank.get("/api/v1/me/").json()["groups"]) == ["platform-approvers", "security-approvers"]
 
 
+@pytest.mark.integration  # needs the real LDAP server
 def test_with_the_cache_down_logins_and_tokens_still_work(settings):
     require_env("LDAP_URI")
     settings.CACHES = {
@@ -407,6 +412,7 @@ def test_with_the_cache_down_logins_and_tokens_still_work(settings):
     assert dana.get("/api/v1/me/").json()["teams"] == ["atlas"]  # read from the directory
 
 
+@pytest.mark.integration  # needs the real LDAP server
 def test_an_account_the_directory_no_longer_knows_loses_access(settings):
     require_env("LDAP_URI")
     ghost = UserFactory(username="ghost")

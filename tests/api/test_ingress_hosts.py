@@ -253,6 +253,7 @@ def test_a_host_that_is_not_taken_passes_the_services_check(requester, namespace
 # --- two requests for one host at the same moment ------------------------------------------------------------
 
 
+@pytest.mark.integration  # needs PostgreSQL's concurrent transactions
 @pytest.mark.django_db(transaction=True)
 def test_two_teams_filing_one_host_at_the_same_moment_get_one_request_and_one_400(atlas, zephyr, requester, outsider):
     if connection.vendor != "postgresql":

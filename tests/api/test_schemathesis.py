@@ -56,6 +56,9 @@ FUZZ_CONFIG = SchemathesisConfig.from_dict(
     }
 )
 
+# needs the Kubernetes API server and PostgreSQL
+pytestmark = pytest.mark.integration
+
 # The schema as the service serves it. Loaded when the module is collected, over HTTPS so that the
 # service's redirect of plain HTTP (SECURE_SSL_REDIRECT) does not apply; the calls below go to an app
 # built inside each test, after tests/conftest.py turned that redirect off.

@@ -12,7 +12,8 @@ from approvals.services import APPROVE_MANY_CONCURRENCY
 from requests_app.models import AuditEvent, ResourceRequest
 from tests.conftest import namespace_body
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# needs PostgreSQL: concurrent decisions, row locks and pg_stat_activity
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 
 def open_connections() -> int:

@@ -30,7 +30,8 @@ from requests_app.models import Resource
 from tests.conftest import require_env
 from tests.factories import active_child, active_namespace
 
-pytestmark = pytest.mark.django_db
+# needs the Kubernetes API server and PostgreSQL (real dump and restore jobs)
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

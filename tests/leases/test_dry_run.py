@@ -15,7 +15,8 @@ from provisioning.models import ManagedObject
 from requests_app.models import AuditEvent
 from tests.factories import active_child, active_namespace
 
-pytestmark = pytest.mark.django_db
+# needs the Kubernetes API server: a pass, even a dry run, checks the cluster first
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 INSIDE = [("v1", "ResourceQuota", "leasehold"), ("rbac.authorization.k8s.io/v1", "RoleBinding", "leasehold-team")]
 

@@ -143,6 +143,7 @@ def test_the_forecast_shows_outsiders_nothing_of_other_teams(client, leased, out
     assert "atlas-checkout" not in client.get("/leases/forecast/").content.decode()
 
 
+@pytest.mark.integration  # needs the Kubernetes API server
 def test_a_worker_whose_clock_runs_ahead_never_reclaims_early(leased, monkeypatch):
     """The pass takes `now` from the database: a skewed or mis-zoned worker clock does not matter."""
     lease = Lease.objects.get(resource=leased)

@@ -21,7 +21,8 @@ from tests.factories import active_namespace
 from tests.integration.conftest import test_database_url
 
 # Committed for real: the pass's transactions commit and the mail is sent after them, as in production.
-pytestmark = pytest.mark.django_db(transaction=True)
+# needs the Kubernetes API server (the lease pass runs in full)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 ROOT = Path(__file__).resolve().parents[2]

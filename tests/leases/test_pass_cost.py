@@ -42,6 +42,7 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.mark.integration  # needs the Kubernetes API server (the pass runs in full)
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_pass_costs_the_same_with_10_or_200_leases_far_from_expiry(
     atlas, requester, settings, fast_passwords, dry_run
@@ -86,6 +87,7 @@ def test_the_notice_step_loads_only_the_leases_crossing_a_threshold(atlas, reque
     assert AuditEvent.objects.filter(verb="lease_notice").count() == 1
 
 
+@pytest.mark.integration  # needs the Kubernetes API server (the pass runs in full)
 def test_a_notice_goes_once_per_threshold_also_after_an_extension(atlas, requester, teammate, settings):
     settings.LEASE_NOTICE_DAYS = [7, 1]
     lease = leased(atlas, requester, "checkout")
@@ -121,6 +123,7 @@ def test_a_notice_goes_once_per_threshold_also_after_an_extension(atlas, request
     assert lease.notices_sent == [7] and lease.next_notice_at == lease.expires_at - timedelta(days=1)
 
 
+@pytest.mark.integration  # needs the Kubernetes API server (the pass runs in full)
 def test_an_owner_who_left_is_handed_over_within_owners_over_batch_passes(atlas, requester, settings, fast_passwords):
     settings.LEASEHOLD_HANDOVER_BATCH = 2
     mine = leased(atlas, requester, "mine")
@@ -136,6 +139,7 @@ def test_an_owner_who_left_is_handed_over_within_owners_over_batch_passes(atlas,
     assert AuditEvent.objects.filter(verb="owner_left", resource=mine.resource).count() == 1
 
 
+@pytest.mark.integration  # needs the Kubernetes API server (the pass runs in full)
 def test_a_deactivated_owner_is_handed_over_at_the_next_pass_whatever_the_batch(
     atlas, requester, settings, fast_passwords
 ):

@@ -108,6 +108,7 @@ def test_a_namespace_stuck_terminating_stays_reclaiming(approved_namespace, core
         core.patch_namespace(ns, {"metadata": {"finalizers": None}})
 
 
+@pytest.mark.integration  # needs the real LDAP server
 @pytest.mark.django_db
 def test_an_owner_removed_from_the_directory_group_hands_over_to_the_team():
     require_env("LDAP_URI", "LDAP_BIND_DN", "LDAP_BIND_PASSWORD", "LDAP_GROUP_BASE")

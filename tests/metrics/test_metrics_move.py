@@ -40,6 +40,8 @@ def test_filing_a_request_moves_the_requests_gauge_and_the_filed_counter(
     )
 
 
+# needs Redis: without a broker the provisioning task runs at once (eagerly) and moves the request on
+@pytest.mark.integration
 def test_deciding_a_step_moves_the_decision_histogram_and_empties_the_queue(
     scrape, requester, approver, django_capture_on_commit_callbacks
 ):

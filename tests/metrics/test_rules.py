@@ -53,6 +53,7 @@ def test_the_prometheusrule_manifest_holds_the_same_groups():
     assert manifest["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
 
 
+@pytest.mark.integration  # needs promtool, which `make test` installs
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass():
     checked = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
