@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
 
 from provisioning import cluster
 from provisioning.errors import ClusterError, ClusterNotConfigured
 from requests_app.models import AppTemplate, Kind, Resource
-from requests_app.selectors import LIST_ORDER, teams_of, user_is_admin
+from requests_app.selectors import LIST_ORDER, bound_to_database, teams_of, user_is_admin
 
 from . import backup
 from .models import Lease, LeaseState
@@ -194,9 +193,7 @@ def apps_bound_to(database: Resource) -> Related:
     """The apps of the database's team whose spec binds them to it, newest first (the
     `resources_apps_by_database` index)."""
     return _related(
-        Resource.objects.alias(bound_database=KeyTextTransform("database", "spec"))
-        .filter(kind=Kind.APP, bound_database=str(database.pk), team_id=database.team_id)
-        .order_by(*LIST_ORDER)
+        bound_to_database(Resource.objects.filter(team_id=database.team_id), database.pk).order_by(*LIST_ORDER)
     )
 
 

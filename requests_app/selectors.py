@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
-from .models import AuditEvent, MailState, OutgoingMail, Resource, ResourceRequest, Team
+from .models import AuditEvent, Kind, MailState, OutgoingMail, Resource, ResourceRequest, Team
 from .sections import request_prefetch, request_select, request_visibility, resource_prefetch, resource_select
 
 # Lists of requests and resources, newest first; `id` breaks ties so that pages never overlap. Each
@@ -137,3 +139,12 @@ def catalog() -> dict:
 def mail_pending() -> QuerySet[OutgoingMail]:
     """Mail in the outbox that the mail backend has not accepted yet, oldest first (the order it is sent in)."""
     return OutgoingMail.objects.filter(state=MailState.PENDING).order_by("created_at", "pk")
+
+
+def bound_to_database(queryset: QuerySet[Resource], database_id) -> QuerySet[Resource]:
+    """The apps of `queryset` whose spec binds them to the database: `spec ->> 'database'` as text, which
+    the `resources_apps_by_database` index holds on PostgreSQL (the cast to text is a no-op there) and
+    which SQLite compares as plain text (a bare key transform would compare it as JSON, and fail)."""
+    return queryset.alias(bound_database=Cast(KeyTextTransform("database", "spec"), TextField())).filter(
+        kind=Kind.APP, bound_database=str(database_id)
+    )

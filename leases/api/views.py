@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import django_filters
-from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -17,7 +16,7 @@ from requests_app.api.pagination import UncountedLimitOffsetPagination
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer
 from requests_app.models import Environment, Kind, Resource, ResourceRequest, ResourceState
 from requests_app.sections import resource_select_fields
-from requests_app.selectors import requests_visible_to, resources_visible_to
+from requests_app.selectors import bound_to_database, requests_visible_to, resources_visible_to
 
 
 class ExtendSerializer(serializers.Serializer):
@@ -60,10 +59,7 @@ class ResourceFilter(django_filters.FilterSet):
         fields = ["state", "kind", "team", "environment"]
 
     def filter_database(self, queryset, name, value):
-        # `->>` text, as the `resources_apps_by_database` index has it.
-        return queryset.alias(bound_database=KeyTextTransform("database", "spec")).filter(
-            kind=Kind.APP, bound_database=str(value)
-        )
+        return bound_to_database(queryset, value)
 
     def filter_expiring_within(self, queryset, name, value):
         return queryset.filter(

@@ -61,7 +61,6 @@ def assert_named_as_people_know_them(text: str, *names: str) -> None:
     assert "atlas/" not in text
 
 
-@pytest.mark.integration  # needs PostgreSQL: the database page's JSON lookup (leases.selectors._related)
 def test_every_list_and_page_names_the_database_and_the_app_by_namespace_and_name(client, requester, orders_and_shop):
     database, app = orders_and_shop
     client.force_login(requester)
@@ -180,7 +179,6 @@ def test_a_request_filed_a_moment_ago_was_filed_just_now(client, requester, web_
     assert "0\xa0minutes" not in requests
 
 
-@pytest.mark.integration  # needs PostgreSQL: the database page's JSON lookup (leases.selectors._related)
 def test_the_lease_says_how_often_it_was_extended(client, requester, orders_and_shop):
     database = orders_and_shop[0]
     client.force_login(requester)

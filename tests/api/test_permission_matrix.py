@@ -368,7 +368,6 @@ def _call(row: Row, api_client: APIClient, web_client: Client, ids: dict[str, st
     return response
 
 
-@pytest.mark.integration  # needs PostgreSQL: the database page's JSON lookup (leases.selectors._related)
 @pytest.mark.parametrize("persona", PERSONAS)
 def test_every_endpoint_answers_each_persona_as_the_matrix_says(persona, world):
     api_client, web_client = _clients(persona, world)

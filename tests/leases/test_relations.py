@@ -101,7 +101,6 @@ def test_an_app_page_never_names_another_teams_database(client, checkout, reques
     assert str(secret_db.pk) not in page.split("<h2>Releases")[0]
 
 
-@pytest.mark.integration  # needs PostgreSQL: the JSON lookup of the apps bound to a database
 def test_a_database_page_lists_the_apps_bound_to_it(client, checkout, requester):
     orders = database(checkout, "orders")
     other = database(checkout, "other")
@@ -113,7 +112,6 @@ def test_a_database_page_lists_the_apps_bound_to_it(client, checkout, requester)
     assert "elsewhere" not in section
 
 
-@pytest.mark.integration  # needs PostgreSQL: the JSON lookup of the apps bound to a database
 def test_the_relations_cost_the_same_queries_however_many_children(
     client, checkout, requester, django_assert_max_num_queries, django_assert_num_queries
 ):
@@ -149,7 +147,6 @@ def test_the_relations_cost_the_same_queries_however_many_children(
     assert "and 30 more" in page
 
 
-@pytest.mark.integration  # needs PostgreSQL: the JSON lookup of the apps bound to a database
 def test_the_and_more_links_list_the_same_resources(client, api, checkout, requester, atlas):
     orders = database(checkout, "orders")
     bound = {str(app(checkout, f"a{i}", bound=orders).pk) for i in range(3)}
