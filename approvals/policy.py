@@ -186,9 +186,11 @@ def parse_policy(text: str) -> Policy:
                     raise _fail(where, "match.max_lease_days must be a positive whole number")
             else:
                 try:
-                    parse_quantity(value)
+                    finite = parse_quantity(value).is_finite()
                 except (ValueError, TypeError) as exc:
                     raise _fail(where, f"match.{key} is not a Kubernetes quantity: {value!r}") from exc
+                if not finite:  # "NaN", "Infinity": the client's parser takes them, Kubernetes does not
+                    raise _fail(where, f"match.{key} is not a Kubernetes quantity: {value!r}")
         raw_steps = raw.get("steps", [])
         if not isinstance(raw_steps, list):
             raise _fail(where, "'steps' must be a list (empty: approved at once)")

@@ -31,6 +31,21 @@ class Team(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def clean(self) -> None:
+        """A budget is blank (no limit) or a positive Kubernetes quantity: every request of the team is
+        checked against it, so a typo here must be a form error, not a failure of the team's requests."""
+        from django.core.exceptions import ValidationError
+
+        from .specs import quantity
+
+        errors = {
+            field: "Not a positive Kubernetes quantity (e.g. 8, 500m, 64Gi); blank: no limit."
+            for field in ("budget_cpu", "budget_memory", "budget_storage")
+            if getattr(self, field) and quantity(getattr(self, field)) is None
+        }
+        if errors:
+            raise ValidationError(errors)
+
     def has_member(self, user) -> bool:
         return user.is_authenticated and self.group.user_set.filter(pk=user.pk).exists()
 

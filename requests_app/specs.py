@@ -60,7 +60,8 @@ def quantity(value: object) -> Decimal | None:
         parsed = parse_quantity(value)
     except (ValueError, TypeError, ArithmeticError):
         return None
-    return parsed if parsed > 0 else None
+    # The client's parser takes "NaN" and "Infinity" (Kubernetes does not); a NaN cannot even be compared.
+    return parsed if parsed.is_finite() and parsed > 0 else None
 
 
 def validate_dns_label(name: str, field: str = "name") -> list[str]:
