@@ -12,6 +12,7 @@ from django.urls import reverse
 from approvals.models import ApprovalStep
 from requests_app.presenters import human_quantity, request_summary
 from requests_app.services import request_build, request_submit
+from tests.conftest import namespace_body
 from tests.factories import UserFactory, active_child, active_namespace, app_template, team
 
 from .conftest import age_step, pending_step
@@ -53,20 +54,6 @@ def orders(namespace):
     )
 
 
-def namespace_fields(**overrides) -> dict:
-    fields = {
-        "team": "atlas",
-        "kind": "namespace",
-        "name": "checkout",
-        "environment": "dev",
-        "lease_days": 14,
-        "justification": "tests",
-        "spec": {"plan": "medium"},
-    }
-    fields.update(overrides)
-    return fields
-
-
 def preview_form(**overrides) -> dict:
     form = {
         "kind": "namespace",
@@ -97,7 +84,7 @@ def test_a_namespace_summary_gives_its_plan_quota_and_what_it_takes_of_the_team_
     atlas.budget_cpu, atlas.budget_memory, atlas.budget_storage, atlas.budget_namespaces = "10", "20Gi", "100Gi", 3
     atlas.save()
     active_namespace(atlas, requester, name="old", plan="small")  # takes 2 CPU, 4Gi, 20Gi and one namespace
-    unsaved = request_build(requester=requester, **namespace_fields())
+    unsaved = request_build(requester=requester, **namespace_body())
     summary = request_summary(unsaved)
     assert summary.headline == "New namespace atlas-checkout"
     facts = {f.label: f.value for f in summary.facts}
@@ -112,7 +99,7 @@ def test_a_namespace_summary_gives_its_plan_quota_and_what_it_takes_of_the_team_
         "Namespaces": ("1", "1", "1", "3"),
     }
     # Once filed, the request is counted in the budget: the figures stay the same, not counted twice.
-    filed = request_submit(requester=requester, **namespace_fields())
+    filed = request_submit(requester=requester, **namespace_body())
     assert request_summary(filed).costs == summary.costs
 
 
@@ -121,7 +108,7 @@ def test_a_database_summary_says_which_namespace_it_goes_into_and_what_it_takes_
 ):
     unsaved = request_build(
         requester=requester,
-        **namespace_fields(
+        **namespace_body(
             kind="database",
             name="billing",
             spec={"namespace": str(namespace.pk), "version": "15", "plan": "medium", "storage": "10Gi"},
@@ -149,7 +136,7 @@ def test_an_app_summary_names_its_image_bound_database_and_host_with_links(names
     app_template("web")
     filed = request_submit(
         requester=requester,
-        **namespace_fields(
+        **namespace_body(
             kind="app",
             name="shop",
             spec={
@@ -173,7 +160,7 @@ def test_an_app_summary_names_its_image_bound_database_and_host_with_links(names
 def test_the_request_page_shows_the_summary_not_the_raw_spec(client, namespace, orders, requester):
     filed = request_submit(
         requester=requester,
-        **namespace_fields(kind="database", name="billing", spec={"namespace": str(namespace.pk), "storage": "2Gi"}),
+        **namespace_body(kind="database", name="billing", spec={"namespace": str(namespace.pk), "storage": "2Gi"}),
     )
     client.force_login(requester)
     html = client.get(reverse("request-detail", args=[filed.pk])).content.decode()
@@ -200,9 +187,9 @@ def test_the_preview_names_the_steps_that_routing_then_creates(client, load, req
     client.force_login(requester)
     form = preview_form(**{k: v for k, v in fields.items() if k != "spec"}, plan=fields["spec"]["plan"])
     preview = client.post(reverse("request-preview"), form).content.decode()
-    route = request_summary(request_build(requester=requester, **namespace_fields(**fields))).approval
+    route = request_summary(request_build(requester=requester, **namespace_body(**fields))).approval
 
-    filed = request_submit(requester=requester, **namespace_fields(**fields))
+    filed = request_submit(requester=requester, **namespace_body(**fields))
 
     assert filed.approval_chain.rule == route["rule"] == rule
     created = [(s.name, s.group, s.required, s.escalate_to) for s in filed.approval_steps.order_by("order")]
@@ -242,7 +229,7 @@ def test_a_preview_that_would_be_refused_shows_the_reasons_and_no_summary(client
 def test_a_database_row_in_the_queue_says_which_namespace_it_goes_into(client, approver, namespace, requester):
     filed = request_submit(
         requester=requester,
-        **namespace_fields(kind="database", name="billing", spec={"namespace": "web", "storage": "2Gi"}),
+        **namespace_body(kind="database", name="billing", spec={"namespace": "web", "storage": "2Gi"}),
     )
     client.force_login(approver)
     html = client.get(reverse("approval-queue")).content.decode()
@@ -279,7 +266,7 @@ def test_a_queue_of_every_kind_from_several_teams_reads_its_summaries_in_a_const
 
 @pytest.fixture
 def filed(requester):
-    return request_submit(requester=requester, **namespace_fields())
+    return request_submit(requester=requester, **namespace_body())
 
 
 @pytest.mark.parametrize(
@@ -349,9 +336,9 @@ def test_a_rejection_names_the_request(client, filed, approver):
 def test_a_batch_names_a_database_by_its_namespace(client, approver, namespace, requester):
     database = request_submit(
         requester=requester,
-        **namespace_fields(kind="database", name="orders", spec={"namespace": "web", "storage": "2Gi"}),
+        **namespace_body(kind="database", name="orders", spec={"namespace": "web", "storage": "2Gi"}),
     )
-    other = request_submit(requester=requester, **namespace_fields(name="reports"))
+    other = request_submit(requester=requester, **namespace_body(name="reports"))
     client.force_login(approver)
     page = client.post(
         reverse("approval-queue"),
