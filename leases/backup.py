@@ -14,7 +14,7 @@ from django.conf import settings
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
 from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection, database_secret_name
-from provisioning.services import database_spec_of
+from provisioning.services.plan import database_spec_of
 from requests_app.models import Kind, Resource
 
 # The dump is written to a partial file and renamed, so a killed Job never leaves a file that looks

@@ -6,7 +6,8 @@ from django_fsm.signals import post_transition
 
 from requests_app.models import Action, Kind, Resource, ResourceRequest
 
-from .services import lease_open, publish
+from .services.extension import publish
+from .services.opening import lease_open
 from .tasks import fulfil_extension, start_restore
 
 
