@@ -15,10 +15,9 @@ from knox.settings import knox_settings
 from requests_app.services import audit_record
 
 from .models import ApiToken
+from .selectors import is_directory_account
 
 logger = logging.getLogger(__name__)
-
-LDAP_BACKEND = "django_auth_ldap.backend.LDAPBackend"
 
 
 @transaction.atomic
@@ -53,15 +52,6 @@ def token_end(*, token: ApiToken, actor) -> None:
 
 def _refresh_key(user: AbstractBaseUser) -> str:
     return f"leasehold:ldap-groups-refreshed:{user.pk}"
-
-
-def directory_in_use() -> bool:
-    return LDAP_BACKEND in settings.AUTHENTICATION_BACKENDS
-
-
-def is_directory_account(user: AbstractBaseUser) -> bool:
-    """Accounts that LDAP made have no usable local password; local (break-glass) accounts do."""
-    return directory_in_use() and not user.has_usable_password()
 
 
 def directory_mark_fresh(*, user: AbstractBaseUser) -> None:

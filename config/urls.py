@@ -1,3 +1,11 @@
+"""The site's URLs: each app's pages (`<app>/urls.py`) and API routes (`<app>/api/urls.py`), and the
+project's own (the favicon, the API schema and docs, health checks, the admin).
+
+Names are not namespaced and some are shared by a page and an API route (`request-list`, `catalog`):
+`reverse()` gives the one included last, so the pages come after the API. tests/unit/test_url_map.py pins
+every route, name, resolution and reverse.
+"""
+
 from django.contrib import admin
 from django.contrib.staticfiles import finders
 from django.contrib.staticfiles.storage import staticfiles_storage
@@ -6,26 +14,26 @@ from django.urls import URLPattern, URLResolver, include, path
 from django.views.decorators.cache import cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
+from rest_framework.urlpatterns import format_suffix_patterns
 
-from accounts.api.views import LogoutView, ObtainTokenView
-from approvals.api.views import ApprovalViewSet
-from leases.api.views import ResourceViewSet
-from requests_app.api.views import RequestViewSet, catalog_view, me
+from approvals.api import urls as approvals_api
+from leases.api import urls as leases_api
+from requests_app.api import urls as requests_api
 
 from .health import healthz, readyz
 
-router = DefaultRouter()
-router.register("requests", RequestViewSet, basename="request")
-router.register("approvals", ApprovalViewSet, basename="approval")
-router.register("resources", ResourceViewSet, basename="resource")
+# The browsable API's root lists the viewsets that the apps' routers register (their routes come with
+# the apps' `api/urls.py`).
+api_root = DefaultRouter()
+for app_router in (requests_api.router, approvals_api.router, leases_api.router):
+    api_root.registry.extend(app_router.registry)
+
+API_APPS = ("accounts", "requests_app", "provisioning", "approvals", "leases")
+WEB_APPS = ("requests_app", "accounts", "provisioning", "approvals", "leases")
 
 api_v1: list[URLPattern | URLResolver] = [
-    path("auth/token/", ObtainTokenView.as_view(), name="auth-token"),
-    path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
-    path("me/", me, name="me"),
-    path("catalog/", catalog_view, name="catalog"),
-    path("", include("provisioning.api.urls")),
-    path("", include(router.urls)),
+    *(path("", include(f"{app}.api.urls")) for app in API_APPS),
+    *format_suffix_patterns([path("", api_root.get_api_root_view(), name=api_root.root_view_name)]),
 ]
 
 
@@ -56,5 +64,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
-    path("", include("config.web_urls")),
+    *(path("", include(f"{app}.urls")) for app in WEB_APPS),
 ]

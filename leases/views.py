@@ -15,7 +15,7 @@ from requests_app.pages import filtered_page
 from requests_app.sections import resource_sections
 from requests_app.selectors import resources_visible_to, teams_for_filters
 
-from .api.views import ResourceFilter
+from .filtersets import ResourceFilter
 from .forms import ExtendForm
 from .models import Lease, LeaseState
 from .selectors import (

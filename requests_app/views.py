@@ -7,8 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from . import services, specs
-from .api.views import RequestFilter
 from .errors import LeaseholdError, ValidationFailed, public_message
+from .filtersets import RequestFilter
 from .forms import FORMS
 from .models import Environment, Kind, RequestState
 from .pages import filtered_page

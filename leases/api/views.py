@@ -1,24 +1,22 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
-import django_filters
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from leases.api.serializers import ResourceSerializer
+from leases.filtersets import ResourceFilter
 from leases.services.extension import lease_extend
 from leases.services.reclaim import resource_release
 from leases.services.restore import resource_restore
 from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app.api.pagination import UncountedLimitOffsetPagination
-from requests_app.api.serializers import RequestSerializer, ResourceSerializer
-from requests_app.models import Environment, Kind, Resource, ResourceRequest, ResourceState
+from requests_app.api.serializers import RequestSerializer
+from requests_app.models import Resource, ResourceRequest
 from requests_app.sections import resource_select_fields
-from requests_app.selectors import bound_to_database, requests_visible_to, resources_visible_to
+from requests_app.selectors import requests_visible_to, resources_visible_to
 
 
 class ExtendSerializer(serializers.Serializer):
@@ -34,39 +32,6 @@ class UpgradeSerializer(serializers.Serializer):
 class RollbackSerializer(serializers.Serializer):
     release = serializers.IntegerField(min_value=1)
     justification = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
-# Ten years: longer than any lease can run (LEASE_MAX_TOTAL_DAYS), far from the end of the calendar.
-EXPIRING_WITHIN_MAX_DAYS = 3650
-
-
-class ResourceFilter(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(choices=ResourceState.choices)
-    kind = django_filters.ChoiceFilter(choices=Kind.choices)
-    team = django_filters.CharFilter(field_name="team__slug")
-    environment = django_filters.ChoiceFilter(choices=Environment.choices)
-    search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
-    namespace = django_filters.UUIDFilter(field_name="parent_id", label="Databases and apps of this namespace (id)")
-    database = django_filters.UUIDFilter(method="filter_database", label="Apps bound to this database (id)")
-    # Bounded: a number of days beyond any lease would overflow the date arithmetic (a 500).
-    expiring_within = django_filters.NumberFilter(
-        method="filter_expiring_within",
-        min_value=0,
-        max_value=EXPIRING_WITHIN_MAX_DAYS,
-        label="Leases that expire within this many days",
-    )
-
-    class Meta:
-        model = Resource
-        fields = ["state", "kind", "team", "environment"]
-
-    def filter_database(self, queryset, name, value):
-        return bound_to_database(queryset, value)
-
-    def filter_expiring_within(self, queryset, name, value):
-        return queryset.filter(
-            lease__state="active", lease__expires_at__lte=timezone.now() + timedelta(days=float(value))
-        )
 
 
 # The columns a row of `GET /api/v1/resources/` shows, with what `display_name` and `namespace` read (the

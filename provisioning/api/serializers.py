@@ -4,6 +4,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from provisioning.models import ManagedObject
+from provisioning.selectors import objects_of
 from requests_app.api.serializers import api_datetime
 
 
@@ -66,10 +67,7 @@ def object_row(o: ManagedObject, tz: Any) -> dict[str, Any]:
 
 
 def objects_section(resource) -> Any:
-    """The `objects` part of a resource's representation (prefetched for lists into `listed_objects`,
-    see ProvisioningConfig; else read here)."""
-    objects = getattr(resource, "listed_objects", None)
-    if objects is None:
-        objects = resource.managed_objects.all()
+    """The `objects` part of a resource's representation."""
+    objects = objects_of(resource)
     tz = timezone.get_current_timezone()
     return [object_row(o, tz) for o in objects]

@@ -1,3 +1,5 @@
+"""API routes of the provisioning app: the plan of a request (filed or not) and its progress."""
+
 from django.urls import path
 
 from .views import plan_preview_view, request_plan_view, request_progress_view

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -9,25 +8,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from requests_app import services
-from requests_app.models import Environment, Kind, RequestState, ResourceRequest
+from requests_app.filtersets import RequestFilter
+from requests_app.models import ResourceRequest
 from requests_app.sections import request_select, request_select_fields
 from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
 from .pagination import UncountedLimitOffsetPagination
 from .serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer, RequestSerializer
-
-
-class RequestFilter(django_filters.FilterSet):
-    state = django_filters.ChoiceFilter(choices=RequestState.choices)
-    kind = django_filters.ChoiceFilter(choices=Kind.choices)
-    team = django_filters.CharFilter(field_name="team__slug")
-    environment = django_filters.ChoiceFilter(choices=Environment.choices)
-    search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
-
-    class Meta:
-        model = ResourceRequest
-        fields = ["state", "kind", "team", "environment"]
-
 
 # The columns a row of `GET /api/v1/requests/` shows, with what `display_name` reads (the parent namespace
 # and its team): the request's `frozen` inputs, whole user rows (password hashes) and the resource's row

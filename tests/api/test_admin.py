@@ -30,7 +30,7 @@ from requests_app.models import (
 )
 from requests_app.services import heartbeat_record, mail_queue, request_submit
 from tests.conftest import namespace_body
-from tests.factories import GroupFactory, active_namespace, app_template
+from tests.factories import GroupFactory, ResourceRequestFactory, active_namespace, app_template
 
 pytestmark = pytest.mark.django_db
 OUR_APPS = ("requests_app", "approvals", "provisioning", "leases", "accounts")
@@ -228,10 +228,7 @@ def test_a_filed_request_is_shown_read_only_and_a_post_changes_nothing(
 
 
 def test_a_failed_request_is_retried_through_the_service(client, world, admin_user, atlas, requester):
-    failed = ResourceRequest.objects.create(
-        kind="namespace", team=atlas, requester=requester, name="broken", environment="dev", lease_days=1
-    )
-    ResourceRequest.objects.filter(pk=failed.pk).update(state="failed", error="boom")
+    failed = ResourceRequestFactory(team=atlas, requester=requester, name="broken", state="failed", error="boom")
     client.force_login(admin_user)
     client.post(
         reverse("admin:requests_app_resourcerequest_changelist"),

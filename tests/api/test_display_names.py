@@ -15,7 +15,7 @@ from django.utils import timezone
 from leases import notices
 from leases.models import Lease
 from requests_app.models import Resource
-from tests.factories import active_child, active_namespace, app_template
+from tests.factories import LeaseFactory, active_child, active_namespace, app_template
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def workloads(namespace, database="orders", app="shop"):
     web = active_child(namespace, "app", app, {"namespace": str(namespace.pk), "template": "web", "replicas": 1})
     now = timezone.now()
     for resource in (namespace, db, web):
-        Lease.objects.create(resource=resource, starts_at=now, expires_at=now + timedelta(days=3))
+        LeaseFactory(resource=resource, expires_at=now + timedelta(days=3))
     return db, web
 
 

@@ -7,14 +7,13 @@ import time
 
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
-from django.utils import timezone
 
 from provisioning.models import Release
 from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app.errors import ValidationFailed
-from requests_app.models import AuditEvent, Resource, ResourceRequest
+from requests_app.models import AuditEvent, ResourceRequest
 from requests_app.services import request_submit
-from tests.factories import active_namespace, app_template
+from tests.factories import ResourceFactory, active_namespace, app_template
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/requests/"
@@ -43,30 +42,7 @@ def namespaces(atlas, zephyr, requester, outsider):
 def live_app(namespace, owner, host, name="live", state="active"):
     """An app that runs (or ran: `state`) with `host`, as the worker leaves it."""
     spec = {"namespace": namespace.namespace_name, "template": "web", "replicas": 1, "image_tag": "1.4.2", "host": host}
-    request = ResourceRequest.objects.create(
-        kind="app",
-        team=namespace.team,
-        requester=owner,
-        name=name,
-        environment="dev",
-        lease_days=14,
-        spec=spec,
-        parent=namespace,
-        state="active" if state in ("active", "grace") else "reclaimed",
-    )
-    return Resource.objects.create(
-        kind="app",
-        name=name,
-        team=namespace.team,
-        owner=owner,
-        environment="dev",
-        spec=spec,
-        lease_days=14,
-        parent=namespace,
-        created_by_request=request,
-        state=state,
-        activated_at=timezone.now(),
-    )
+    return ResourceFactory(kind="app", parent=namespace, owner=owner, name=name, spec=spec, state=state)
 
 
 def assert_host_refused(response, message=TAKEN):

@@ -11,11 +11,11 @@ from rest_framework.renderers import JSONRenderer
 
 from approvals.api.serializers import StepSerializer, approval_section, attach_approval_rows, step_row
 from approvals.models import ApprovalChain, ApprovalStep, Decision
-from leases.api.serializers import LeaseSerializer, lease_row
+from leases.api.serializers import LeaseSerializer, ResourceSerializer, lease_row
 from leases.models import Lease
 from provisioning.api.serializers import ManagedObjectSerializer, object_row
 from provisioning.models import ManagedObject, Release
-from requests_app.api.serializers import EventSerializer, RequestSerializer, ResourceSerializer, event_row
+from requests_app.api.serializers import EventSerializer, RequestSerializer, event_row
 from requests_app.models import AuditEvent, Resource, ResourceRequest
 from requests_app.selectors import requests_visible_to, resources_visible_to
 from tests.factories import active_child, active_namespace

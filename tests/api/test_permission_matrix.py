@@ -37,7 +37,7 @@ from provisioning.models import ManagedObject, Release
 from requests_app.models import Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.conftest import namespace_body
-from tests.factories import UserFactory, active_child, active_namespace, app_template, team
+from tests.factories import ResourceRequestFactory, UserFactory, active_child, active_namespace, app_template, team
 
 pytestmark = pytest.mark.django_db
 
@@ -264,16 +264,7 @@ def world(settings, no_cluster) -> World:
     reclaimed = active_namespace(atlas, dana, name="old")
     Resource.objects.filter(pk=reclaimed.pk).update(state="reclaimed")
     ResourceRequest.objects.filter(pk=reclaimed.created_by_request_id).update(state="reclaimed")
-    failed = ResourceRequest.objects.create(
-        kind="namespace",
-        team=atlas,
-        requester=dana,
-        name="broken",
-        environment="dev",
-        lease_days=14,
-        spec={"plan": "small"},
-        state="failed",
-    )
+    failed = ResourceRequestFactory(team=atlas, requester=dana, name="broken", state="failed")
     ids = {
         "request": pending.pk,
         "step": step.pk,

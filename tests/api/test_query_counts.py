@@ -10,10 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.models import ApprovalChain, ApprovalStep, Decision
-from leases.models import Lease
 from provisioning.models import ManagedObject, Release
-from requests_app.models import Resource, ResourceRequest
-from tests.factories import active_namespace
+from requests_app.models import ResourceRequest
+from tests.factories import LeaseFactory, active_child, active_namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -24,51 +23,22 @@ def make_requests(team, user, count):
     return ResourceRequest.objects.first()
 
 
-def child(namespace, kind, name, user, spec):
-    request = ResourceRequest.objects.create(
-        kind=kind,
-        team=namespace.team,
-        requester=user,
-        name=name,
-        environment="dev",
-        lease_days=14,
-        spec=spec,
-        state="active",
-        parent=namespace,
-        frozen={"provider": "statefulset"},
-    )
-    resource = Resource.objects.create(
-        kind=kind,
-        name=name,
-        team=namespace.team,
-        owner=user,
-        environment="dev",
-        spec=spec,
-        lease_days=14,
-        created_by_request=request,
-        parent=namespace,
-        state="active",
-    )
-    return request, resource
-
-
 def make_resources(team, user, count, start=0):
     """`count` resources of each kind, each with a lease and objects (and releases for apps): every
     section of the resource representation has rows to read."""
-    now = timezone.now()
+    frozen = {"provider": "statefulset"}
     for i in range(start, start + count):
         namespace = active_namespace(team, user, name=f"ns{i}")
-        _, database = child(
-            namespace,
-            "database",
-            f"db{i}",
-            user,
-            {"engine": "postgres", "version": "16", "storage": "10Gi", "plan": "small"},
+        database_spec = {"engine": "postgres", "version": "16", "storage": "10Gi", "plan": "small"}
+        database = active_child(namespace, "database", f"db{i}", database_spec, owner=user, frozen=frozen)
+        app = active_child(
+            namespace, "app", f"app{i}", {"template": "web", "image_tag": "1.0.0"}, owner=user, frozen=frozen
         )
-        request, app = child(namespace, "app", f"app{i}", user, {"template": "web", "image_tag": "1.0.0"})
-        Release.objects.create(resource=app, number=1, request=request, image_tag="1.0.0", spec={}, manifests=[])
+        Release.objects.create(
+            resource=app, number=1, request=app.created_by_request, image_tag="1.0.0", spec={}, manifests=[]
+        )
         for resource in (namespace, database, app):
-            Lease.objects.create(resource=resource, starts_at=now, expires_at=now + timedelta(days=14))
+            LeaseFactory(resource=resource)
             ManagedObject.objects.create(
                 resource=resource, api_version="v1", kind="ConfigMap", namespace=f"atlas-ns{i}", name=resource.name
             )
@@ -231,7 +201,7 @@ def test_the_lease_dashboard_is_bounded(client, requester, atlas, django_assert_
     now = timezone.now()
     for i in range(5):
         namespace = active_namespace(atlas, requester, name=f"ns{i}")
-        Lease.objects.create(resource=namespace, starts_at=now, expires_at=now + timedelta(days=1, hours=i))
+        LeaseFactory(resource=namespace, expires_at=now + timedelta(days=1, hours=i))
     client.force_login(requester)
     with django_assert_max_num_queries(13):  # a count only for a full section
         page = client.get("/leases/").content.decode()

@@ -41,7 +41,7 @@ from provisioning.services.plan import resource_id_for
 from requests_app.models import Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.conftest import require_env
-from tests.factories import active_namespace, app_template
+from tests.factories import ResourceRequestFactory, active_namespace, app_template
 from tests.integration.conftest import token_kubeconfig
 
 # Bounded and repeatable: a fixed seed, no shrinking, no example database (.hypothesis/examples).
@@ -154,16 +154,7 @@ def world(refusing_cluster, atlas, zephyr, requester, teammate, approver, outsid
         justification="a prod namespace",
         spec={"plan": "medium"},
     )
-    failed = ResourceRequest.objects.create(
-        kind="namespace",
-        team=atlas,
-        requester=requester,
-        name=f"{unique_name}-bad",
-        environment="dev",
-        lease_days=14,
-        spec={"plan": "small"},
-        state="failed",
-    )
+    failed = ResourceRequestFactory(team=atlas, requester=requester, name=f"{unique_name}-bad", state="failed")
     theirs = active_namespace(zephyr, outsider, name=f"{unique_name}-z")
     lease_open(resource=theirs)
     resources = [namespace, database, app, gone, theirs]

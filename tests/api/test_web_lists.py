@@ -12,9 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from leases.models import Lease
 from requests_app.models import Resource, ResourceRequest
-from tests.factories import active_child, active_namespace
+from tests.factories import LeaseFactory, active_child, active_namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +135,7 @@ def test_each_filter_narrows_the_list_as_the_api_does(client, api, requester, at
     ResourceRequest.objects.filter(name="live1").update(state="pending_approval")
     Resource.objects.filter(name="live1").update(state="grace")
     now = timezone.now()
-    Lease.objects.create(resource=namespace, starts_at=now, expires_at=now + timedelta(days=3))
+    LeaseFactory(resource=namespace, expires_at=now + timedelta(days=3))
     client.force_login(admin_user)
     api.as_(admin_user)
     for query, expected in FILTER_CASES[path].items():
@@ -214,7 +213,7 @@ def test_the_dashboard_chart_names_its_axes_and_has_a_text_alternative(client, r
     now = timezone.now()
     for i, days in enumerate((1, 2, 9)):
         namespace = active_namespace(atlas, requester, name=f"ns{i}")
-        Lease.objects.create(resource=namespace, starts_at=now, expires_at=now + timedelta(days=days))
+        LeaseFactory(resource=namespace, expires_at=now + timedelta(days=days))
     client.force_login(requester)
     page = client.get("/leases/").content.decode()
     assert "Leases expiring (count)" in page and "Weeks from today (week 1 = the next 7 days)" in page

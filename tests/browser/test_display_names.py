@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from leases.models import Lease
 from requests_app.services import request_submit
-from tests.factories import UserFactory, active_child, active_namespace, app_template, team
+from tests.factories import LeaseFactory, UserFactory, active_child, active_namespace, app_template, team
 
 from .conftest import log_in
 
@@ -36,7 +35,7 @@ def test_databases_and_apps_are_named_by_namespace_and_name_on_every_page(live_s
     )
     now = timezone.now()
     for resource in (web, orders, shop):
-        Lease.objects.create(resource=resource, starts_at=now, expires_at=now + timedelta(days=10))
+        LeaseFactory(resource=resource, expires_at=now + timedelta(days=10))
     # Waiting for approval: another database and app in the same namespace.
     for kind, name, spec in (
         ("database", "ledger", {"engine": "postgres", "version": "16", "plan": "small", "storage": "5Gi"}),

@@ -6,7 +6,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 
 from leases.models import Lease
 from provisioning.models import ManagedObject
@@ -107,11 +107,6 @@ def test_protected_namespaces_are_never_deleted(active_namespace, protected):
     ManagedObject.objects.filter(pk=forged.pk).update(name=protected)
     report = resource_teardown(resource=Resource.objects.get(pk=resource.pk))
     assert f"Namespace {protected}: protected namespace" in report.refused
-
-
-def test_a_bad_now_is_a_clear_error():
-    with pytest.raises(CommandError, match="not an ISO 8601"):
-        call_command("reclaim_leases", "--now", "yesterday")
 
 
 def test_a_pass_that_cannot_reach_the_cluster_still_completes_and_says_so(active_namespace, settings):

@@ -46,8 +46,8 @@ def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.mark.integration  # needs the Kubernetes API server (the pass runs in full)
-@pytest.mark.parametrize("dry_run", [True, False])
+# A dry run reads and decides without calling the cluster; a real pass needs the Kubernetes API server.
+@pytest.mark.parametrize("dry_run", [True, pytest.param(False, marks=pytest.mark.integration)])
 def test_a_pass_costs_the_same_with_10_or_200_leases_far_from_expiry(
     atlas, requester, settings, fast_passwords, dry_run
 ):

@@ -1,0 +1,19 @@
+"""The FilterSets of the requests app: the filters of `GET /api/v1/requests/` and of the requests page."""
+
+from __future__ import annotations
+
+import django_filters
+
+from .models import Environment, Kind, RequestState, ResourceRequest
+
+
+class RequestFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=RequestState.choices)
+    kind = django_filters.ChoiceFilter(choices=Kind.choices)
+    team = django_filters.CharFilter(field_name="team__slug")
+    environment = django_filters.ChoiceFilter(choices=Environment.choices)
+    search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
+
+    class Meta:
+        model = ResourceRequest
+        fields = ["state", "kind", "team", "environment"]
