@@ -21,7 +21,7 @@ from requests_app.services import (
 from .. import notices
 from ..models import OwnerCheck
 from .opening import database_now
-from .report import ReclaimReport
+from .report import Outcome, ReclaimReport
 
 
 def _owner_still_in_team(owner, group: str, cache: dict[int, set[str] | None]) -> bool:
@@ -86,7 +86,9 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | 
         live.filter(reduce(operator.or_, left)).select_related("owner", "team", "parent__team").order_by("pk")
     ):
         former = resource.owner.get_username()
-        report.handed_over.append(f"{resource} of {former} → team {resource.team.slug}")
+        report.add(
+            Outcome.HANDED_OVER, str(resource), resource_id=resource.pk, detail=f"{former} → team {resource.team.slug}"
+        )
         if dry_run:
             continue
         with transaction.atomic():
