@@ -12,13 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 from knox.settings import knox_settings
 
+from requests_app.directory import directory_reread, is_directory_account
 from requests_app.services import audit_record
 
 from .models import ApiToken
 
 logger = logging.getLogger(__name__)
-
-LDAP_BACKEND = "django_auth_ldap.backend.LDAPBackend"
 
 
 @transaction.atomic
@@ -55,15 +54,6 @@ def _refresh_key(user: AbstractBaseUser) -> str:
     return f"leasehold:ldap-groups-refreshed:{user.pk}"
 
 
-def directory_in_use() -> bool:
-    return LDAP_BACKEND in settings.AUTHENTICATION_BACKENDS
-
-
-def is_directory_account(user: AbstractBaseUser) -> bool:
-    """Accounts that LDAP made have no usable local password; local (break-glass) accounts do."""
-    return directory_in_use() and not user.has_usable_password()
-
-
 def directory_mark_fresh(*, user: AbstractBaseUser) -> None:
     """Remember that the user's groups were just read from the directory (a login does that)."""
     interval = settings.LEASEHOLD_LDAP_REFRESH_SECONDS
@@ -86,9 +76,7 @@ def directory_refresh(*, user: AbstractBaseUser) -> AbstractBaseUser | None:
     interval = settings.LEASEHOLD_LDAP_REFRESH_SECONDS
     if interval > 0 and _cached(key) is not None:
         return user
-    from django_auth_ldap.backend import LDAPBackend
-
-    fresh = LDAPBackend().populate_user(user.get_username())
+    fresh = directory_reread(user)
     if fresh is None:
         logger.warning("The directory did not confirm %s for an API token.", user.get_username())
         return None

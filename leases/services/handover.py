@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from requests_app.directory import directory_reread, is_directory_account, user_group_names
 from requests_app.models import (
     Resource,
 )
@@ -34,14 +35,12 @@ def _owner_still_in_team(owner, group: str, cache: dict[int, set[str] | None]) -
 def _current_groups(user) -> set[str] | None:
     """The user's groups, read from the directory when LDAP is configured; None when the account is gone."""
     # Directory accounts have no usable local password; local accounts are judged by their groups here.
-    if "django_auth_ldap.backend.LDAPBackend" in settings.AUTHENTICATION_BACKENDS and not user.has_usable_password():
-        from django_auth_ldap.backend import LDAPBackend
-
-        refreshed = LDAPBackend().populate_user(user.get_username())
+    if is_directory_account(user):
+        refreshed = directory_reread(user)
         if refreshed is None:
             return None
         user = refreshed
-    return set(user.groups.values_list("name", flat=True))
+    return user_group_names(user)
 
 
 def _owners_to_check(*, dry_run: bool, now: datetime) -> list[int]:
