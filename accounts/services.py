@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from knox.settings import knox_settings
 
+from requests_app.directory import directory_reread, is_directory_account
 from requests_app.services import audit_record
 
 from .models import ApiToken
@@ -76,9 +77,7 @@ def directory_refresh(*, user: AbstractBaseUser) -> AbstractBaseUser | None:
     interval = settings.LEASEHOLD_LDAP_REFRESH_SECONDS
     if interval > 0 and _cached(key) is not None:
         return user
-    from django_auth_ldap.backend import LDAPBackend
-
-    fresh = LDAPBackend().populate_user(user.get_username())
+    fresh = directory_reread(user)
     if fresh is None:
         logger.warning("The directory did not confirm %s for an API token.", user.get_username())
         return None

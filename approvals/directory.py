@@ -9,20 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
+from requests_app.directory import directory_in_use, directory_reread, user_group_names
 
 logger = logging.getLogger(__name__)
-
-LDAP_BACKEND = "django_auth_ldap.backend.LDAPBackend"
-
-
-def directory_in_use() -> bool:
-    return LDAP_BACKEND in settings.AUTHENTICATION_BACKENDS
-
-
-def user_group_names(user) -> set[str]:
-    """The user's groups as mirrored in Django (what the queue shows)."""
-    return set(user.groups.values_list("name", flat=True))
 
 
 def groups_at_decision_time(user) -> set[str] | None:
@@ -33,9 +22,7 @@ def groups_at_decision_time(user) -> set[str] | None:
     """
     if not directory_in_use():
         return user_group_names(user)
-    from django_auth_ldap.backend import LDAPBackend
-
-    fresh = LDAPBackend().populate_user(user.get_username())
+    fresh = directory_reread(user)
     if fresh is None:
         logger.warning("The directory did not confirm %s at decision time.", user.get_username())
         return None

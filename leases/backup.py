@@ -6,15 +6,14 @@ deleted only once every backup Job has succeeded. A failed backup stops that del
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 from django.conf import settings
 
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
-from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection, database_secret_name
-from provisioning.services.plan import database_spec_of
+from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection
+from provisioning.services.plan import database_secret_ref, database_spec_of, stored_password
 from requests_app.models import Kind, Resource
 
 # The dump is written to a partial file and renamed, so a killed Job never leaves a file that looks
@@ -145,13 +144,10 @@ def _job_manifests(
 
 
 def database_password(database: Resource) -> str:
-    secret = cluster.read(
-        cluster.ObjectRef("v1", "Secret", database.namespace_name, database_secret_name(database.name))
-    )
-    data = (secret or {}).get("data") or {}
-    if not data.get("password"):
+    password = stored_password(cluster.read(database_secret_ref(database.namespace_name, database.name)))
+    if password is None:
         raise PermanentClusterError(f"The Secret of database {database.name} is gone: nothing to back up with.")
-    return base64.b64decode(data["password"]).decode()
+    return password
 
 
 def job_outcome(job: dict | None) -> str:

@@ -16,27 +16,18 @@ from requests_app import logs
 from . import metrics
 from .models import ReclaimPass
 from .services.reclaim_pass import reclaim_pass
-from .services.report import ReclaimReport
+from .services.report import Outcome, ReclaimReport
 
 log = logging.getLogger(__name__)
 
-# What a pass reports, stage by stage (ReclaimReport's lists): the `outcome` label of its metrics.
-OUTCOMES = (
-    "notices",
-    "earlier_mail",
-    "handed_over",
-    "to_grace",
-    "backups",
-    "reclaimed",
-    "in_progress",
-    "deferred",
-    "refused",
-    "errors",
-)
+# What a pass reports, stage by stage (ReclaimReport's outcomes): the `outcome` label of its metrics.
+OUTCOMES = tuple(outcome.value for outcome in Outcome)
 
 
 def report_outcomes(report: ReclaimReport) -> dict[str, int]:
-    return {name: len(getattr(report, name, ())) for name in OUTCOMES}
+    """Entries per outcome, counted by each entry's `outcome` (never its text); the errors include the
+    failed backups, which are counted on their own too (`backup_failed`)."""
+    return report.counts()
 
 
 def reclaim_pass_recorded(*, origin: str, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:

@@ -8,7 +8,6 @@ from requests_app.models import Resource
 from requests_app.names import count_of
 
 QUARANTINE_MANAGER = "leasehold-quarantine"
-WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 def _key(obj: ManagedObject) -> str:
@@ -23,7 +22,9 @@ def workloads_of(resource: Resource) -> list[ManagedObject]:
     zero that their own quarantine left.
     """
     return list(
-        ManagedObject.objects.filter(resource=resource, kind__in=WORKLOAD_KINDS, deleted_at__isnull=True).order_by("pk")
+        ManagedObject.objects.filter(
+            resource=resource, kind__in=cluster.WORKLOAD_KINDS, deleted_at__isnull=True
+        ).order_by("pk")
     )
 
 

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+# The objects that run a resource's pods: provisioning waits for them to be available, quarantine
+# (leases) scales them to zero.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 _lock = threading.Lock()
 _clients: dict[str, DynamicClient] = {}
 _api_clients: dict[str, ApiClient] = {}
@@ -180,9 +183,11 @@ def _classify(exc: Exception) -> Exception:
     return PermanentClusterError(message, status=status)
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)]."""
-    return random.uniform(0, min(cap, base * (2**attempt)))  # noqa: S311 (jitter, not cryptography)
+def backoff_delay(attempt: int, *, base: float, cap: float, spread: float = 1.0, at_least: float = 0.0) -> float:
+    """Exponential backoff with jitter, the one formula of every retry: base·2^attempt scaled by a random
+    factor in [1 - spread, 1] (spread 1: full jitter), at least `at_least` (a Retry-After), at most `cap`."""
+    jittered = base * (2 ** min(attempt, 60)) * random.uniform(1 - spread, 1)  # noqa: S311 (jitter, not cryptography)
+    return min(cap, max(jittered, at_least))
 
 
 def with_retries(call: Callable[[], T], *, what: str) -> T:
@@ -199,8 +204,8 @@ def with_retries(call: Callable[[], T], *, what: str) -> T:
             cap = settings.LEASEHOLD_K8S_BACKOFF_MAX_SECONDS
             if attempt + 1 >= attempts or (exc.retry_after or 0) > cap:
                 raise
-            pause = max(
-                backoff_delay(attempt, base=settings.LEASEHOLD_K8S_BACKOFF_SECONDS, cap=cap), exc.retry_after or 0
+            pause = backoff_delay(
+                attempt, base=settings.LEASEHOLD_K8S_BACKOFF_SECONDS, cap=cap, at_least=exc.retry_after or 0
             )
             log.info("%s: %s; retrying in %.2fs", what, exc, pause)
             time.sleep(pause)

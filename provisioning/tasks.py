@@ -120,4 +120,9 @@ def sweep_when_a_worker_starts(sender, **kwargs) -> None:
 def reconcile_resources() -> dict:
     """Converge active resources with the cluster and finish the teardown of failed ones."""
     report = resources_reconcile()
-    return {"checked": report.checked, "findings": report.findings, "errors": report.errors}
+    return {
+        "checked": report.checked,
+        "findings": report.findings,
+        "errors": report.errors,
+        "outcomes": report.counts(),  # by each entry's outcome
+    }

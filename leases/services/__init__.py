@@ -12,6 +12,7 @@ that owns a name; this package re-exports nothing.
 - `reclaim_pass`: the pass itself, its dry run, and following leases still going away
 - `restore`: restoring a reclaimed database
 
-Order (each imports only those after it): reclaim_pass > restore, reclaim > backups, grace > extension
-> opening; reclaim_pass > handover, expiry_notices > report.
+Imports between them go one way (no cycles): opening, report and backups at the bottom; extension
+-> opening; grace -> extension; handover, expiry_notices -> report; restore -> backups, extension;
+reclaim -> backups, grace; reclaim_pass (the top) -> all the others but backups.
 """

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from provisioning import cluster
@@ -24,13 +25,25 @@ log = logging.getLogger(__name__)
 BACKUP_RETRY_AFTER = timedelta(hours=1)
 
 
-def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
+@dataclass(frozen=True)
+class BackupCheck:
+    """The backups a deletion waits for: how many databases it destroys, whether every backup succeeded
+    (`ready`), whether one failed, and a note listing each (kept on the lease and in the report)."""
+
+    databases: int
+    ready: bool
+    failed: bool
+    note: str
+
+
+def _ensure_backups(*, resource: Resource, now: datetime) -> BackupCheck:
     """Start (or check) a backup Job for every database the deletion would destroy.
 
-    Returns (all succeeded, note). A failed backup is audited and alerted once, and blocks deletion.
+    A failed backup is audited and alerted once, and blocks deletion.
     """
     notes = []
     ready = True
+    failed = False
     for database in backup.databases_to_back_up(resource):
         current = database.backups.filter(kind=BackupKind.DUMP).order_by("-started_at").first()
         # A failed backup is tried again at most hourly, so a broken backup volume alerts hourly, not per pass.
@@ -46,8 +59,9 @@ def _ensure_backups(*, resource: Resource, now: datetime) -> tuple[bool, str]:
                 _finish_backup(current, outcome, now)
         if current.state != BackupState.SUCCEEDED:
             ready = False
+        failed = failed or current.state == BackupState.FAILED
         notes.append(f"backup of {database.name}: {current.state} ({current.location})")
-    return ready, "; ".join(notes)
+    return BackupCheck(databases=len(notes), ready=ready, failed=failed, note="; ".join(notes))
 
 
 def _start_backup(*, database: Resource, now: datetime) -> Backup:

@@ -15,7 +15,7 @@ from requests_app.services import (
 
 from .. import notices
 from ..models import Lease, LeaseState, next_notice_at
-from .report import _LABEL_RELATED, ReclaimReport, _label
+from .report import _LABEL_RELATED, Outcome, ReclaimEntry, ReclaimReport, _label
 
 
 def _thresholds_due(lease: Lease, now: datetime) -> list[int]:
@@ -41,7 +41,9 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
                 )
             continue
         if dry_run:
-            report.notices.append(f"{_label(lease)}: {count_of(min(due), 'day')} left")
+            report.add(
+                Outcome.NOTICE, _label(lease), resource_id=lease.resource_id, detail=f"{count_of(min(due), 'day')} left"
+            )
             continue
         with transaction.atomic():
             locked = Lease.objects.select_for_update(skip_locked=True).filter(pk=lease.pk).first()
@@ -63,8 +65,13 @@ def send_notices(*, now: datetime, dry_run: bool, report: ReclaimReport) -> None
             )
             mail = notices.expiry_notice(resource, locked.expires_at, min(due))
         # Reported as sent only once the mail backend accepted it (at the end of the pass).
-        line = f"{_label(lease)}: {count_of(min(due), 'day')} left"
+        left = f"{count_of(min(due), 'day')} left"
         if mail is None:
-            report.errors.append(f"{line}: nobody to send the notice to (no owner or team member has an email address)")
+            report.add(
+                Outcome.ERROR,
+                _label(lease),
+                resource_id=lease.resource_id,
+                detail=f"{left}: nobody to send the notice to (no owner or team member has an email address)",
+            )
         else:
-            report.notice_mail[mail.pk] = line
+            report.notice_mail[mail.pk] = ReclaimEntry(Outcome.NOTICE, str(lease.resource_id), _label(lease), left)

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from requests_app.directory import directory_reread, is_directory_account, user_group_names
 from requests_app.models import (
     Resource,
 )
@@ -21,7 +22,7 @@ from requests_app.services import (
 from .. import notices
 from ..models import OwnerCheck
 from .opening import database_now
-from .report import ReclaimReport
+from .report import Outcome, ReclaimReport
 
 
 def _owner_still_in_team(owner, group: str, cache: dict[int, set[str] | None]) -> bool:
@@ -34,14 +35,12 @@ def _owner_still_in_team(owner, group: str, cache: dict[int, set[str] | None]) -
 def _current_groups(user) -> set[str] | None:
     """The user's groups, read from the directory when LDAP is configured; None when the account is gone."""
     # Directory accounts have no usable local password; local accounts are judged by their groups here.
-    if "django_auth_ldap.backend.LDAPBackend" in settings.AUTHENTICATION_BACKENDS and not user.has_usable_password():
-        from django_auth_ldap.backend import LDAPBackend
-
-        refreshed = LDAPBackend().populate_user(user.get_username())
+    if is_directory_account(user):
+        refreshed = directory_reread(user)
         if refreshed is None:
             return None
         user = refreshed
-    return set(user.groups.values_list("name", flat=True))
+    return user_group_names(user)
 
 
 def _owners_to_check(*, dry_run: bool, now: datetime) -> list[int]:
@@ -86,7 +85,9 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | 
         live.filter(reduce(operator.or_, left)).select_related("owner", "team", "parent__team").order_by("pk")
     ):
         former = resource.owner.get_username()
-        report.handed_over.append(f"{resource} of {former} → team {resource.team.slug}")
+        report.add(
+            Outcome.HANDED_OVER, str(resource), resource_id=resource.pk, detail=f"{former} → team {resource.team.slug}"
+        )
         if dry_run:
             continue
         with transaction.atomic():

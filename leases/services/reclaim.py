@@ -43,7 +43,21 @@ from .opening import database_now
 log = logging.getLogger(__name__)
 
 
+TAKEN = "taken by another pass"
 WITHDRAWN = "withdrawn: the resource is being reclaimed, so it can no longer be changed or extended"
+
+
+@dataclass(frozen=True)
+class ReclaimStep:
+    """What one lease's reclaim came to: `done` (everything gone and recorded) and the note kept on the
+    lease; whether it waits for backups (`backed_up`: it destroys databases, and `backup_failed`: one of
+    their backups failed, so nothing was deleted); `taken` when another pass holds the lease."""
+
+    done: bool
+    note: str
+    backed_up: bool = False
+    backup_failed: bool = False
+    taken: bool = False
 
 
 def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
@@ -56,7 +70,7 @@ def lease_reclaim(*, lease_id: int, now: datetime) -> tuple[bool, str]:
     """
     token = _claim_lease(lease_id, state__in=[LeaseState.GRACE, LeaseState.RECLAIMING])
     if token is None:
-        return False, "taken by another pass"
+        return False, TAKEN
     try:
         if why := _reclaim_start([lease_id], now=now).get(lease_id):
             return False, why
@@ -154,8 +168,9 @@ class _Teardown:
     token: uuid.UUID
     keep: list[dict[str, Any]] = field(default_factory=list)
     backup_note: str = ""
+    backed_up: bool = False  # the lease destroys databases: their backups came first
     plan: TeardownPlan | None = None
-    outcome: tuple[bool, str] | None = None
+    outcome: ReclaimStep | None = None
     error: ClusterError | None = None
     kept_now: bool = False  # `keep` was rendered now (not yet on the lease)
 
@@ -190,13 +205,14 @@ def _teardown_prepare(lease_ids: list[int], *, token: uuid.UUID, now: datetime) 
         job = jobs[lease.pk] = _Teardown(lease_id=lease.pk, token=token)
         if resource.kind == Kind.DATABASE or resource.pk in with_databases:
             try:
-                backed_up, job.backup_note = _ensure_backups(resource=resource, now=now)
+                check = _ensure_backups(resource=resource, now=now)
             except ClusterError as exc:  # this lease's backup could not be checked: the others go on
                 job.error = exc
                 continue
-            if not backed_up:
+            job.backup_note, job.backed_up = check.note, check.databases > 0
+            if not check.ready:
                 Lease.objects.filter(pk=lease.pk, claim_token=token).update(last_report=job.backup_note)
-                job.outcome = (False, job.backup_note)
+                job.outcome = ReclaimStep(False, job.backup_note, backed_up=job.backed_up, backup_failed=check.failed)
                 continue
         job.keep = lease.last_manifests
         if not job.keep:
@@ -205,14 +221,14 @@ def _teardown_prepare(lease_ids: list[int], *, token: uuid.UUID, now: datetime) 
     return jobs
 
 
-def _teardown_finish(finished: list[tuple[_Teardown, TeardownReport]], *, now: datetime) -> list[tuple[bool, str]]:
+def _teardown_finish(finished: list[tuple[_Teardown, TeardownReport]], *, now: datetime) -> list[ReclaimStep]:
     """The database side after the cluster calls, in one transaction for the batch: the objects found
     gone are marked, each lease keeps its report; a lease with nothing pending any more is marked
     reclaimed with its resource and request (and the children that went with a namespace). A lease
     another pass took over meanwhile (its claim ran out) is left to that pass."""
     if not finished:
         return []
-    outcomes: list[tuple[bool, str]] = []
+    outcomes: list[ReclaimStep] = []
     with transaction.atomic():
         gone = TeardownReport()
         for _, report in finished:
@@ -226,13 +242,13 @@ def _teardown_finish(finished: list[tuple[_Teardown, TeardownReport]], *, now: d
         for job, report in finished:
             note = _teardown_note(job, report)
             if tokens.get(job.lease_id) != job.token:
-                outcomes.append((False, "taken by another pass"))
+                outcomes.append(ReclaimStep(False, TAKEN, taken=True))
             elif not report.complete:
                 waiting.append((job, note))
-                outcomes.append((False, note))
+                outcomes.append(ReclaimStep(False, note, backed_up=job.backed_up))
             else:
                 lease = Lease.objects.get(pk=job.lease_id)  # locked above
-                outcomes.append((True, _teardown_complete(lease, job, note, now)))
+                outcomes.append(ReclaimStep(True, _teardown_complete(lease, job, note, now), backed_up=job.backed_up))
         _keep_reports(waiting)
     return outcomes
 
@@ -295,8 +311,10 @@ def _teardown_and_finish(*, lease_id: int, token: uuid.UUID, now: datetime) -> t
     if job.error is not None:
         raise job.error
     if job.outcome is not None or job.plan is None:
-        return job.outcome or (False, "")
-    return _teardown_finish([(job, teardown_run(job.plan))], now=now)[0]
+        step = job.outcome or ReclaimStep(False, "")
+    else:
+        step = _teardown_finish([(job, teardown_run(job.plan))], now=now)[0]
+    return step.done, step.note
 
 
 def _teardown_quietly(plan: TeardownPlan) -> TeardownReport | ClusterError:

@@ -35,8 +35,16 @@ from .extension import extensions_sweep, lease_restore_workloads
 from .grace import _release_leases, lease_enter_grace, lease_quarantine
 from .handover import hand_over_departed
 from .opening import database_now
-from .reclaim import _claim_leases, _reclaim_start, _Teardown, _teardown_finish, _teardown_prepare, _teardown_quietly
-from .report import _LABEL_RELATED, ReclaimReport, _label, _lease_rows, _LeaseRow
+from .reclaim import (
+    ReclaimStep,
+    _claim_leases,
+    _reclaim_start,
+    _Teardown,
+    _teardown_finish,
+    _teardown_prepare,
+    _teardown_quietly,
+)
+from .report import _LABEL_RELATED, Outcome, ReclaimReport, _label, _lease_rows, _LeaseRow
 from .restore import check_restores
 
 log = logging.getLogger(__name__)
@@ -54,19 +62,21 @@ def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: QuerySet, report: Re
     )
     for resource_id, api_version, kind, namespace, name in recorded:
         objects.setdefault(resource_id, []).append(str(cluster.ObjectRef(api_version, kind, namespace, name)))
-    databases: dict[Any, list[str]] = {}
+    databases: dict[Any, list[tuple[Any, str]]] = {}
     children = (
         Resource.objects.filter(parent_id__in=resource_ids, kind=Kind.DATABASE)
         .exclude(state__in=Resource.TERMINAL)
         .order_by("pk")
-        .values_list("parent_id", "name")
+        .values_list("parent_id", "pk", "name")
     )
-    for parent_id, name in children:
-        databases.setdefault(parent_id, []).append(name)
+    for parent_id, pk, name in children:
+        databases.setdefault(parent_id, []).append((pk, name))
     for row in listed:
-        names = [row.name] if row.kind == Kind.DATABASE else databases.get(row.resource_id, [])
-        report.backups.extend(f"database {row.namespace}/{name}" for name in names)
-        report.reclaimed.append(f"{row.label}: {', '.join(objects[row.resource_id]) or 'no objects'}")
+        names = [(row.resource_id, row.name)] if row.kind == Kind.DATABASE else databases.get(row.resource_id, [])
+        for pk, name in names:
+            report.add(Outcome.BACKUP, f"database {row.namespace}/{name}", resource_id=pk)
+        objects_of = ", ".join(objects[row.resource_id]) or "no objects"
+        report.add(Outcome.RECLAIMED, row.label, resource_id=row.resource_id, detail=objects_of)
 
 
 def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
@@ -98,16 +108,24 @@ def _mail_retry_earlier(*, report: ReclaimReport) -> None:
     """Send the outbox's pending mail (what earlier passes or requests could not send), so that a refused
     notice goes out with the next pass."""
     if report.dry_run:
-        report.earlier_mail.extend(_mail_line(m) for m in mail_pending()[: settings.LEASEHOLD_MAIL_MAX_PER_RUN])
+        for mail in mail_pending()[: settings.LEASEHOLD_MAIL_MAX_PER_RUN]:
+            report.add(Outcome.EARLIER_MAIL, _mail_line(mail))
         return
     delivery = mail_deliver_pending(limit=settings.LEASEHOLD_MAIL_MAX_PER_RUN)
-    report.earlier_mail.extend(f"{_mail_line(m)}, attempt {m.attempts}" for m in delivery.sent)
-    report.errors.extend(
-        f"{_mail_line(m)}: still not sent after {m.attempts} attempt(s): {m.last_error}; retried by the next pass"
-        for m in delivery.failed
-    )
+    for mail in delivery.sent:
+        report.add(Outcome.EARLIER_MAIL, _mail_line(mail), detail=f"attempt {mail.attempts}")
+    for mail in delivery.failed:
+        report.add(
+            Outcome.ERROR,
+            _mail_line(mail),
+            detail=f"still not sent after {mail.attempts} attempt(s): {mail.last_error}; retried by the next pass",
+        )
     if delivery.stopped and (left := mail_pending().count() - len(delivery.failed)) > 0:
-        report.errors.append(f"{left} more pending mail not tried, the mail backend cannot be used: {delivery.stopped}")
+        report.add(
+            Outcome.ERROR,
+            "",
+            detail=f"{left} more pending mail not tried, the mail backend cannot be used: {delivery.stopped}",
+        )
 
 
 def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
@@ -119,10 +137,14 @@ def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
         notice = report.notice_mail.get(mail.pk)
         if mail.state == MailState.SENT:
             if notice is not None:
-                report.notices.append(notice)
+                report.entries.append(notice)
             continue
         why = mail.last_error if mail.attempts else (delivery.stopped or "not tried yet: another run is sending it")
-        report.errors.append(f"{notice or _mail_line(mail)}: {mail.topic} not sent: {why}; retried by the next pass")
+        detail = f"{mail.topic} not sent: {why}; retried by the next pass"
+        if notice is None:
+            report.add(Outcome.ERROR, _mail_line(mail), detail=detail)
+        else:
+            report.add(Outcome.ERROR, notice.name, resource_id=notice.resource_id, detail=f"{notice.detail}: {detail}")
 
 
 def _cluster_unusable(*, dry_run: bool, report: ReclaimReport) -> bool:
@@ -133,13 +155,17 @@ def _cluster_unusable(*, dry_run: bool, report: ReclaimReport) -> bool:
     except ClusterNotConfigured as exc:
         if not dry_run:
             raise
-        report.errors.append(f"cluster: {exc}: a live pass stops before changing anything and does none of this")
+        report.add(
+            Outcome.ERROR, "cluster", detail=f"{exc}: a live pass stops before changing anything and does none of this"
+        )
         return True
     except ClusterError as exc:
         would = "would move" if dry_run else "moved"
-        report.errors.append(
-            f"cluster: {exc}: the pass {would} nothing into grace and deleted nothing (notices and hand-overs "
-            "need no cluster); the next pass tries again"
+        report.add(
+            Outcome.ERROR,
+            "cluster",
+            detail=f"{exc}: the pass {would} nothing into grace and deleted nothing (notices and hand-overs "
+            "need no cluster); the next pass tries again",
         )
         return True
     return False
@@ -153,9 +179,11 @@ def _backup_storage_errors(report: ReclaimReport) -> None:
     except ClusterError as exc:
         problem = f"cannot be checked: {exc}"
     if problem:
-        report.errors.append(
-            f"back up: {problem}: the {len(report.backups)} backup Job(s) would fail, so those databases (and "
-            "the namespaces holding them) would not be deleted"
+        report.add(
+            Outcome.ERROR,
+            "back up",
+            detail=f"{problem}: the {len(report.of(Outcome.BACKUP))} backup Job(s) would fail, so those databases "
+            "(and the namespaces holding them) would not be deleted",
         )
 
 
@@ -172,15 +200,16 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, clust
     expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
     for lease in expired.select_related(*_LABEL_RELATED):
         if dry_run:
-            report.to_grace.append(_label(lease))
+            report.add(Outcome.TO_GRACE, _label(lease), resource_id=lease.resource_id)
             continue
         try:
             entered = lease_enter_grace(lease_id=lease.pk, now=now)
         except ClusterError as exc:
-            report.errors.append(f"{_label(lease)}: quarantine: {exc}; still active, the next pass tries again")
+            detail = f"quarantine: {exc}; still active, the next pass tries again"
+            report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=detail)
             continue
         if entered:
-            report.to_grace.append(_label(lease))
+            report.add(Outcome.TO_GRACE, _label(lease), resource_id=lease.resource_id)
             lease.refresh_from_db()
             notices.quarantine_notice(lease.resource, lease.grace_until, len(lease.quarantined_replicas))
     if not dry_run:
@@ -188,32 +217,34 @@ def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, clust
             try:
                 lease_quarantine(lease_id=lease.pk)
             except ClusterError as exc:
-                report.errors.append(f"{_label(lease)}: quarantine: {exc}")
+                report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=f"quarantine: {exc}")
         # Extended leases whose workloads could not be scaled back yet.
         unrestored = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now).exclude(quarantined_replicas={})
         for lease in unrestored.select_related("resource"):
             try:
                 lease_restore_workloads(lease_id=lease.pk)
             except ClusterError as exc:
-                report.errors.append(f"{_label(lease)}: restore of its workloads: {exc}")
+                detail = f"restore of its workloads: {exc}"
+                report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=detail)
 
     # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
     due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk")
     rows = _lease_rows(due)
     cap = max(0, settings.RECLAIM_MAX_PER_RUN)
     started = rows[:cap]
-    report.deferred.extend(row.label for row in rows[cap:])
+    for row in rows[cap:]:
+        report.add(Outcome.DEFERRED, row.label, resource_id=row.resource_id)
     if dry_run:
         _dry_run_reclaim(started, due.values("resource_id")[:cap], report)
         if report.backups:
             _backup_storage_errors(report)
         return
-    _reclaim_into_report([(row.pk, row.label) for row in started], now, report)
+    _reclaim_into_report(started, now, report)
     reclaim_follow(now=now, report=report, skip=[row.pk for row in started])
 
 
-def _reclaim_into_report(leases: list[tuple[int, str]], now: datetime, report: ReclaimReport) -> None:
-    """Reclaim (or follow up) `leases` (id and label), in batches of 4 × LEASEHOLD_K8S_CONCURRENCY.
+def _reclaim_into_report(leases: list[_LeaseRow], now: datetime, report: ReclaimReport) -> None:
+    """Reclaim (or follow up) `leases`, in batches of 4 × LEASEHOLD_K8S_CONCURRENCY.
 
     The database work stays in this thread, under the same claims, row locks (leases before resources,
     in key order) and audit lines as `lease_reclaim`; the cluster calls of a batch, which are
@@ -243,32 +274,32 @@ class _ReclaimBatch:
     """Some of a pass's leases: claimed, started and prepared in the caller's thread; torn down in a
     background thread (cluster calls only); recorded in the caller's thread."""
 
-    def __init__(self, leases: list[tuple[int, str]], now: datetime, report: ReclaimReport) -> None:
+    def __init__(self, leases: list[_LeaseRow], now: datetime, report: ReclaimReport) -> None:
         self.leases, self.now, self.report = leases, now, report
         self.token = uuid.uuid4()
         self.claimed: list[int] = []
-        self.ready: list[tuple[str, _Teardown, TeardownPlan]] = []
+        self.ready: list[tuple[_LeaseRow, _Teardown, TeardownPlan]] = []
         self.results: list[TeardownReport | ClusterError] = []
         self.failure: BaseException | None = None
         self.thread: threading.Thread | None = None
 
     def prepare(self) -> None:
-        self.claimed = _claim_leases([pk for pk, _ in self.leases], self.token)
-        mine = [(pk, label) for pk, label in self.leases if pk in set(self.claimed)]  # others: another pass's
+        self.claimed = _claim_leases([row.pk for row in self.leases], self.token)
+        mine = [row for row in self.leases if row.pk in set(self.claimed)]  # others: another pass's
         waiting = _reclaim_start(self.claimed, now=self.now)
-        jobs = _teardown_prepare([pk for pk, _ in mine if pk not in waiting], token=self.token, now=self.now)
-        for pk, label in mine:
-            job = jobs.get(pk)
-            if pk in waiting:
-                _report_reclaim(label, (False, waiting[pk]), self.report)
+        jobs = _teardown_prepare([row.pk for row in mine if row.pk not in waiting], token=self.token, now=self.now)
+        for row in mine:
+            job = jobs.get(row.pk)
+            if row.pk in waiting:
+                _report_reclaim(row, ReclaimStep(False, waiting[row.pk]), self.report)
             elif job is None:
                 continue
             elif job.error is not None:
-                _report_reclaim_error(label, job.error, self.report)
+                _report_reclaim_error(row, job.error, self.report)
             elif job.plan is None:
-                _report_reclaim(label, job.outcome or (False, ""), self.report)
+                _report_reclaim(row, job.outcome or ReclaimStep(False, ""), self.report)
             else:
-                self.ready.append((label, job, job.plan))
+                self.ready.append((row, job, job.plan))
 
     def launch(self) -> None:
         plans = [plan for _, _, plan in self.ready]
@@ -292,14 +323,14 @@ class _ReclaimBatch:
 
     def finish(self) -> None:
         finished = []
-        for (label, job, _), result in zip(self.ready, self.results, strict=True):
+        for (row, job, _), result in zip(self.ready, self.results, strict=True):
             if isinstance(result, ClusterError):
-                _report_reclaim_error(label, result, self.report)
+                _report_reclaim_error(row, result, self.report)
             else:
-                finished.append((label, job, result))
+                finished.append((row, job, result))
         outcomes = _teardown_finish([(job, result) for _, job, result in finished], now=self.now)
-        for (label, _, _), outcome in zip(finished, outcomes, strict=True):
-            _report_reclaim(label, outcome, self.report)
+        for (row, _, _), outcome in zip(finished, outcomes, strict=True):
+            _report_reclaim(row, outcome, self.report)
 
     def release(self) -> None:
         """Give the claims back, once no call of this batch is in flight any more."""
@@ -309,20 +340,22 @@ class _ReclaimBatch:
         self.claimed = []
 
 
-def _report_reclaim_error(label: str, exc: ClusterError, report: ReclaimReport) -> None:
-    log.warning("reclaiming %s failed: %s", label, exc)
-    report.errors.append(f"{label}: {exc}")
+def _report_reclaim_error(row: _LeaseRow, exc: ClusterError, report: ReclaimReport) -> None:
+    log.warning("reclaiming %s failed: %s", row.label, exc)
+    report.add(Outcome.ERROR, row.label, resource_id=row.resource_id, detail=str(exc))
 
 
-def _report_reclaim(label: str, outcome: tuple[bool, str], report: ReclaimReport) -> None:
-    done, note = outcome
-    if note == "taken by another pass":
+def _report_reclaim(row: _LeaseRow, step: ReclaimStep, report: ReclaimReport) -> None:
+    if step.taken:
         return
-    if "backup" in note and not done:
-        report.backups.append(f"{label}: {note}")
-    (report.reclaimed if done else report.in_progress).append(f"{label}: {note}" if note else label)
-    if "backup" in note and "failed" in note:
-        report.errors.append(f"{label}: {note} — nothing was deleted")
+    if step.backed_up and not step.done:
+        report.add(Outcome.BACKUP, row.label, resource_id=row.resource_id, detail=step.note)
+    done = Outcome.RECLAIMED if step.done else Outcome.IN_PROGRESS
+    report.add(done, row.label, resource_id=row.resource_id, detail=step.note)
+    if step.backup_failed:
+        report.add(
+            Outcome.BACKUP_FAILED, row.label, resource_id=row.resource_id, detail=f"{step.note} — nothing was deleted"
+        )
 
 
 def reclaim_follow(
@@ -342,5 +375,5 @@ def reclaim_follow(
         .exclude(pk__in=skip or [])
     )
     follow = _lease_rows(waiting.order_by("pk")[: settings.LEASEHOLD_RECLAIM_FOLLOW_MAX])
-    _reclaim_into_report([(row.pk, row.label) for row in follow], now, report)
+    _reclaim_into_report(follow, now, report)
     return report

@@ -7,49 +7,101 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import models
 from django.db.models import QuerySet
 
 from requests_app.models import (
     Kind,
 )
+from requests_app.reports import Entries, ReportEntry, texts_of
 
 from ..models import Lease
 
 
+class Outcome(models.TextChoices):
+    """What became of a lease (or a mail, or a check) in a pass: the section of the report it is listed
+    in, and the `outcome` label of the pass's metrics (its value)."""
+
+    NOTICE = "notices", "notify"
+    EARLIER_MAIL = "earlier_mail", "send mail queued earlier (retries)"
+    HANDED_OVER = "handed_over", "hand over to the team"
+    TO_GRACE = "to_grace", "move to grace (quarantine)"
+    BACKUP = "backups", "back up"
+    RECLAIMED = "reclaimed", "reclaim (delete)"
+    IN_PROGRESS = "in_progress", "still going away"
+    DEFERRED = "deferred", "left for the next pass"
+    REFUSED = "refused", "left alone (not ours, or protected)"
+    ERROR = "errors", "errors"
+    # A backup that failed, so nothing of its lease was deleted: listed (and counted) with the errors,
+    # and counted on its own too.
+    BACKUP_FAILED = "backup_failed", "backup failed"
+
+
+# The outcomes listed (and counted) as errors.
+ERROR_OUTCOMES = (Outcome.ERROR, Outcome.BACKUP_FAILED)
+# The sections a dry run says it "would" do.
+_WOULD = (
+    Outcome.NOTICE,
+    Outcome.EARLIER_MAIL,
+    Outcome.HANDED_OVER,
+    Outcome.TO_GRACE,
+    Outcome.BACKUP,
+    Outcome.RECLAIMED,
+)
+
+
+# One line of a reclamation report.
+ReclaimEntry = ReportEntry[Outcome]
+
+
 @dataclass
-class ReclaimReport:
-    """What one reclamation pass did (or, dry-run, would do)."""
+class ReclaimReport(Entries[Outcome]):
+    """What one reclamation pass did (or, dry-run, would do): its entries, in the order they happened.
+
+    The pages, the command and the metrics read each entry's `outcome`; the per-outcome lists
+    (`report.errors`, …) are the entries' text, for people."""
 
     now: datetime
     dry_run: bool
-    notices: list[str] = field(default_factory=list)
-    earlier_mail: list[str] = field(default_factory=list)
-    handed_over: list[str] = field(default_factory=list)
-    to_grace: list[str] = field(default_factory=list)
-    backups: list[str] = field(default_factory=list)
-    reclaimed: list[str] = field(default_factory=list)
-    in_progress: list[str] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    # The line in `notices` of each expiry notice this pass queued, by outbox id: it goes there only
+    entries: list[ReclaimEntry] = field(default_factory=list)
+    # The entry of each expiry notice this pass queued, by outbox id: it is added (as a notice) only
     # once the mail backend accepted the mail.
-    notice_mail: dict[int, str] = field(default_factory=dict, repr=False)
+    notice_mail: dict[int, ReclaimEntry] = field(default_factory=dict, repr=False)
+    outcome_type = Outcome
 
-    def sections(self) -> list[tuple[str, list[str]]]:
+    def add(self, outcome: Outcome, name: str, *, resource_id: Any = "", detail: str = "") -> ReclaimEntry:
+        entry = ReclaimEntry(outcome, str(resource_id or ""), name, detail)
+        self.entries.append(entry)
+        return entry
+
+    def counts(self) -> dict[str, int]:
+        """Entries per outcome; the errors include the failed backups (counted on their own too)."""
+        counts = super().counts()
+        counts[Outcome.ERROR.value] += counts[Outcome.BACKUP_FAILED.value]
+        return counts
+
+    notices = texts_of(Outcome.NOTICE)
+    earlier_mail = texts_of(Outcome.EARLIER_MAIL)
+    handed_over = texts_of(Outcome.HANDED_OVER)
+    to_grace = texts_of(Outcome.TO_GRACE)
+    backups = texts_of(Outcome.BACKUP)
+    reclaimed = texts_of(Outcome.RECLAIMED)
+    in_progress = texts_of(Outcome.IN_PROGRESS)
+    deferred = texts_of(Outcome.DEFERRED)
+    refused = texts_of(Outcome.REFUSED)
+    errors = texts_of(*ERROR_OUTCOMES)
+
+    def sections(self) -> list[tuple[str, list[ReclaimEntry]]]:
         would = "would " if self.dry_run else ""
-        return [
-            (f"{would}notify", self.notices),
-            (f"{would}send mail queued earlier (retries)", self.earlier_mail),
-            (f"{would}hand over to the team", self.handed_over),
-            (f"{would}move to grace (quarantine)", self.to_grace),
-            (f"{would}back up", self.backups),
-            (f"{would}reclaim (delete)", self.reclaimed),
-            ("still going away", self.in_progress),
-            (f"left for the next pass (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN})", self.deferred),
-            ("left alone (not ours, or protected)", self.refused),
-            ("errors", self.errors),
-        ]
+        out = []
+        for outcome in Outcome:
+            if outcome == Outcome.BACKUP_FAILED:
+                continue  # listed with the errors
+            title = f"{would}{outcome.label}" if outcome in _WOULD else str(outcome.label)
+            if outcome == Outcome.DEFERRED:
+                title += f" (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN})"
+            out.append((title, self.of(*ERROR_OUTCOMES) if outcome == Outcome.ERROR else self.of(outcome)))
+        return out
 
     def lines(self) -> list[str]:
         out = [f"Reclamation pass at {self.now.isoformat()} ({'dry run' if self.dry_run else 'live'})"]

@@ -24,7 +24,7 @@ from ..models import Backup, BackupKind, BackupState
 from .backups import _finish_backup, _launch_job
 from .extension import _may_manage
 from .opening import database_now
-from .report import ReclaimReport
+from .report import Outcome, ReclaimReport
 
 
 def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
@@ -88,12 +88,14 @@ def check_restores(*, now: datetime, report: ReclaimReport) -> None:
         try:
             restore_start(resource_id=resource_id)
         except ClusterError as exc:
-            report.errors.append(f"restore of {resource_id}: {exc}")
+            report.add(Outcome.ERROR, f"restore of {resource_id}", resource_id=resource_id, detail=str(exc))
     for record in Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING).select_related("resource"):
         try:
             job = cluster.read(cluster.ObjectRef("batch/v1", "Job", record.job_namespace, record.job_name))
         except ClusterError as exc:
-            report.errors.append(f"restore of {record.resource.name}: {exc}")
+            report.add(
+                Outcome.ERROR, f"restore of {record.resource.name}", resource_id=record.resource_id, detail=str(exc)
+            )
             continue
         outcome = backup.job_outcome(job)
         if outcome != BackupState.RUNNING:

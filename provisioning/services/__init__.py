@@ -13,6 +13,8 @@ ManagedObject. Import from the module that owns a name; this package re-exports 
 - `reconcile`: drift repair
 - `releases`: app releases, day-2 upgrades and rollbacks
 
-Order (each imports only those after it): provision > readiness > releases; provision > retries >
-teardown; reconcile > teardown; sweep > claims > apply > plan; progress > plan.
+Imports between them go one way (no cycles; `apply` names `claims.Claim` for typing only):
+plan and teardown at the bottom; apply, releases, progress -> plan; claims -> apply; readiness ->
+claims, releases; retries -> teardown; reconcile -> teardown; sweep -> claims; provision (the top)
+-> readiness, retries.
 """

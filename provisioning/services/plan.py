@@ -240,14 +240,21 @@ def plan_yaml(request: ResourceRequest) -> str:
     return yaml.safe_dump_all(request_plan(request=request), sort_keys=False)
 
 
+def database_secret_ref(namespace: str, name: str) -> cluster.ObjectRef:
+    """The Secret that holds database `name`'s password: the only place the password is kept."""
+    return cluster.ObjectRef("v1", "Secret", namespace, database_secret_name(name))
+
+
+def stored_password(secret: dict | None) -> str | None:
+    """The password a database's Secret, as read from the cluster, holds; None when it holds none."""
+    data = (secret or {}).get("data") or {}
+    return base64.b64decode(data["password"]).decode() if data.get("password") else None
+
+
 def _secret_ref(request: ResourceRequest) -> cluster.ObjectRef:
-    namespace = request.parent.namespace_name if request.parent else ""
-    return cluster.ObjectRef("v1", "Secret", namespace, database_secret_name(request.name))
+    return database_secret_ref(request.parent.namespace_name if request.parent else "", request.name)
 
 
 def _password_in(secret: dict | None) -> str:
     """The password a database's Secret in the cluster holds (a re-run must not rotate it), else a new one."""
-    data = (secret or {}).get("data") or {}
-    if data.get("password"):
-        return base64.b64decode(data["password"]).decode()
-    return secrets.token_urlsafe(24)
+    return stored_password(secret) or secrets.token_urlsafe(24)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from requests_app.errors import InvalidState
 from requests_app.models import Kind, Resource, ResourceState
+from requests_app.reports import Entries, ReportEntry, texts_of
 from requests_app.services import audit_record
 
 from .. import cluster
@@ -26,34 +27,66 @@ from .teardown import resource_teardown
 log = logging.getLogger(__name__)
 
 
+class DriftOutcome(models.TextChoices):
+    """What the reconcile did about one object (or resource)."""
+
+    REAPPLIED = "reapplied", "deleted outside Leasehold: re-applied"
+    RESTORED = "restored", "changed outside Leasehold: restored"
+    DELETING = "deleting", "being deleted outside Leasehold: re-applied once it is gone"
+    CLEANED = "cleaned", "object of a failed resource removed"
+    ERROR = "error", "could not be reconciled"
+
+
+# The outcomes that are findings: drift kept on the object and audited.
+FINDINGS = (DriftOutcome.REAPPLIED, DriftOutcome.RESTORED, DriftOutcome.DELETING)
+# The audit verb of each finding. A deletion under way is audited as `object_restored`, as it always
+# was (it is re-applied once the object is gone); `drift_detected` is for findings not repaired.
+_AUDIT_VERB = {
+    DriftOutcome.REAPPLIED: "object_restored",
+    DriftOutcome.RESTORED: "object_restored",
+    DriftOutcome.DELETING: "object_restored",
+}
+
+# One line of a drift report: `name` is the object ("Namespace atlas-x"), or the resource for an error.
+DriftEntry = ReportEntry[DriftOutcome]
+
+
 @dataclass
-class ReconcileReport:
-    """What one reconcile pass found: per resource, the objects it restored or reported."""
+class ReconcileReport(Entries[DriftOutcome]):
+    """What one reconcile pass found: per resource, the objects it restored or reported. The lists
+    (`findings`, …) are the entries' text, for people; classify by each entry's `outcome`."""
 
     checked: int = 0
-    findings: list[str] = field(default_factory=list)
-    cleaned: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    entries: list[DriftEntry] = field(default_factory=list)
+
+    outcome_type = DriftOutcome
+
+    findings = texts_of(*FINDINGS)
+    cleaned = texts_of(DriftOutcome.CLEANED)
+    errors = texts_of(DriftOutcome.ERROR)
 
 
-def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Resource, audit: bool) -> bool:
+def _finding(outcome: DriftOutcome, row: ManagedObject, note: str) -> DriftEntry:
+    return DriftEntry(outcome, str(row.resource_id), str(row), note)
+
+
+def _note_drift(row: ManagedObject, note: str, *, uid: str | None, resource: Resource, outcome: DriftOutcome) -> bool:
     """Keep the finding on the object and audit it, once: a compare-and-set on `drift_at`, so that two
     reconcile passes that met the same drift at the same time write one audit row. False when another
-    pass noted it first."""
+    pass noted it first. Audited with the verb of its `outcome`."""
     fields = {"drift": note, "drift_at": timezone.now()}
     if uid is not None:
         fields["uid"] = uid
     with transaction.atomic():
         if not ManagedObject.objects.filter(pk=row.pk, drift_at=row.drift_at).update(**fields):
             return False
-        if audit:
-            audit_record(
-                actor=None,
-                verb="object_restored" if "re-applied" in note or "restored" in note else "drift_detected",
-                target=resource,
-                request=resource.created_by_request,
-                detail=f"{row}: {note}",
-            )
+        audit_record(
+            actor=None,
+            verb=_AUDIT_VERB.get(outcome, "drift_detected"),
+            target=resource,
+            request=resource.created_by_request,
+            detail=f"{row}: {note}",
+        )
     return True
 
 
@@ -64,7 +97,7 @@ def _still_reconcilable(resource: Resource) -> bool:
     )
 
 
-def resource_reconcile(*, resource_id) -> list[str]:
+def resource_reconcile(*, resource_id) -> list[DriftEntry]:
     """Compare an active resource's recorded objects with what it should run now and converge them.
 
     What it should run is `resource_manifests` (an app's current release). A missing object is
@@ -77,7 +110,7 @@ def resource_reconcile(*, resource_id) -> list[str]:
     wins), and each finding is recorded once however many passes run. Every finding is kept on the
     object (the `objects` section of the resource) and written to the audit trail.
     """
-    findings: list[str] = []
+    findings: list[DriftEntry] = []
     resource = (
         Resource.objects.filter(pk=resource_id, state=ResourceState.ACTIVE)
         .select_related("created_by_request__team__group", "created_by_request__requester", "team", "parent", "owner")
@@ -97,13 +130,15 @@ def resource_reconcile(*, resource_id) -> list[str]:
             if not _still_reconcilable(resource):
                 break
             stored = cluster.apply(manifest)
+            outcome = DriftOutcome.REAPPLIED
             note = "was deleted outside Leasehold; re-applied"
             if row.kind == "Secret" and request.kind == Kind.DATABASE:
                 note += " with a new password (the old one existed only in the deleted Secret)"
         elif (live.get("metadata") or {}).get("deletionTimestamp"):
             note = "is being deleted outside Leasehold; it is re-applied once it is gone"
-            if row.drift != note and _note_drift(row, note, uid=None, resource=resource, audit=True):
-                findings.append(f"{row}: {note}")
+            deleting = DriftOutcome.DELETING
+            if row.drift != note and _note_drift(row, note, uid=None, resource=resource, outcome=deleting):
+                findings.append(_finding(deleting, row, note))
             continue
         else:
             changed = differences(live, cluster.apply(manifest, dry_run=True))
@@ -114,12 +149,14 @@ def resource_reconcile(*, resource_id) -> list[str]:
             stored = cluster.apply(manifest)
             if only_stamps(changed):
                 continue
+            outcome = DriftOutcome.RESTORED
             shown = ", ".join(path_text(path) for path in changed[:5]) + (" …" if len(changed) > 5 else "")
             note = f"fields owned by Leasehold were changed outside it ({shown}); restored"
             if pod_security_labels_of(live) != pod_security_labels_of(manifest):
                 note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
-        if _note_drift(row, note, uid=(stored.get("metadata") or {}).get("uid", ""), resource=resource, audit=True):
-            findings.append(f"{row}: {note}")
+        uid = (stored.get("metadata") or {}).get("uid", "")
+        if _note_drift(row, note, uid=uid, resource=resource, outcome=outcome):
+            findings.append(_finding(outcome, row, note))
     return findings
 
 
@@ -135,18 +172,20 @@ def resources_reconcile() -> ReconcileReport:
     for resource_id in active:
         report.checked += 1
         try:
-            report.findings += resource_reconcile(resource_id=resource_id)
+            report.entries += resource_reconcile(resource_id=resource_id)
         except (ClusterError, InvalidState) as exc:
-            report.errors.append(f"{resource_id}: {exc}")
+            report.entries.append(DriftEntry(DriftOutcome.ERROR, str(resource_id), str(resource_id), str(exc)))
             log.warning("reconcile of %s: %s", resource_id, exc)
     failed = Resource.objects.filter(state=ResourceState.FAILED, managed_objects__deleted_at__isnull=True).distinct()
     for resource in failed:
         try:
             torn = resource_teardown(resource=resource)
         except ClusterError as exc:
-            report.errors.append(f"{resource.pk}: {exc}")
+            report.entries.append(DriftEntry(DriftOutcome.ERROR, str(resource.pk), str(resource.pk), str(exc)))
             continue
         for refused in torn.refused:
             log.warning("failed resource %s: left alone: %s", resource.pk, refused)
-        report.cleaned += torn.deleted + torn.gone
+        report.entries += [
+            DriftEntry(DriftOutcome.CLEANED, str(resource.pk), name) for name in torn.deleted + torn.gone
+        ]
     return report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
 
 from django.conf import settings
@@ -13,6 +12,7 @@ from django.utils import timezone
 from requests_app.models import Action, RequestState, ResourceRequest, ResourceState
 from requests_app.services import audit_record, transition_apply
 
+from .. import cluster
 from ..errors import ClusterError
 from ..models import Phase, ProvisioningJob
 from .teardown import resource_teardown
@@ -23,9 +23,13 @@ log = logging.getLogger(__name__)
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter for the `attempt`-th retry (from 1), at least `Retry-After`,
     at most LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS."""
-    base = settings.LEASEHOLD_RETRY_BACKOFF_SECONDS * (2 ** max(0, attempt - 1))
-    jittered = base * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not cryptography)
-    return min(settings.LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS, max(jittered, retry_after or 0))
+    return cluster.backoff_delay(
+        max(0, attempt - 1),
+        base=settings.LEASEHOLD_RETRY_BACKOFF_SECONDS,
+        cap=settings.LEASEHOLD_RETRY_BACKOFF_MAX_SECONDS,
+        spread=0.5,
+        at_least=retry_after or 0,
+    )
 
 
 def provisioning_retry_later(*, request_id, error: Exception) -> float | None:

@@ -6,7 +6,7 @@ from kubernetes import client
 from leases.services.extension import lease_extend
 from provisioning.models import ManagedObject, Release
 from provisioning.renderers import ANNOTATION_LEASE_EXPIRES, rfc3339
-from provisioning.services.reconcile import resource_reconcile, resources_reconcile
+from provisioning.services.reconcile import DriftOutcome, resource_reconcile, resources_reconcile
 from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app.errors import InvalidState, ValidationFailed
 from requests_app.models import AuditEvent, Resource
@@ -163,7 +163,8 @@ def test_a_hand_edit_of_an_owned_field_is_restored_and_audited_once(app, kube_ap
     findings = resource_reconcile(resource_id=app.pk)
 
     assert len(findings) == 1, findings
-    assert "spec.template.spec.containers[0].image" in findings[0]
+    assert "spec.template.spec.containers[0].image" in str(findings[0])
+    assert findings[0].outcome == DriftOutcome.RESTORED and findings[0].resource_id == str(app.pk)
     assert image(kube_api, app) == f"{WEB}:1.4.2"
     restored = AuditEvent.objects.filter(resource=app, verb="object_restored")
     assert [e.detail.split(":")[0] for e in restored] == [f"Deployment {app.namespace_name}/shop"]

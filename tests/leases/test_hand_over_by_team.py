@@ -25,7 +25,7 @@ def test_an_owner_who_left_one_team_hands_over_only_that_teams_resources(atlas, 
 
     dry = ReclaimReport(now=now, dry_run=True)
     hand_over_departed(dry_run=True, report=dry, now=now)
-    assert sorted(dry.handed_over) == [f"namespace orion-left{i} of dana → team orion" for i in range(2)]
+    assert sorted(dry.handed_over) == [f"namespace orion-left{i}: dana → team orion" for i in range(2)]
     assert Resource.objects.filter(owner=requester).count() == 5
 
     live = ReclaimReport(now=now, dry_run=False)

@@ -15,7 +15,7 @@ from provisioning.errors import TransientClusterError
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
 from provisioning.services.provision import request_provision
 from provisioning.services.readiness import workload_unready
-from provisioning.services.reconcile import resource_reconcile, resources_reconcile
+from provisioning.services.reconcile import DriftOutcome, resource_reconcile, resources_reconcile
 from provisioning.services.retries import provisioning_retry_later, request_fail
 from provisioning.services.sweep import provisioning_sweep
 from requests_app.metrics import MetricUpdate
@@ -217,7 +217,8 @@ def test_the_reconcile_brings_a_namespace_to_a_changed_pod_security_level(active
     findings = resource_reconcile(resource_id=active_ns.resource.pk)
 
     note = "Pod Security labels restored to the configured level (LEASEHOLD_POD_SECURITY)"
-    assert findings == [f"Namespace {ns}: {note}"]
+    assert [str(f) for f in findings] == [f"Namespace {ns}: {note}"]
+    assert [f.outcome for f in findings] == [DriftOutcome.RESTORED]
     labels = core.read_namespace(ns).metadata.labels
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "baseline"

@@ -78,3 +78,12 @@ def test_a_long_retry_after_goes_to_the_task_instead_of_blocking_the_worker():
     with pytest.raises(TransientClusterError):
         cluster.with_retries(throttled, what="test")
     assert len(calls) == 1
+
+
+def test_in_process_and_task_retries_share_one_backoff_formula():
+    """cluster.backoff_delay is the one formula: full jitter by default, a narrower spread for tasks."""
+    for attempt in range(6):
+        assert 0 <= cluster.backoff_delay(attempt, base=0.5, cap=8) <= min(8, 0.5 * 2**attempt)
+        assert 0.25 * 2**attempt <= cluster.backoff_delay(attempt, base=0.5, cap=100, spread=0.5) <= 0.5 * 2**attempt
+    assert cluster.backoff_delay(0, base=0.5, cap=8, at_least=3) == 3  # Retry-After wins over a shorter wait
+    assert cluster.backoff_delay(10_000, base=0.5, cap=8, spread=0) == 8  # no overflow, never beyond the cap

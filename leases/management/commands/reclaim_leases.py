@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from leases.passes import reclaim_pass_recorded
+from leases.services.report import ERROR_OUTCOMES
 from provisioning.errors import ClusterNotConfigured
 
 
@@ -44,5 +45,5 @@ class Command(BaseCommand):
             self.stdout.write(line)
         # The pass completed (CONTRACT.md §2: exit 0); what it could not do is on stderr, for cron's mail,
         # and was alerted and audited where it matters (failed backups).
-        for error in report.errors:
+        for error in report.of(*ERROR_OUTCOMES):
             self.stderr.write(f"error: {error}")
