@@ -16,7 +16,6 @@ from requests_app.directory import directory_reread, is_directory_account
 from requests_app.services import audit_record
 
 from .models import ApiToken
-from .selectors import is_directory_account
 
 logger = logging.getLogger(__name__)
 
