@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from provisioning import cluster
+from provisioning.kinds import PROVISIONING_KINDS
 from provisioning.models import ManagedObject
 from requests_app.models import Resource
 from requests_app.names import count_of
 
 QUARANTINE_MANAGER = "leasehold-quarantine"
-WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 def _key(obj: ManagedObject) -> str:
@@ -16,14 +16,17 @@ def _key(obj: ManagedObject) -> str:
 
 
 def workloads_of(resource: Resource) -> list[ManagedObject]:
-    """The Deployments and StatefulSets recorded for the resource itself.
+    """The workloads (what its kind's quarantine scales: Deployments, StatefulSets) recorded for the
+    resource itself.
 
     Databases and apps in a namespace have leases of their own that end no later than the namespace's,
     so they are quarantined (and restored) through those; counting them here too would remember the
     zero that their own quarantine left.
     """
     return list(
-        ManagedObject.objects.filter(resource=resource, kind__in=WORKLOAD_KINDS, deleted_at__isnull=True).order_by("pk")
+        ManagedObject.objects.filter(
+            resource=resource, kind__in=PROVISIONING_KINDS.get(resource.kind).workloads, deleted_at__isnull=True
+        ).order_by("pk")
     )
 
 

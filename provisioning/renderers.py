@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from requests_app.kinds import database as database_kind
 from requests_app.models import Kind
 from requests_app.quantities import parse_quantity
 
@@ -456,13 +457,7 @@ def database_manifests(
 APP_SERVICE_PORT = 80
 
 # The variables libpq (and most PostgreSQL clients) read, each from a key of the bound database's Secret.
-DATABASE_ENV = {
-    "PGHOST": "host",
-    "PGPORT": "port",
-    "PGDATABASE": "dbname",
-    "PGUSER": "username",
-    "PGPASSWORD": "password",
-}
+DATABASE_ENV = dict(database_kind.DATABASE_ENV)
 
 
 @dataclass(frozen=True)
@@ -482,6 +477,17 @@ class DatabaseBinding:
 
 
 @dataclass(frozen=True)
+class SecretBinding:
+    """What an app binds to (a database, a cache): each variable of `env` read from a key of its Secret."""
+
+    secret_name: str
+    env: tuple[tuple[str, str], ...]  # (variable, Secret key)
+    what: str = ""  # "database", "cache": for messages
+    # A template field that must be true to bind this ("accepts_database"); empty: any template may.
+    template_flag: str = ""
+
+
+@dataclass(frozen=True)
 class AppSpec:
     name: str
     namespace: str
@@ -492,6 +498,7 @@ class AppSpec:
     host: str | None = None  # Ingress host when given
     database: DatabaseBinding | None = None
     ingress_class: str | None = None
+    bindings: tuple[SecretBinding, ...] = ()  # see requests_app.kinds: Binding
 
 
 def _app_env(app: AppSpec) -> list[dict]:
@@ -502,6 +509,9 @@ def _app_env(app: AppSpec) -> list[dict]:
         # (or a PGHOST pointing elsewhere) would silently detach the app from the database it was bound to.
         for name, key in DATABASE_ENV.items():
             entries[name] = _secret_env(name, app.database.secret_name, key)
+    for binding in app.bindings:
+        for name, key in binding.env:
+            entries[name] = _secret_env(name, binding.secret_name, key)
     return [entries[name] for name in sorted(entries)]
 
 
@@ -542,6 +552,9 @@ def app_manifests(*, app: AppSpec, ctx: RenderContext) -> list[dict]:
     """Deployment and Service `<name>`, and an Ingress `<name>` when the app has a host."""
     if app.database is not None and not app.template.accepts_database:
         raise ValueError(f"app template {app.template.slug!r} does not accept a database")
+    for binding in app.bindings:
+        if binding.template_flag and not getattr(app.template, binding.template_flag):
+            raise ValueError(f"app template {app.template.slug!r} does not accept a {binding.what}")
     if app.replicas < 0:
         raise ValueError("replicas must not be negative")
     labels = {LABEL_NAME: app.name, LABEL_INSTANCE: app.name}

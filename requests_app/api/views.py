@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from requests_app import services
-from requests_app.models import Environment, Kind, RequestState, ResourceRequest
+from requests_app.models import Environment, RequestState, ResourceRequest, kind_choices
 from requests_app.sections import request_select, request_select_fields
 from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
 
@@ -19,7 +19,7 @@ from .serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer, RequestS
 
 class RequestFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=RequestState.choices)
-    kind = django_filters.ChoiceFilter(choices=Kind.choices)
+    kind = django_filters.ChoiceFilter(choices=kind_choices)
     team = django_filters.CharFilter(field_name="team__slug")
     environment = django_filters.ChoiceFilter(choices=Environment.choices)
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
