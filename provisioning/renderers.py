@@ -238,6 +238,14 @@ _CONTAINER_SECURITY = {
 }
 POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "Job")
 
+# What a kind's own renderer (provisioning/kinds/<kind>.py) builds its objects with, so that every kind's
+# objects carry the same labels, annotations, limits and container protections.
+workload_metadata = _metadata
+stable_labels = _stable_labels
+container_resources = _resources
+secret_env = _secret_env
+CONTAINER_SECURITY = _CONTAINER_SECURITY
+
 
 def pod_templates_hardened(manifests: list[dict]) -> list[dict]:
     """`manifests` with the pod settings above enforced on every pod template (in place, and returned).
