@@ -97,7 +97,9 @@ def _detail_context(user, resource, extend_form: ExtendForm | None = None) -> di
     }
     if not kinds.get(resource.kind).in_namespace:
         context["children"] = namespace_children(resource)
-    context.update(LEASE_KINDS.get(resource.kind).page_context(resource))
+    lease_kind = LEASE_KINDS.get(resource.kind)
+    context["backed_up"] = lease_kind.backed_up
+    context.update(lease_kind.page_context(resource))
     lease = getattr(resource, "lease", None)
     if lease is not None and lease.state in (LeaseState.ACTIVE, LeaseState.GRACE):
         candidates = extend_candidates(resource) if resource.kind == Kind.NAMESPACE else None

@@ -56,7 +56,11 @@ class DatabaseKind(ResourceKind):
         }
 
     def catalog_extras(self) -> dict:
-        return {"engines": list(specs.DATABASE_ENGINES), "versions": list(specs.POSTGRES_VERSIONS)}
+        return {
+            "engines": list(specs.DATABASE_ENGINES),
+            "engine_name": "PostgreSQL",
+            "versions": list(specs.POSTGRES_VERSIONS),
+        }
 
     def frozen_inputs(self, spec: dict) -> dict:
         return {"provider": settings.LEASEHOLD_DATABASE_PROVIDER}
