@@ -48,7 +48,8 @@ from kubernetes import client
 from bench.common import Out, median
 from bench.seed import seed
 from leases.models import Lease, LeaseState
-from leases.services import database_now, reclaim_pass
+from leases.services.opening import database_now
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
 from provisioning.models import ManagedObject
 from requests_app.models import Resource, ResourceRequest, ResourceState, Team

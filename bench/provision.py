@@ -34,7 +34,8 @@ from approvals.services import step_decide, steps_approve_many
 from bench.common import Out, median, ms
 from config.celery import app as celery_app
 from provisioning import cluster
-from provisioning.services import render_request, request_provision
+from provisioning.services.plan import render_request
+from provisioning.services.provision import request_provision
 from requests_app.models import RequestState, ResourceRequest
 from requests_app.services import request_submit
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bench.common import Out, median, p95, query_count, timings
 from bench.seed import seed
-from leases.services import reclaim_pass
+from leases.services.reclaim_pass import reclaim_pass
 
 DUE = 1000
 RUNS = 7

@@ -37,7 +37,7 @@ from approvals.models import ApprovalChain, ApprovalStep, Decision, StepState, V
 from leases.models import Lease, LeaseState, next_notice_at
 from provisioning.models import ManagedObject, Release
 from provisioning.renderers import rfc3339
-from provisioning.services import RESOURCE_ID_NAMESPACE, render_request
+from provisioning.services.plan import RESOURCE_ID_NAMESPACE, render_request
 from requests_app.models import (
     Action,
     AppTemplate,

@@ -29,9 +29,10 @@ from kubernetes import client
 from bench.common import Out, median
 from bench.seed import seed
 from leases.models import Lease, LeaseState
-from leases.services import database_now, reclaim_follow, reclaim_pass
+from leases.services.opening import database_now
+from leases.services.reclaim_pass import reclaim_follow, reclaim_pass
 from provisioning import cluster
-from provisioning.services import request_provision
+from provisioning.services.provision import request_provision
 from requests_app.models import Resource, ResourceState
 from requests_app.services import request_submit
 

@@ -9,7 +9,7 @@ from requests_app.errors import LeaseholdError
 
 from .forms import LeaseCorrectionForm
 from .models import Backup, Lease, LeaseState, OwnerCheck, ReclaimPass
-from .services import lease_correct_expiry
+from .services.extension import lease_correct_expiry
 
 LEASE_FIELDS = (
     "resource",

@@ -13,8 +13,8 @@ from django.conf import settings
 
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
+from provisioning.kinds.database import database_spec_of
 from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection, database_secret_name
-from provisioning.services import database_spec_of
 from requests_app import kinds
 from requests_app.models import Resource
 

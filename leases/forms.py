@@ -7,7 +7,8 @@ from typing import Any, cast
 from django import forms
 
 from .models import Lease
-from .services import database_now, lease_expiry_errors
+from .services.extension import lease_expiry_errors
+from .services.opening import database_now
 
 
 class LeaseCorrectionForm(forms.ModelForm):

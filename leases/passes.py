@@ -15,7 +15,8 @@ from requests_app import logs
 
 from . import metrics
 from .models import ReclaimPass
-from .services import ReclaimReport, reclaim_pass
+from .services.reclaim_pass import reclaim_pass
+from .services.report import ReclaimReport
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def report_outcomes(report: ReclaimReport) -> dict[str, int]:
 
 
 def reclaim_pass_recorded(*, origin: str, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
-    """Run one reclamation pass (leases.services.reclaim_pass) and record it; a dry run is not recorded.
+    """Run one reclamation pass (leases.services.reclaim_pass.reclaim_pass) and record it; a dry run is not recorded.
     A pass that raises is recorded as not completed (when the database still answers) and re-raised."""
     started, clock = timezone.now(), time.monotonic()
     with logs.bind(request_id=logs.request_id.get() or f"reclaim-{logs.new_request_id()}"):

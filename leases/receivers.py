@@ -7,7 +7,8 @@ from django_fsm.signals import post_transition
 from requests_app.models import Action, Resource, ResourceRequest
 
 from .kinds import LEASE_KINDS
-from .services import lease_open, publish
+from .services.extension import publish
+from .services.opening import lease_open
 from .tasks import fulfil_extension, start_restore
 
 

@@ -3,7 +3,9 @@
 from celery import shared_task
 
 from .passes import reclaim_pass_recorded
-from .services import extension_fulfil, reclaim_follow, restore_start
+from .services.extension import extension_fulfil
+from .services.reclaim_pass import reclaim_follow
+from .services.restore import restore_start
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -14,7 +16,7 @@ def reclaim_leases() -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def follow_reclaiming() -> None:
-    """Mark reclaiming leases reclaimed once their objects are gone (see services.reclaim_follow)."""
+    """Mark reclaiming leases reclaimed once their objects are gone (see services.reclaim_pass.reclaim_follow)."""
     reclaim_follow()
 
 

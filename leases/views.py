@@ -9,7 +9,7 @@ from django.template.loader import select_template
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from provisioning.services import app_rollback_file, app_upgrade_file
+from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app import kinds
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
 from requests_app.models import Environment, Kind, ResourceRequest, ResourceState
@@ -33,15 +33,10 @@ from .selectors import (
     namespace_children,
     quarantined_children,
 )
-from .services import (
-    ChildExtension,
-    database_now,
-    lease_extend,
-    lease_extend_together,
-    lease_extension_limits,
-    resource_release,
-    resource_restore,
-)
+from .services.extension import ChildExtension, lease_extend, lease_extend_together, lease_extension_limits
+from .services.opening import database_now
+from .services.reclaim import resource_release
+from .services.restore import resource_restore
 
 # The lease filter of the resource list: the dashboard's sections link to the first two.
 EXPIRING_CHOICES = [("7", "within 7 days"), ("30", "within 30 days"), ("90", "within 90 days")]

@@ -16,7 +16,9 @@ class ProvisioningConfig(AppConfig):
         from .kinds import PROVISIONING_KINDS
 
         PROVISIONING_KINDS.discover()  # each module of provisioning/kinds/ registers its kind's renderer
-        from .services import connection_section, plan_yaml, provisioning_progress, releases_section
+        from .services.plan import connection_section, plan_yaml
+        from .services.progress import provisioning_progress
+        from .services.releases import releases_section
 
         # By its path: the serializers (and Django REST framework) are imported when a resource is rendered.
         resource_sections["objects"] = lazy_section("provisioning.api.serializers.objects_section")

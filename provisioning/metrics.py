@@ -82,7 +82,7 @@ def failure_reason(exc: BaseException | None) -> str:
         return "database"
     if isinstance(exc, WorkerLostError):
         return "worker_lost"
-    from .services import DeliveriesExhausted  # services call the cluster, which imports this module
+    from .services.claims import DeliveriesExhausted  # services call the cluster, which imports this module
 
     if isinstance(exc, DeliveriesExhausted):
         return "attempts_exhausted"

@@ -5,7 +5,8 @@ from django_fsm.signals import post_transition
 
 from requests_app.models import ResourceRequest
 
-from .services import PROVISIONED_ACTIONS, provisioning_enqueue
+from .services.plan import PROVISIONED_ACTIONS
+from .services.sweep import provisioning_enqueue
 
 
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="provisioning.enqueue_on_approval")

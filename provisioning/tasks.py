@@ -22,8 +22,13 @@ from requests_app import logs
 from requests_app.errors import InvalidState
 from requests_app.models import ResourceRequest
 
-from . import cluster, metrics, services
+from . import cluster, metrics
 from .errors import ClaimLost, PermanentClusterError, TransientClusterError
+from .services.plan import resource_id_for
+from .services.provision import request_provision
+from .services.reconcile import resources_reconcile
+from .services.retries import provisioning_retry_later, request_fail, retry_delay
+from .services.sweep import provisioning_sweep
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ class ProvisionTask(Task):
         if isinstance(exc, LEFT_TO_THE_SWEEP):
             log.warning("provisioning of %s stopped (%s); the sweep enqueues it again", request_id, exc)
             return
-        services.request_fail(request_id=request_id, reason=f"{exc.__class__.__name__}: {exc}")
+        request_fail(request_id=request_id, reason=f"{exc.__class__.__name__}: {exc}")
 
 
 @shared_task(bind=True, base=ProvisionTask, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -59,21 +64,21 @@ def provision_request(self, request_id: str) -> None:
 
 def _provision(task: Task, request_id: str) -> None:
     try:
-        outcome = services.request_provision(request_id=request_id)
+        outcome = request_provision(request_id=request_id)
     except (TransientClusterError, SoftTimeLimitExceeded) as exc:
-        delay = services.provisioning_retry_later(request_id=request_id, error=exc)
+        delay = provisioning_retry_later(request_id=request_id, error=exc)
         if delay is None:
             return
         metrics.PROVISIONING_RETRIES.labels(metrics.failure_reason(exc)).inc()
         raise task.retry(countdown=delay, exc=exc) from exc
     except (PermanentClusterError, InvalidState) as exc:
-        services.request_fail(request_id=request_id, reason=str(exc))
+        request_fail(request_id=request_id, reason=str(exc))
         return
     except ClaimLost:
         return
     except (OperationalError, InterfaceError) as exc:
         # The database went away: nothing can be recorded now. Try again later; the sweep is the backstop.
-        delay = services.retry_delay(task.request.retries + 1)
+        delay = retry_delay(task.request.retries + 1)
         metrics.PROVISIONING_RETRIES.labels("database").inc()
         raise task.retry(countdown=delay, exc=exc, max_retries=settings.LEASEHOLD_MAX_DELIVERIES) from exc
     if outcome.retry_in is not None:
@@ -86,13 +91,13 @@ def _resource_id(request_id: str) -> str:
         request = ResourceRequest.objects.filter(pk=request_id).only("action", "resource_id").first()
     except (OperationalError, InterfaceError):
         return ""  # the run finds out again, and retries
-    return str(services.resource_id_for(request)) if request is not None else ""
+    return str(resource_id_for(request)) if request is not None else ""
 
 
 @shared_task(acks_late=True)
 def sweep_stuck_requests() -> list[str]:
-    """Re-enqueue requests whose provisioning message was lost (see services.provisioning_sweep)."""
-    return services.provisioning_sweep()
+    """Re-enqueue requests whose provisioning message was lost (see services.sweep.provisioning_sweep)."""
+    return provisioning_sweep()
 
 
 @worker_init.connect(dispatch_uid="provisioning.load_cluster_client")
@@ -114,5 +119,5 @@ def sweep_when_a_worker_starts(sender, **kwargs) -> None:
 @shared_task(acks_late=True)
 def reconcile_resources() -> dict:
     """Converge active resources with the cluster and finish the teardown of failed ones."""
-    report = services.resources_reconcile()
+    report = resources_reconcile()
     return {"checked": report.checked, "findings": report.findings, "errors": report.errors}

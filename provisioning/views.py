@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from requests_app.presenters import request_summary
 from requests_app.selectors import requests_visible_to
 
-from .services import request_plan
+from .services.plan import request_plan
 
 
 @login_required

@@ -6,7 +6,7 @@ import threading
 
 from django.db import connection
 
-from leases.services import reclaim_pass
+from leases.services.reclaim_pass import reclaim_pass
 
 
 def concurrent_passes(now, *, count: int = 2) -> list[BaseException]:

@@ -10,8 +10,10 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from leases.services import lease_extend, resource_release, resource_restore
-from provisioning.services import app_rollback_file, app_upgrade_file
+from leases.services.extension import lease_extend
+from leases.services.reclaim import resource_release
+from leases.services.restore import resource_restore
+from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app import kinds
 from requests_app.api.pagination import UncountedLimitOffsetPagination
 from requests_app.api.serializers import RequestSerializer, ResourceSerializer

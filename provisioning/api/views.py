@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from provisioning.api.serializers import ProgressSerializer
-from provisioning.services import provisioning_progress, render_request, request_plan
+from provisioning.services.plan import render_request, request_plan
+from provisioning.services.progress import provisioning_progress
 from requests_app.api.serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer
 from requests_app.selectors import requests_visible_to
 from requests_app.services import request_build

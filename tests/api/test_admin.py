@@ -17,9 +17,9 @@ from approvals.models import ApprovalPolicy, ApprovalStep, Decision, Delegation
 from approvals.selectors import policy_source_in_force
 from approvals.services import delegation_create
 from leases.models import Backup, Lease, OwnerCheck, ReclaimPass
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from provisioning.models import ManagedObject, ProvisioningJob, Release
-from provisioning.services import request_plan
+from provisioning.services.plan import request_plan
 from requests_app.models import (
     AllowedRegistry,
     AppTemplate,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from provisioning import cluster
 from provisioning.models import ManagedObject
 from tests.conftest import namespace_body

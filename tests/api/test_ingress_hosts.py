@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from provisioning.models import Release
-from provisioning.services import app_rollback_file, app_upgrade_file
+from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app.errors import ValidationFailed
 from requests_app.models import AuditEvent, Resource, ResourceRequest
 from requests_app.services import request_submit

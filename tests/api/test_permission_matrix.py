@@ -31,7 +31,7 @@ from accounts.services import token_issue
 from approvals.models import ApprovalStep, Delegation
 from approvals.services import delegation_create
 from leases.models import Lease
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from provisioning import cluster
 from provisioning.models import ManagedObject, Release
 from requests_app.models import Resource, ResourceRequest

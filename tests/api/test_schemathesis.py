@@ -34,10 +34,10 @@ from kubernetes import client, config
 from schemathesis.config import SchemathesisConfig
 
 from accounts.services import token_issue
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from provisioning import cluster
 from provisioning.models import Release
-from provisioning.services import resource_id_for
+from provisioning.services.plan import resource_id_for
 from requests_app.models import Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.conftest import require_env

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from requests_app.services import request_submit
 from tests.browser.conftest import log_in
 from tests.factories import UserFactory, active_namespace, team

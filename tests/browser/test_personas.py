@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from approvals.services import step_decide
-from provisioning.services import request_provision
+from provisioning.services.provision import request_provision
 from requests_app.models import Resource, ResourceRequest
 from tests.browser.conftest import log_in
 from tests.browser.test_plans_and_decisions import watch_errors

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.forms.models import model_to_dict
 
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from requests_app.models import Resource
 from tests.browser.conftest import log_in
 from tests.factories import UserFactory, active_child, active_namespace, app_template, in_grace, team

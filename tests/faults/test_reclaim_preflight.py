@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from kubernetes import client
 
 from leases.models import Lease, ReclaimPass
-from leases.services import reclaim_pass
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
 from provisioning.errors import ClusterNotConfigured
 from tests.integration.conftest import approve_and_provision, file_app

@@ -12,9 +12,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from leases.models import Lease
-from leases.services import reclaim_pass, resource_release
+from leases.services.reclaim import resource_release
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
-from provisioning.services import request_provision
+from provisioning.services.provision import request_provision
 from requests_app.models import ResourceRequest
 from tests.integration.conftest import approve_and_provision, file_app, namespace_gone
 

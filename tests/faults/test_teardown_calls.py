@@ -10,10 +10,10 @@ import pytest
 from django.db import connection
 
 from leases.models import Lease
-from leases.services import reclaim_pass
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
 from provisioning.models import ManagedObject
-from provisioning.services import TeardownReport, resource_teardown
+from provisioning.services.teardown import TeardownReport, resource_teardown
 from requests_app.models import Resource
 from tests.integration.conftest import provisioned_namespace
 

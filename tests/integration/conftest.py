@@ -66,7 +66,7 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, what: str
 
 def approve_and_provision(request, approver):
     """Decide every pending step as `approver`, run the worker's service, and return the request active."""
-    from provisioning.services import request_provision
+    from provisioning.services.provision import request_provision
 
     while step := request.approval_steps.filter(state="pending").first():
         step_decide(step_id=step.pk, user=approver, verdict="approve")
@@ -121,7 +121,7 @@ def approved_namespace(requester, approver, unique_name, cleanup_namespaces):
 
 def provisioned_namespace(approved_namespace) -> Resource:
     """A namespace of its own name, approved and provisioned on the test cluster: its resource."""
-    from provisioning.services import request_provision
+    from provisioning.services.provision import request_provision
 
     request = approved_namespace(f"r{uuid.uuid4().hex[:10]}")
     request_provision(request_id=request.pk)

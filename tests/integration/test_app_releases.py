@@ -3,15 +3,11 @@
 import pytest
 from kubernetes import client
 
-from leases.services import lease_extend
+from leases.services.extension import lease_extend
 from provisioning.models import ManagedObject, Release
 from provisioning.renderers import ANNOTATION_LEASE_EXPIRES, rfc3339
-from provisioning.services import (
-    app_rollback_file,
-    app_upgrade_file,
-    resource_reconcile,
-    resources_reconcile,
-)
+from provisioning.services.reconcile import resource_reconcile, resources_reconcile
+from provisioning.services.releases import app_rollback_file, app_upgrade_file
 from requests_app.errors import InvalidState, ValidationFailed
 from requests_app.models import AuditEvent, Resource
 from tests.integration.conftest import approve_and_provision, file_app

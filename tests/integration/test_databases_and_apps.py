@@ -6,7 +6,8 @@ import pytest
 from kubernetes import client
 
 from provisioning.models import ManagedObject
-from provisioning.services import request_plan, request_provision
+from provisioning.services.plan import request_plan
+from provisioning.services.provision import request_provision
 from requests_app.models import ResourceRequest
 from tests.factories import app_template
 from tests.integration.conftest import file_and_provision

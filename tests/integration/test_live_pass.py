@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from kubernetes.client.exceptions import ApiException
 
 from leases.models import Lease
-from leases.services import reclaim_pass
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
 from requests_app.models import AuditEvent, Resource
 from tests.passes import concurrent_passes

@@ -9,7 +9,9 @@ from kubernetes.client.exceptions import ApiException
 from leases.models import Lease
 from provisioning.models import ManagedObject
 from provisioning.renderers import rfc3339
-from provisioning.services import _claim, request_provision, resource_teardown
+from provisioning.services.claims import _claim
+from provisioning.services.provision import request_provision
+from provisioning.services.teardown import resource_teardown
 from provisioning.tasks import provision_request
 
 pytestmark = pytest.mark.django_db

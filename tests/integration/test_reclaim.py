@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from leases.models import Lease
 from provisioning.models import ManagedObject
-from provisioning.services import request_provision, resource_teardown
+from provisioning.services.provision import request_provision
+from provisioning.services.teardown import resource_teardown
 from requests_app.models import AuditEvent, Resource
 
 from .conftest import namespace_gone, wait_for

@@ -12,9 +12,9 @@ from kubernetes.client.exceptions import ApiException
 
 from approvals.services import step_decide
 from leases.models import Backup, Lease
-from leases.services import reclaim_pass
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning.renderers import database_secret_name
-from provisioning.services import request_provision
+from provisioning.services.provision import request_provision
 from requests_app.models import AuditEvent
 from requests_app.services import request_submit
 from tests.integration.conftest import approve_and_provision, namespace_gone, wait_for
@@ -114,7 +114,7 @@ def test_a_namespace_with_a_database_is_deleted_only_after_its_backup_succeeds_a
         core.read_namespaced_secret(backup.job_name, backup_namespace)
 
     # Restore: the namespace first, then the database, which is filled from the dump.
-    from leases.services import resource_restore
+    from leases.services.restore import resource_restore
 
     namespace.refresh_from_db()
     ns_restore = resource_restore(resource=namespace, actor=requester)

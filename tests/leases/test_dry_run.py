@@ -10,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from leases.models import Lease
-from leases.services import database_now, lease_open, reclaim_pass
+from leases.services.opening import database_now, lease_open
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning.models import ManagedObject
 from requests_app.models import AuditEvent
 from tests.factories import active_child, active_namespace

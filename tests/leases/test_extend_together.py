@@ -11,7 +11,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from leases.models import Lease
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from requests_app.models import AppTemplate, AuditEvent, Resource, ResourceRequest
 from tests.factories import active_child, active_namespace, app_template, in_grace
 

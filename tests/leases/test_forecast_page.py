@@ -12,7 +12,8 @@ from django.core.management import call_command
 from kubernetes.client.exceptions import ApiException
 
 from leases.models import Lease
-from leases.services import database_now, lease_open, reclaim_pass
+from leases.services.opening import database_now, lease_open
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
 from tests.factories import active_child, active_namespace
 

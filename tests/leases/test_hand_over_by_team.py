@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from leases.services import ReclaimReport, database_now, hand_over_departed
+from leases.services.handover import hand_over_departed
+from leases.services.opening import database_now
+from leases.services.report import ReclaimReport
 from requests_app.models import AuditEvent, Resource
 from tests.factories import active_namespace, team
 

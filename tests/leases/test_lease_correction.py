@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 
 from leases.models import Lease
-from leases.services import database_now, lease_correct_expiry, lease_enter_grace, lease_open
+from leases.services.extension import lease_correct_expiry
+from leases.services.grace import lease_enter_grace
+from leases.services.opening import database_now, lease_open
 from requests_app.errors import NotAllowed, ValidationFailed
 from requests_app.models import AuditEvent, Resource
 from tests.factories import active_child, active_namespace

@@ -9,7 +9,10 @@ import pytest
 from django.utils import timezone
 
 from leases.models import Lease
-from leases.services import ReclaimReport, database_now, hand_over_departed, lease_open, reclaim_pass
+from leases.services.handover import hand_over_departed
+from leases.services.opening import database_now, lease_open
+from leases.services.reclaim_pass import reclaim_pass
+from leases.services.report import ReclaimReport
 from requests_app.models import ResourceRequest
 from tests.factories import active_namespace
 

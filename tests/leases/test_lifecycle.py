@@ -12,9 +12,10 @@ from kubernetes import client
 
 from approvals.services import step_decide
 from leases.models import Lease
-from leases.services import extension_fulfil, extensions_sweep, lease_extend, reclaim_pass
+from leases.services.extension import extension_fulfil, extensions_sweep, lease_extend
+from leases.services.reclaim_pass import reclaim_pass
 from provisioning.renderers import rfc3339
-from provisioning.services import request_provision
+from provisioning.services.provision import request_provision
 from requests_app.errors import ValidationFailed
 from requests_app.models import AppTemplate, AuditEvent, Resource, ResourceRequest
 from requests_app.services import request_submit
@@ -113,7 +114,7 @@ def test_an_extension_approved_while_the_lease_is_reclaiming_fails_with_the_reas
     step_decide(step_id=request.approval_steps.get().pk, user=approver, verdict="approve")
     request.refresh_from_db()
     assert request.state == "approved"  # its task has not run yet
-    from leases.services import resource_release
+    from leases.services.reclaim import resource_release
 
     resource_release(resource=namespace, actor=requester)
     assert lease_of(namespace).state in ("reclaiming", "reclaimed")
@@ -128,7 +129,7 @@ def test_an_extension_approved_while_the_lease_is_reclaiming_fails_with_the_reas
 
 def test_an_extension_still_waiting_is_withdrawn_when_reclamation_starts(namespace, requester, approver, settings):
     from approvals.selectors import steps_decidable_by
-    from leases.services import resource_release
+    from leases.services.reclaim import resource_release
 
     settings.LEASE_MAX_TOTAL_DAYS = 20
     _, request = lease_extend(resource=namespace, actor=requester, days=10, justification="quarter end")
@@ -262,7 +263,7 @@ def test_an_owner_who_left_the_team_hands_over_to_the_team(
 
 
 def test_release_deletes_at_once_without_grace(namespace, requester, core):
-    from leases.services import resource_release
+    from leases.services.reclaim import resource_release
     from tests.integration.conftest import namespace_gone, wait_for
 
     done, _ = resource_release(resource=namespace, actor=requester)

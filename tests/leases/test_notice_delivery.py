@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from leases.models import Lease
-from leases.services import lease_open, reclaim_pass
+from leases.services.opening import lease_open
+from leases.services.reclaim_pass import reclaim_pass
 from requests_app.models import AuditEvent, OutgoingMail
 from tests.conftest import require_env
 from tests.factories import active_namespace

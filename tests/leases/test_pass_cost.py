@@ -11,7 +11,11 @@ from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
 from leases.models import Lease
-from leases.services import ReclaimReport, database_now, lease_extend, lease_open, reclaim_pass, send_notices
+from leases.services.expiry_notices import send_notices
+from leases.services.extension import lease_extend
+from leases.services.opening import database_now, lease_open
+from leases.services.reclaim_pass import reclaim_pass
+from leases.services.report import ReclaimReport
 from requests_app.models import AuditEvent
 from tests.factories import UserFactory, active_namespace
 

@@ -10,7 +10,7 @@ import pytest
 
 from leases.models import Lease
 from leases.selectors import RELATED_ROWS
-from leases.services import lease_open
+from leases.services.opening import lease_open
 from requests_app.models import AppTemplate
 from tests.factories import active_child, active_namespace, app_template
 

@@ -15,8 +15,8 @@ from kubernetes.client.exceptions import ApiException
 
 from approvals.services import step_decide
 from leases.models import Lease
-from leases.services import reclaim_pass
-from provisioning.services import request_provision
+from leases.services.reclaim_pass import reclaim_pass
+from provisioning.services.provision import request_provision
 from requests_app.models import AuditEvent, Resource
 from requests_app.services import request_submit
 from tests.conftest import require_env
@@ -122,7 +122,7 @@ def test_an_owner_removed_from_the_directory_group_hands_over_to_the_team():
     conn.simple_bind_s(os.environ["LDAP_BIND_DN"], os.environ["LDAP_BIND_PASSWORD"])
     conn.modify_s(group_dn, [(ldap.MOD_DELETE, "member", [member])])
     try:
-        from leases.services import lease_open
+        from leases.services.opening import lease_open
 
         lease = lease_open(resource=resource)
         reclaim_pass(now=lease.expires_at - timedelta(days=13))

@@ -13,7 +13,7 @@ from django.core.management import call_command
 
 from approvals.services import step_decide
 from leases.models import Lease, ReclaimPass
-from provisioning.services import request_provision
+from provisioning.services.provision import request_provision
 from provisioning.tasks import provision_request, sweep_stuck_requests
 from requests_app.models import Heartbeat
 from tests.faults.proxy import Rule

@@ -12,7 +12,8 @@ from django.test import override_settings
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
 from provisioning.models import ManagedObject
-from provisioning.services import request_provision, resource_id_for
+from provisioning.services.plan import resource_id_for
+from provisioning.services.provision import request_provision
 from requests_app.models import AuditEvent
 from tests.conftest import require_env
 from tests.faults.proxy import FaultProxy, write_kubeconfig

@@ -15,7 +15,9 @@ from kubernetes.dynamic import DynamicClient
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
 from provisioning.models import ManagedObject
-from provisioning.services import request_provision, resource_teardown, resources_reconcile
+from provisioning.services.provision import request_provision
+from provisioning.services.reconcile import resources_reconcile
+from provisioning.services.teardown import resource_teardown
 from tests.conftest import require_env
 from tests.factories import app_template
 from tests.integration.conftest import file_and_provision, token_kubeconfig

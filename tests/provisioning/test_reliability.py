@@ -13,15 +13,11 @@ from kubernetes import client
 from approvals.services import step_decide
 from provisioning.errors import TransientClusterError
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
-from provisioning.services import (
-    provisioning_retry_later,
-    provisioning_sweep,
-    request_fail,
-    request_provision,
-    resource_reconcile,
-    resources_reconcile,
-    workload_unready,
-)
+from provisioning.services.provision import request_provision
+from provisioning.services.readiness import workload_unready
+from provisioning.services.reconcile import resource_reconcile, resources_reconcile
+from provisioning.services.retries import provisioning_retry_later, request_fail
+from provisioning.services.sweep import provisioning_sweep
 from requests_app.metrics import MetricUpdate
 from requests_app.models import AuditEvent, ResourceRequest
 from requests_app.services import request_submit
@@ -52,7 +48,7 @@ def test_the_sweep_leaves_requests_with_a_retry_due_or_a_live_claim_alone(approv
     ProvisioningJob.objects.filter(pk=waiting.pk).update(retry_at=timezone.now() + timedelta(seconds=30))
     held = approved_namespace("held1")  # enqueued just now
     # Held by a worker whose session is alive (this test's own connection, seen from the sweep's).
-    from provisioning.services import _session_identity
+    from provisioning.services.claims import _session_identity
 
     ProvisioningJob.objects.filter(pk=held.pk).update(
         claimed_until=timezone.now() + timedelta(minutes=1), claimed_by=_session_identity().replace("@", "@other-")

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError, TransientClusterError
-from provisioning.services import retry_delay
+from provisioning.services.retries import retry_delay
 
 
 def api_error(status, headers=None, body='{"message": "nope"}'):

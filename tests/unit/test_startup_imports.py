@@ -63,7 +63,10 @@ def modules_after(code: str) -> set[str]:
         "pass",
         # What `manage.py reclaim_leases` imports before its pass (the CronJob's process), and the
         # services and validators that every app's requests go through.
-        "import leases.management.commands.reclaim_leases, leases.services, provisioning.services",
+        "import importlib, pkgutil, leases.management.commands.reclaim_leases, leases.services, provisioning.services\n"
+        "for package in (leases.services, provisioning.services):\n"
+        "    for module in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(f'{package.__name__}.{module.name}')",
         "import approvals.services, requests_app.services, requests_app.specs, provisioning.renderers",
         # The system checks that `manage.py reclaim_leases` runs before its pass (BaseCommand.execute).
         "from leases.management.commands.reclaim_leases import Command\n"

@@ -1,0 +1,346 @@
+"""The reclamation pass: its steps in order (mail, notices, hand-over, grace, backups, reclaim), the
+dry run, and following the leases still going away."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from provisioning import cluster
+from provisioning.errors import ClusterError, ClusterNotConfigured
+from provisioning.models import ManagedObject
+from provisioning.services.teardown import TeardownPlan, TeardownReport
+from requests_app.models import (
+    Kind,
+    MailState,
+    OutgoingMail,
+    Resource,
+)
+from requests_app.selectors import mail_pending
+from requests_app.services import (
+    mail_deliver_pending,
+)
+
+from .. import backup, notices
+from ..models import Lease, LeaseState
+from .expiry_notices import send_notices
+from .extension import extensions_sweep, lease_restore_workloads
+from .grace import _release_leases, lease_enter_grace, lease_quarantine
+from .handover import hand_over_departed
+from .opening import database_now
+from .reclaim import _claim_leases, _reclaim_start, _Teardown, _teardown_finish, _teardown_prepare, _teardown_quietly
+from .report import _LABEL_RELATED, ReclaimReport, _label, _lease_rows, _LeaseRow
+from .restore import check_restores
+
+log = logging.getLogger(__name__)
+
+
+def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: QuerySet, report: ReclaimReport) -> None:
+    """What a dry run lists of the leases it would reclaim (`resource_ids`: their resources, as a
+    subquery): the databases it would back up first and the objects it would delete, read in two
+    queries as plain values."""
+    objects: dict[Any, list[str]] = {row.resource_id: [] for row in listed}
+    recorded = (
+        ManagedObject.objects.filter(resource_id__in=resource_ids, deleted_at__isnull=True)
+        .order_by("pk")
+        .values_list("resource_id", "api_version", "kind", "namespace", "name")
+    )
+    for resource_id, api_version, kind, namespace, name in recorded:
+        objects.setdefault(resource_id, []).append(str(cluster.ObjectRef(api_version, kind, namespace, name)))
+    databases: dict[Any, list[str]] = {}
+    children = (
+        Resource.objects.filter(parent_id__in=resource_ids, kind=Kind.DATABASE)
+        .exclude(state__in=Resource.TERMINAL)
+        .order_by("pk")
+        .values_list("parent_id", "name")
+    )
+    for parent_id, name in children:
+        databases.setdefault(parent_id, []).append(name)
+    for row in listed:
+        names = [row.name] if row.kind == Kind.DATABASE else databases.get(row.resource_id, [])
+        report.backups.extend(f"database {row.namespace}/{name}" for name in names)
+        report.reclaimed.append(f"{row.label}: {', '.join(objects[row.resource_id]) or 'no objects'}")
+
+
+def reclaim_pass(*, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
+    """One reclamation pass: notices, hand-overs, expired leases into grace (quarantined), and leases past
+    grace backed up and reclaimed, at most RECLAIM_MAX_PER_RUN of them. Idempotent; safe in parallel.
+
+    Mail that earlier attempts could not send is retried first; the mail this pass queues is sent at its
+    end, after its changes committed, and what the mail backend refused is in the report's errors (and
+    stays in the outbox for the next pass)."""
+    now = now or database_now()
+    report = ReclaimReport(now=now, dry_run=dry_run)
+    # Before anything changes: a pass that cannot reach the cluster must not move a lease to a state the
+    # cluster does not match. Without usable credentials it stops here (a configuration to fix, not a
+    # passing fault); with an API server that does not answer it does only what needs no cluster.
+    cluster_down = _cluster_unusable(dry_run=dry_run, report=report)
+    _mail_retry_earlier(report=report)
+    with notices.collecting() as queued:
+        _reclaim_steps(now=now, dry_run=dry_run, report=report, cluster_down=cluster_down)
+    if not dry_run:
+        _mail_deliver_queued(report=report, mail_ids=queued)
+    return report
+
+
+def _mail_line(mail: OutgoingMail) -> str:
+    return f"{mail.topic} to {', '.join(mail.recipients)}: {mail.subject.removeprefix('[Leasehold] ')} (mail {mail.pk})"
+
+
+def _mail_retry_earlier(*, report: ReclaimReport) -> None:
+    """Send the outbox's pending mail (what earlier passes or requests could not send), so that a refused
+    notice goes out with the next pass."""
+    if report.dry_run:
+        report.earlier_mail.extend(_mail_line(m) for m in mail_pending()[: settings.LEASEHOLD_MAIL_MAX_PER_RUN])
+        return
+    delivery = mail_deliver_pending(limit=settings.LEASEHOLD_MAIL_MAX_PER_RUN)
+    report.earlier_mail.extend(f"{_mail_line(m)}, attempt {m.attempts}" for m in delivery.sent)
+    report.errors.extend(
+        f"{_mail_line(m)}: still not sent after {m.attempts} attempt(s): {m.last_error}; retried by the next pass"
+        for m in delivery.failed
+    )
+    if delivery.stopped and (left := mail_pending().count() - len(delivery.failed)) > 0:
+        report.errors.append(f"{left} more pending mail not tried, the mail backend cannot be used: {delivery.stopped}")
+
+
+def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
+    """Send the mail a pass queued, now that its transactions committed, and report what became of it:
+    a notice counts as sent only once the mail backend accepted it; what it refused stays pending."""
+    delivery = mail_deliver_pending(limit=len(mail_ids), ids=mail_ids)
+    # Mail of a transaction that rolled back is gone; the rest is read back as it is now.
+    for mail in OutgoingMail.objects.filter(pk__in=mail_ids).order_by("pk"):
+        notice = report.notice_mail.get(mail.pk)
+        if mail.state == MailState.SENT:
+            if notice is not None:
+                report.notices.append(notice)
+            continue
+        why = mail.last_error if mail.attempts else (delivery.stopped or "not tried yet: another run is sending it")
+        report.errors.append(f"{notice or _mail_line(mail)}: {mail.topic} not sent: {why}; retried by the next pass")
+
+
+def _cluster_unusable(*, dry_run: bool, report: ReclaimReport) -> bool:
+    """Ask the API server whether it is ready (one GET /readyz). A live pass raises ClusterNotConfigured
+    before anything changed; an unreachable or unready server is an error of the report, and True."""
+    try:
+        cluster.ping()
+    except ClusterNotConfigured as exc:
+        if not dry_run:
+            raise
+        report.errors.append(f"cluster: {exc}: a live pass stops before changing anything and does none of this")
+        return True
+    except ClusterError as exc:
+        would = "would move" if dry_run else "moved"
+        report.errors.append(
+            f"cluster: {exc}: the pass {would} nothing into grace and deleted nothing (notices and hand-overs "
+            "need no cluster); the next pass tries again"
+        )
+        return True
+    return False
+
+
+def _backup_storage_errors(report: ReclaimReport) -> None:
+    """A dry run that would back up databases checks that the Jobs have somewhere to run and write: a
+    missing backup namespace or volume claim fails every one of them."""
+    try:
+        problem = backup.backup_storage_problem()
+    except ClusterError as exc:
+        problem = f"cannot be checked: {exc}"
+    if problem:
+        report.errors.append(
+            f"back up: {problem}: the {len(report.backups)} backup Job(s) would fail, so those databases (and "
+            "the namespaces holding them) would not be deleted"
+        )
+
+
+def _reclaim_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, cluster_down: bool = False) -> None:
+    """The work of a pass: notices, hand-overs, grace, backups and reclamation (the last three only with
+    a cluster that answers)."""
+    send_notices(now=now, dry_run=dry_run, report=report)
+    hand_over_departed(dry_run=dry_run, report=report, now=now)
+    if cluster_down:
+        return
+    if not dry_run:
+        check_restores(now=now, report=report)
+
+    expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
+    for lease in expired.select_related(*_LABEL_RELATED):
+        if dry_run:
+            report.to_grace.append(_label(lease))
+            continue
+        try:
+            entered = lease_enter_grace(lease_id=lease.pk, now=now)
+        except ClusterError as exc:
+            report.errors.append(f"{_label(lease)}: quarantine: {exc}; still active, the next pass tries again")
+            continue
+        if entered:
+            report.to_grace.append(_label(lease))
+            lease.refresh_from_db()
+            notices.quarantine_notice(lease.resource, lease.grace_until, len(lease.quarantined_replicas))
+    if not dry_run:
+        for lease in Lease.objects.filter(state=LeaseState.GRACE, grace_until__gt=now).select_related("resource"):
+            try:
+                lease_quarantine(lease_id=lease.pk)
+            except ClusterError as exc:
+                report.errors.append(f"{_label(lease)}: quarantine: {exc}")
+        # Extended leases whose workloads could not be scaled back yet.
+        unrestored = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now).exclude(quarantined_replicas={})
+        for lease in unrestored.select_related("resource"):
+            try:
+                lease_restore_workloads(lease_id=lease.pk)
+            except ClusterError as exc:
+                report.errors.append(f"{_label(lease)}: restore of its workloads: {exc}")
+
+    # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk")
+    rows = _lease_rows(due)
+    cap = max(0, settings.RECLAIM_MAX_PER_RUN)
+    started = rows[:cap]
+    report.deferred.extend(row.label for row in rows[cap:])
+    if dry_run:
+        _dry_run_reclaim(started, due.values("resource_id")[:cap], report)
+        if report.backups:
+            _backup_storage_errors(report)
+        return
+    _reclaim_into_report([(row.pk, row.label) for row in started], now, report)
+    reclaim_follow(now=now, report=report, skip=[row.pk for row in started])
+
+
+def _reclaim_into_report(leases: list[tuple[int, str]], now: datetime, report: ReclaimReport) -> None:
+    """Reclaim (or follow up) `leases` (id and label), in batches of 4 × LEASEHOLD_K8S_CONCURRENCY.
+
+    The database work stays in this thread, under the same claims, row locks (leases before resources,
+    in key order) and audit lines as `lease_reclaim`; the cluster calls of a batch, which are
+    independent, run in the background with at most LEASEHOLD_K8S_CONCURRENCY in flight, while this
+    thread records the batch before and prepares the batch after (one batch's calls at a time)."""
+    size = 4 * settings.LEASEHOLD_K8S_CONCURRENCY
+    batches = [_ReclaimBatch(leases[i : i + size], now, report) for i in range(0, len(leases), size)]
+    try:
+        previous = None
+        for batch in batches:
+            batch.prepare()
+            if previous is not None:
+                previous.wait()
+            batch.launch()
+            if previous is not None:
+                previous.finish()
+            previous = batch
+        if previous is not None:
+            previous.wait()
+            previous.finish()
+    finally:
+        for batch in batches:
+            batch.release()
+
+
+class _ReclaimBatch:
+    """Some of a pass's leases: claimed, started and prepared in the caller's thread; torn down in a
+    background thread (cluster calls only); recorded in the caller's thread."""
+
+    def __init__(self, leases: list[tuple[int, str]], now: datetime, report: ReclaimReport) -> None:
+        self.leases, self.now, self.report = leases, now, report
+        self.token = uuid.uuid4()
+        self.claimed: list[int] = []
+        self.ready: list[tuple[str, _Teardown, TeardownPlan]] = []
+        self.results: list[TeardownReport | ClusterError] = []
+        self.failure: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def prepare(self) -> None:
+        self.claimed = _claim_leases([pk for pk, _ in self.leases], self.token)
+        mine = [(pk, label) for pk, label in self.leases if pk in set(self.claimed)]  # others: another pass's
+        waiting = _reclaim_start(self.claimed, now=self.now)
+        jobs = _teardown_prepare([pk for pk, _ in mine if pk not in waiting], token=self.token, now=self.now)
+        for pk, label in mine:
+            job = jobs.get(pk)
+            if pk in waiting:
+                _report_reclaim(label, (False, waiting[pk]), self.report)
+            elif job is None:
+                continue
+            elif job.error is not None:
+                _report_reclaim_error(label, job.error, self.report)
+            elif job.plan is None:
+                _report_reclaim(label, job.outcome or (False, ""), self.report)
+            else:
+                self.ready.append((label, job, job.plan))
+
+    def launch(self) -> None:
+        plans = [plan for _, _, plan in self.ready]
+
+        def tear_down() -> None:
+            try:
+                self.results = cluster.map_bounded(_teardown_quietly, plans)
+            except BaseException as exc:  # handed to the caller's thread in wait()
+                self.failure = exc
+
+        self.thread = threading.Thread(target=tear_down, name="leasehold-reclaim", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+
+    def finish(self) -> None:
+        finished = []
+        for (label, job, _), result in zip(self.ready, self.results, strict=True):
+            if isinstance(result, ClusterError):
+                _report_reclaim_error(label, result, self.report)
+            else:
+                finished.append((label, job, result))
+        outcomes = _teardown_finish([(job, result) for _, job, result in finished], now=self.now)
+        for (label, _, _), outcome in zip(finished, outcomes, strict=True):
+            _report_reclaim(label, outcome, self.report)
+
+    def release(self) -> None:
+        """Give the claims back, once no call of this batch is in flight any more."""
+        if self.thread is not None:
+            self.thread.join()
+        _release_leases(self.claimed, self.token)
+        self.claimed = []
+
+
+def _report_reclaim_error(label: str, exc: ClusterError, report: ReclaimReport) -> None:
+    log.warning("reclaiming %s failed: %s", label, exc)
+    report.errors.append(f"{label}: {exc}")
+
+
+def _report_reclaim(label: str, outcome: tuple[bool, str], report: ReclaimReport) -> None:
+    done, note = outcome
+    if note == "taken by another pass":
+        return
+    if "backup" in note and not done:
+        report.backups.append(f"{label}: {note}")
+    (report.reclaimed if done else report.in_progress).append(f"{label}: {note}" if note else label)
+    if "backup" in note and "failed" in note:
+        report.errors.append(f"{label}: {note} — nothing was deleted")
+
+
+def reclaim_follow(
+    *, now: datetime | None = None, report: ReclaimReport | None = None, skip: list[int] | None = None
+) -> ReclaimReport:
+    """Follow up leases that are reclaiming (a namespace terminating, a backup Job running, a release
+    that could not finish at once): each is one cheap check (a read of the namespace or the Job), and
+    the records are marked reclaimed as soon as the cluster is done. Runs every
+    LEASEHOLD_RECLAIM_FOLLOW_SECONDS and at the end of every pass; never counted against the cap."""
+    now = now or database_now()
+    report = report or ReclaimReport(now=now, dry_run=False)
+    check_restores(now=now, report=report)
+    extensions_sweep()
+    waiting = (
+        Lease.objects.filter(state=LeaseState.RECLAIMING)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()))
+        .exclude(pk__in=skip or [])
+    )
+    follow = _lease_rows(waiting.order_by("pk")[: settings.LEASEHOLD_RECLAIM_FOLLOW_MAX])
+    _reclaim_into_report([(row.pk, row.label) for row in follow], now, report)
+    return report

@@ -1,0 +1,100 @@
+"""Restoring a reclaimed database from its backup: filing the request, starting the restore Job, and
+checking the restores in flight."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from provisioning import cluster
+from provisioning.errors import ClusterError
+from requests_app.errors import InvalidState, NotAllowed
+from requests_app.models import (
+    Kind,
+    Resource,
+    ResourceRequest,
+    ResourceState,
+)
+from requests_app.services import (
+    audit_record,
+    request_submit,
+)
+
+from .. import backup
+from ..models import Backup, BackupKind, BackupState
+from .backups import _finish_backup, _launch_job
+from .extension import _may_manage
+from .opening import database_now
+from .report import ReclaimReport
+
+
+def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
+    """File a request that re-creates a reclaimed resource as it last ran (the frozen template and
+    provider of its request); a database is then filled from its last successful backup."""
+    if not _may_manage(actor, resource):
+        raise NotAllowed("Only the owner's team can restore this resource.")
+    if resource.state != ResourceState.RECLAIMED:
+        raise InvalidState(f"Only a reclaimed resource can be restored; this one is {resource.state}.")
+    old = resource.created_by_request
+    spec = dict(resource.spec)
+    if resource.parent is not None:
+        # The namespace is found again by name: restore it first if it was reclaimed too.
+        spec["namespace"] = resource.parent.namespace_name
+    frozen = {**old.frozen, "restore_of": str(resource.pk)}
+    if resource.kind == Kind.DATABASE:
+        dump = (
+            resource.backups.filter(kind=BackupKind.DUMP, state=BackupState.SUCCEEDED).order_by("-started_at").first()
+        )
+        if dump is not None:
+            frozen["restore_from"] = dump.location
+    request = request_submit(
+        requester=actor,
+        team=resource.team.slug,
+        kind=resource.kind,
+        name=resource.name,
+        environment=resource.environment,
+        lease_days=resource.lease_days,
+        justification=f"restore of {resource} ({resource.pk})",
+        spec=spec,
+        frozen=frozen,
+    )
+    audit_record(actor=actor, verb="restore_requested", target=resource, request=old, detail=f"request {request.pk}")
+    return request
+
+
+def restore_start(*, resource_id) -> Backup | None:
+    """Run pg_restore of the dump a recreated database was filed with (once)."""
+    database = Resource.objects.select_related("created_by_request", "parent", "team").get(pk=resource_id)
+    location = database.created_by_request.frozen.get("restore_from")
+    if not location or database.backups.filter(kind=BackupKind.RESTORE).exists():
+        return None
+    now = database_now()
+    manifests = backup.restore_manifests(
+        database=database, password=backup.database_password(database), location=location, at=now
+    )
+    return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
+
+
+def check_restores(*, now: datetime, report: ReclaimReport) -> None:
+    """Record how running restore Jobs ended (a failure alerts like a failed backup)."""
+    # A restore that could not start right after activation (cluster unreachable) starts here.
+    waiting = (
+        Resource.objects.filter(
+            kind=Kind.DATABASE, state=ResourceState.ACTIVE, created_by_request__frozen__has_key="restore_from"
+        )
+        .exclude(backups__kind=BackupKind.RESTORE)
+        .values_list("pk", flat=True)
+    )
+    for resource_id in waiting:
+        try:
+            restore_start(resource_id=resource_id)
+        except ClusterError as exc:
+            report.errors.append(f"restore of {resource_id}: {exc}")
+    for record in Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING).select_related("resource"):
+        try:
+            job = cluster.read(cluster.ObjectRef("batch/v1", "Job", record.job_namespace, record.job_name))
+        except ClusterError as exc:
+            report.errors.append(f"restore of {record.resource.name}: {exc}")
+            continue
+        outcome = backup.job_outcome(job)
+        if outcome != BackupState.RUNNING:
+            _finish_backup(record, outcome, now)

@@ -1,0 +1,179 @@
+"""The worker's claim on a request: who holds it, for how long, and giving it up."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from requests_app.errors import InvalidState
+from requests_app.models import Action, RequestState, Resource, ResourceRequest, ResourceState
+from requests_app.services import transition_apply
+
+from .. import cluster
+from ..errors import ClaimLost
+from ..models import ManagedObject, Phase, ProvisioningJob
+from .apply import _record_intent_of_new
+from .plan import PROVISIONED_ACTIONS, resource_id_for
+
+
+class DeliveriesExhausted(Exception):
+    """The request was delivered LEASEHOLD_MAX_DELIVERIES times without finishing: it is failed."""
+
+
+@dataclass
+class Claim:
+    """A worker's hold on one request's provisioning, renewed after every step."""
+
+    request: ResourceRequest
+    resource: Resource
+    job: ProvisioningJob
+    token: uuid.UUID
+    # For a resource made by this claim: its manifests, and the rows recorded for them in the claim's
+    # transaction (None: the run renders and records them itself).
+    manifests: list[dict] | None = None
+    rows: dict[cluster.ObjectRef, ManagedObject] | None = None
+    # The claim was given up already (with the run's last write): nothing left to release.
+    released: bool = False
+
+
+def _claim_seconds() -> timedelta:
+    return timedelta(seconds=settings.LEASEHOLD_PROVISION_CLAIM_SECONDS)
+
+
+def _session_identity() -> str:
+    """This worker's database session, host, process and thread: who holds a claim."""
+    where = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+    if connection.vendor == "postgresql":
+        # psycopg knows the backend's pid from the connection's start: no query for it.
+        connection.ensure_connection()
+        return f"pg:{connection.connection.info.backend_pid}@{where}"
+    return f"proc@{where}"
+
+
+def claim_alive(job: ProvisioningJob, *, me: str | None = None) -> bool:
+    """Whether another worker still holds the job: its claim has not run out and, on PostgreSQL, its
+    database session still exists (a worker killed with -9 loses its session at once). The same
+    session as ours cannot be running another provisioning of it: its earlier run is over."""
+    if job.claimed_until is None or job.claimed_until <= timezone.now():
+        return False
+    if me is not None and job.claimed_by == me:
+        return False
+    if job.claimed_by.startswith("pg:") and connection.vendor == "postgresql":
+        backend = job.claimed_by[3:].split("@", 1)[0]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)", [int(backend)])
+            return bool(cursor.fetchone()[0])
+    return True
+
+
+@transaction.atomic
+def _claim(request_id) -> Claim | None:
+    """Take the request for this worker: a row lock, a re-read of the state, a claim that runs out.
+
+    Moves an approved request to provisioning (creating its resource), or picks up one in progress.
+    Returns None when there is nothing to do (done, no longer wanted, or another worker holds it).
+    Every claim except a readiness re-check counts as one delivery; raises DeliveriesExhausted when
+    the request has had LEASEHOLD_MAX_DELIVERIES of them already.
+    """
+    # Lock the request row only (`of`): the team and requester rows are shared by many requests, and
+    # locking them too would serialise every worker provisioning that team's or that person's requests.
+    # What rendering reads (team and group, requester, parent, resource) comes in the same query.
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self",))
+        .select_related("team__group", "requester", "parent", "resource")
+        .filter(pk=request_id)
+        .first()
+    )
+    if (
+        request is None
+        or request.action not in PROVISIONED_ACTIONS
+        or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING)
+    ):
+        return None
+    job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
+    now = timezone.now()
+    me = _session_identity()
+    if claim_alive(job, me=me):
+        return None
+    if job.phase != Phase.READINESS:
+        if request.deliveries >= settings.LEASEHOLD_MAX_DELIVERIES:
+            last = job.last_error or "the worker was lost while provisioning"
+            raise DeliveriesExhausted(
+                f"Stopped after {request.deliveries} deliveries without finishing (last error: {last})."
+            )
+        request.deliveries += 1
+        if request.state != RequestState.APPROVED:
+            # An approved request is saved by its transition below, deliveries with it.
+            ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") + 1)
+    job.claim_token = uuid.uuid4()
+    job.claimed_until = now + _claim_seconds()
+    job.claimed_by = me
+    job.retry_at = None
+    if job.phase not in (Phase.READINESS,):
+        job.phase = Phase.APPLYING
+    job.save()
+    if request.state == RequestState.APPROVED and request.action != Action.CREATE:
+        # An upgrade or rollback changes a running app: it must still be active.
+        if request.resource is None or request.resource.state != ResourceState.ACTIVE:
+            state = request.resource.state if request.resource else "gone"
+            raise InvalidState(f"The app is {state}; only an active app can be changed.")
+        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
+        return Claim(request, request.resource, job, job.claim_token)
+    if request.state == RequestState.APPROVED:
+        # The claim that makes the resource links it to the request in the same transaction, under the
+        # request's row lock: an approved request without one has none yet (no read, no savepoint).
+        resource = request.resource
+        if resource is None:
+            resource = Resource.objects.create(
+                pk=resource_id_for(request),
+                kind=request.kind,
+                name=request.name,
+                team=request.team,
+                owner=request.requester,
+                environment=request.environment,
+                spec=request.spec,
+                lease_days=request.lease_days,
+                created_by_request=request,
+                parent=request.parent,
+                activated_at=now,
+            )
+        made = request.resource is None
+        request.resource = resource
+        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
+        claim = Claim(request, resource, job, job.claim_token)
+        if made:
+            _record_intent_of_new(claim)
+        return claim
+    if request.resource is None:
+        return None
+    return Claim(request, request.resource, job, job.claim_token)
+
+
+def _renew(claim: Claim, *, release: bool = False, **fields) -> None:
+    """Extend the claim (and save `fields` on the job); ClaimLost when another worker took it over.
+    With `release`, the same write gives the claim up instead (the run's last write: one update)."""
+    held = {"claim_token": None, "claimed_until": None, "claimed_by": ""} if release else {}
+    updated = ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
+        **{"claimed_until": timezone.now() + _claim_seconds(), **held}, updated_at=timezone.now(), **fields
+    )
+    if not updated:
+        raise ClaimLost(f"the claim on request {claim.request.pk} ran out and was taken over")
+    for name, value in fields.items():
+        setattr(claim.job, name, value)
+
+
+def _release(claim: Claim) -> None:
+    if claim.released:
+        return
+    ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
+        claim_token=None, claimed_until=None, claimed_by=""
+    )

@@ -1,0 +1,72 @@
+"""The orchestrator: `request_provision`, one worker run over a request (claim, apply, wait, activate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from ..errors import PermanentClusterError
+from ..models import Phase
+from .apply import _apply_all
+from .claims import DeliveriesExhausted, _claim, _release, _renew
+from .readiness import _activate, _unready
+from .retries import request_fail
+
+
+@dataclass(frozen=True)
+class ProvisionOutcome:
+    """What a provisioning run ended with: finished (or nothing to do), or waiting for readiness."""
+
+    retry_in: float | None = None
+
+
+def request_provision(*, request_id) -> ProvisionOutcome:
+    """Apply an approved request's objects, record them, wait for readiness, and mark request and
+    resource active.
+
+    Idempotent and safe to deliver any number of times, also concurrently: the run claims the request
+    (one worker at a time), re-reads its state and does nothing when it is done; objects are recorded
+    before they are applied and written with server-side apply, so a re-run converges on the same
+    objects. Raises TransientClusterError (retry later), PermanentClusterError or InvalidState (fail),
+    or returns how long to wait before checking readiness again.
+    """
+    try:
+        claim = _claim(request_id)
+    except DeliveriesExhausted as exc:
+        request_fail(request_id=request_id, reason=str(exc))
+        return ProvisionOutcome()
+    if claim is None:
+        return ProvisionOutcome()
+    try:
+        applying = claim.job.phase != Phase.READINESS
+        stored = _apply_all(claim) if applying else {}
+        waiting, count = _unready(claim, stored)
+        if waiting:
+            now = timezone.now()
+            # Just applied: the readiness phase starts now (recorded with the wait below, in one write).
+            started = {"phase": Phase.READINESS} if applying else {}
+            deadline = now + timedelta(seconds=settings.LEASEHOLD_READY_TIMEOUT_SECONDS) if applying else None
+            deadline = deadline or claim.job.ready_deadline or now
+            if now >= deadline:
+                raise PermanentClusterError(
+                    f"Not ready within {settings.LEASEHOLD_READY_TIMEOUT_SECONDS:g}s: {'; '.join(waiting)}."
+                )
+            poll = settings.LEASEHOLD_READY_POLL_SECONDS
+            _renew(
+                claim,
+                release=True,
+                **started,
+                ready_deadline=deadline,
+                last_error=f"waiting for: {'; '.join(waiting)}",
+                retry_at=now + timedelta(seconds=poll),
+            )
+            claim.released = True
+            return ProvisionOutcome(retry_in=poll)
+        _activate(claim, count=count)
+        claim.released = True
+        return ProvisionOutcome()
+    finally:
+        _release(claim)

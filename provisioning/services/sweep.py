@@ -1,0 +1,126 @@
+"""Enqueueing provisioning runs, and the sweep that re-enqueues requests whose message was lost."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from requests_app.models import RequestState, ResourceRequest
+from requests_app.services import audit_record
+
+from ..models import Phase, ProvisioningJob
+from .claims import claim_alive
+from .plan import PROVISIONED_ACTIONS
+
+log = logging.getLogger(__name__)
+
+
+def _publish(request_id: str) -> None:
+    from ..tasks import provision_request
+
+    try:
+        provision_request.delay(request_id)
+    except Exception:  # the broker is down: the sweep re-enqueues the request later
+        log.warning("could not enqueue provisioning of %s; the sweep will", request_id, exc_info=True)
+
+
+def provisioning_enqueue(*, request: ResourceRequest, reset: bool = False) -> None:
+    """Record that the request is due for provisioning and publish its task after commit.
+
+    The database is the source of truth: if the message is lost (broker down, worker killed before
+    the ack), `provisioning_sweep` finds the request by `enqueued_at` and publishes it again.
+    """
+    defaults: dict = {"enqueued_at": timezone.now()}
+    if reset:
+        defaults.update(
+            phase=Phase.QUEUED,
+            retry_at=None,
+            ready_deadline=None,
+            last_error="",
+            claim_token=None,
+            claimed_until=None,
+            claimed_by="",
+        )
+    # One upsert (INSERT ... ON CONFLICT DO UPDATE): no read, no savepoints, on every approval.
+    ProvisioningJob.objects.bulk_create(
+        [ProvisioningJob(request_id=request.pk, **defaults)],
+        update_conflicts=True,
+        unique_fields=["request"],
+        update_fields=[*defaults, "updated_at"],
+    )
+    request_id = str(request.pk)
+    transaction.on_commit(lambda: _publish(request_id))
+
+
+def _dead_claims(now) -> list:
+    """Requests whose claim has not run out but whose worker is gone: its database session no longer
+    exists (a worker killed with -9, a node lost). They are stuck at once, not after the claim runs out."""
+    if connection.vendor != "postgresql":
+        return []
+    held = list(
+        ProvisioningJob.objects.filter(
+            claimed_until__gt=now,
+            claimed_by__startswith="pg:",
+            request__state__in=(RequestState.APPROVED, RequestState.PROVISIONING),
+        ).values_list("pk", "claimed_by")
+    )
+    if not held:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity")
+        live = {row[0] for row in cursor.fetchall()}
+    return [pk for pk, by in held if int(by[3:].split("@", 1)[0]) not in live]
+
+
+def provisioning_sweep() -> list[str]:
+    """Re-enqueue requests stuck in approved or provisioning, exactly once per stuck spell:
+    - a claim whose worker is gone (its database session ended): at once;
+    - no live claim, no retry due, and nothing enqueued for LEASEHOLD_PROVISION_STUCK_MINUTES (a message
+      lost with the broker, or never published).
+    Runs every LEASEHOLD_SWEEP_SECONDS and when a worker starts. Safe to run anywhere, any number of times
+    at once (compare-and-set on the claim and `enqueued_at`). Returns the ids it re-enqueued."""
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=settings.LEASEHOLD_PROVISION_STUCK_MINUTES)
+    dead = _dead_claims(now)
+    idle = (
+        ResourceRequest.objects.filter(
+            action__in=PROVISIONED_ACTIONS, state__in=(RequestState.APPROVED, RequestState.PROVISIONING)
+        )
+        .filter(
+            Q(provisioning_job__isnull=True, updated_at__lt=cutoff)
+            | Q(provisioning_job__enqueued_at__isnull=True, updated_at__lt=cutoff)
+            | Q(provisioning_job__enqueued_at__lt=cutoff)
+        )
+        .exclude(provisioning_job__retry_at__gte=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[: settings.LEASEHOLD_SWEEP_MAX_PER_RUN]
+    )
+    requeued = []
+    for request_id in [*dead, *(pk for pk in idle if pk not in dead)]:
+        with transaction.atomic():
+            job, _ = ProvisioningJob.objects.get_or_create(request_id=request_id)
+            if claim_alive(job):
+                continue
+            gone = job.claimed_until is not None and job.claimed_until > now
+            taken = (
+                ProvisioningJob.objects.filter(pk=request_id, claim_token=job.claim_token)
+                .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff) | Q(claimed_until__gt=now))
+                .update(enqueued_at=now, claim_token=None, claimed_until=None, claimed_by="")
+            )
+            if not taken:
+                continue
+            request = ResourceRequest.objects.get(pk=request_id)
+            why = (
+                f"its worker ({job.claimed_by}) is gone"
+                if gone
+                else f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min"
+            )
+            audit_record(actor=None, verb="requeued", target=request, detail=f"{why}; enqueued again")
+            transaction.on_commit(lambda rid=str(request_id): _publish(rid))  # type: ignore[misc]
+        requeued.append(str(request_id))
+    return requeued
