@@ -238,6 +238,19 @@ _CONTAINER_SECURITY = {
 }
 POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "Job")
 
+
+def pod_security_context(uid: int) -> dict:
+    """A pod that runs as the image's own user `uid` (its files and volumes owned by that group), non-root,
+    with the runtime's seccomp profile."""
+    return {
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "runAsNonRoot": True,
+        "seccompProfile": dict(_SECCOMP_RUNTIME_DEFAULT),
+    }
+
+
 # What a kind's own renderer (provisioning/kinds/<kind>.py) builds its objects with, so that every kind's
 # objects carry the same labels, annotations, limits and container protections.
 workload_metadata = _metadata
@@ -404,13 +417,7 @@ def _statefulset_manifests(db: DatabaseSpec, ctx: RenderContext, plan: ComputeRe
                     "spec": {
                         "automountServiceAccountToken": False,
                         "terminationGracePeriodSeconds": 30,
-                        "securityContext": {
-                            "runAsUser": POSTGRES_UID,
-                            "runAsGroup": POSTGRES_UID,
-                            "fsGroup": POSTGRES_UID,
-                            "runAsNonRoot": True,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": pod_security_context(POSTGRES_UID),
                         "containers": [container],
                     },
                 },

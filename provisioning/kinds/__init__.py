@@ -47,6 +47,25 @@ class ProvisioningKind:
 PROVISIONING_KINDS: KindExtensions[ProvisioningKind] = KindExtensions("provisioning.kinds", ProvisioningKind)
 
 
+def namespace_of(obj) -> str:
+    """The namespace a request or resource of a kind that lives in one goes into."""
+    return obj.parent.namespace_name if obj.parent is not None else ""
+
+
+def with_generated_password(
+    name: str, *, render: Callable, connection: Callable, secret_name: Callable[[str], str]
+) -> ProvisioningKind:
+    """A kind that lives in a namespace and keeps a password generated at its first apply in the Secret
+    `secret_name(<resource name>)`, which is also the Secret that what binds to it reads."""
+    return ProvisioningKind(
+        name,
+        render=render,
+        password_secret=lambda request: (namespace_of(request), secret_name(request.name)),
+        connection=connection,
+        binding_secret=lambda resource: secret_name(resource.name),
+    )
+
+
 def render_for(request, ctx: RenderContext, password: str | None = None) -> list[dict]:
     """The manifests of a create request, by its kind's renderer."""
     return PROVISIONING_KINDS.get(request.kind).render(request, ctx, password or PASSWORD_PLACEHOLDER)

@@ -8,7 +8,7 @@ from requests_app.errors import InvalidState
 from requests_app.models import Resource
 
 from ..renderers import AppSpec, AppTemplateSpec, ComputeResources, RenderContext, SecretBinding, app_manifests
-from . import PROVISIONING_KINDS, ProvisioningKind
+from . import PROVISIONING_KINDS, ProvisioningKind, namespace_of
 
 
 def app_bindings(spec: dict) -> tuple[SecretBinding, ...]:
@@ -32,7 +32,7 @@ def render_app(request, ctx: RenderContext, password: str) -> list[dict]:
     template, spec = request.frozen["template"], request.spec
     app = AppSpec(
         name=request.name,
-        namespace=request.parent.namespace_name if request.parent else "",
+        namespace=namespace_of(request),
         template=AppTemplateSpec(
             slug=template["slug"],
             image_repository=template["image_repository"],

@@ -9,7 +9,7 @@ from ..renderers import (
     database_manifests,
     database_secret_name,
 )
-from . import PROVISIONING_KINDS, ProvisioningKind
+from . import PROVISIONING_KINDS, namespace_of, with_generated_password
 
 
 def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
@@ -18,13 +18,9 @@ def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
     )
 
 
-def _namespace_of(request) -> str:
-    return request.parent.namespace_name if request.parent else ""
-
-
 def render_database(request, ctx: RenderContext, password: str) -> list[dict]:
     return database_manifests(
-        db=database_spec_of(request.name, _namespace_of(request), request.spec),
+        db=database_spec_of(request.name, namespace_of(request), request.spec),
         password=password,
         ctx=ctx,
         provider=request.frozen.get("provider", "statefulset"),
@@ -41,11 +37,7 @@ def database_connection_of(resource) -> dict | None:
 
 PROVISIONING_KINDS.register(
     "database",
-    ProvisioningKind(
-        "database",
-        render=render_database,
-        password_secret=lambda request: (_namespace_of(request), database_secret_name(request.name)),
-        connection=database_connection_of,
-        binding_secret=lambda resource: database_secret_name(resource.name),
+    with_generated_password(
+        "database", render=render_database, connection=database_connection_of, secret_name=database_secret_name
     ),
 )
