@@ -213,6 +213,10 @@ class BoundFrom:
         return self.binding.spec_key if self.binding.spec_key == "database" else "bound_to"
 
     @property
+    def caption(self) -> str:
+        return f"{kind_title(self.binding.source_kind)}s bound to this {kind_noun(self.binding.target_kind)}"
+
+    @property
     def heading(self) -> str:
         return f"{kind_title(self.binding.source_kind)}s using this {kind_noun(self.binding.target_kind)}"
 
