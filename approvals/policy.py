@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from requests_app.models import Action, Environment, Kind
+from requests_app import kinds
+from requests_app.models import Action, Environment
 from requests_app.quantities import parse_quantity
-from requests_app.specs import DATABASE_PLANS, NAMESPACE_PLANS
 
 DEFAULT_POLICY_YAML = """\
 rules:
@@ -33,14 +33,19 @@ rules:
 LIST_KEYS = ("action", "kind", "environment", "team", "plan")
 QUANTITY_KEYS = {"max_cpu": "cpu", "max_memory": "memory", "max_storage": "storage"}
 MATCH_KEYS = (*LIST_KEYS, "max_lease_days", *QUANTITY_KEYS)
+
+
 # A typo in a closed vocabulary would make a rule silently never match (and, say, route prod requests
 # to a laxer rule), so these values are checked against what requests can carry.
-KNOWN_VALUES: dict[str, tuple[str, ...]] = {
-    "action": tuple(Action.values),
-    "kind": tuple(Kind.values),
-    "environment": tuple(Environment.values),
-    "plan": tuple(dict.fromkeys([*NAMESPACE_PLANS, *DATABASE_PLANS])),
-}
+def known_values(key: str) -> tuple[str, ...] | None:
+    """The values a request can carry under `key` (None: any): the kinds and plans are the registry's."""
+    if key == "kind":
+        return tuple(kinds.names())
+    if key == "plan":
+        return tuple(dict.fromkeys(plan for kind in kinds.all() for plan in kind.plans))
+    return {"action": tuple(Action.values), "environment": tuple(Environment.values)}.get(key)
+
+
 PLACEHOLDER = "{team}"
 
 
@@ -174,7 +179,7 @@ def parse_policy(text: str) -> Policy:
                     match[key] = [value]
                 elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                     raise _fail(where, f"match.{key} must be a list of strings")
-                known = KNOWN_VALUES.get(key)
+                known = known_values(key)
                 bad = [v for v in match[key] if known is not None and v not in known]
                 if bad:
                     raise _fail(

@@ -14,10 +14,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Case, CharField, Count, Exists, Min, OuterRef, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from requests_app.models import Kind, RequestState, ResourceRequest
-from requests_app.quantities import parse_quantity
+from requests_app import kinds
+from requests_app.models import RequestState, ResourceRequest
 from requests_app.selectors import teams_of, user_is_admin
-from requests_app.specs import database_usage, namespace_quota, plan_of
+from requests_app.specs import plan_of
 
 from .directory import user_group_names
 from .models import ApprovalPolicy, ApprovalStep, Decision, Delegation, StepState
@@ -101,13 +101,8 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
     Namespaces carry their quota; databases their plan's CPU and memory limits and their storage. Apps
     carry no quantities, so a rule with max_cpu/max_memory/max_storage never matches an app.
     """
-    quantities = {}
-    if request.kind == Kind.NAMESPACE:
-        quota = namespace_quota(request.spec)
-        quantities = {k: parse_quantity(getattr(quota, k)) for k in ("cpu", "memory", "storage")}
-    elif request.kind == Kind.DATABASE and request.spec.get("plan") and request.spec.get("storage"):
-        usage = database_usage(request.spec)
-        quantities = {"cpu": usage.cpu, "memory": usage.memory, "storage": usage.storage}
+    kind = kinds.find(request.kind)
+    quantities = kind.policy_quantities(request.spec) if kind is not None else {}
     return RequestFacts(
         kind=request.kind,
         environment=request.environment,
@@ -173,13 +168,8 @@ def approval_route_preview(request: ResourceRequest) -> dict:
 def request_size(request: ResourceRequest) -> str:
     """A short human size for the queue: the plan, or the quantities asked for."""
     spec = request.spec if isinstance(request.spec, dict) else {}
-    if request.kind == Kind.NAMESPACE:
-        if spec.get("plan"):
-            return str(spec["plan"])
-        return " / ".join(str(spec.get(k, "?")) for k in ("cpu", "memory", "storage"))
-    if request.kind == Kind.DATABASE:
-        return f"{spec.get('plan', '?')}, {spec.get('storage', '?')}"
-    return f"{spec.get('template', '?')} × {spec.get('replicas', 1)}"
+    kind = kinds.find(request.kind)
+    return kind.size(spec) if kind is not None else ""
 
 
 def approver_groups(names: Iterable[str]) -> set[str]:

@@ -8,6 +8,9 @@ class LeasesConfig(AppConfig):
         from requests_app.sections import lazy_section, resource_sections, resource_select, resource_select_fields
 
         from . import receivers  # noqa: F401  (opens a lease when a resource becomes active)
+        from .kinds import LEASE_KINDS
+
+        LEASE_KINDS.discover()  # each module of leases/kinds/ registers its kind's backup and page
         from .models import LEASE_SECTION_FIELDS
 
         # By its path: the serializers (and Django REST framework) are imported when a resource is rendered.

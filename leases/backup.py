@@ -12,9 +12,13 @@ from django.conf import settings
 
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
+from provisioning.kinds.database import database_spec_of
 from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection
-from provisioning.services.plan import database_secret_ref, database_spec_of, stored_password
-from requests_app.models import Kind, Resource
+from provisioning.services.plan import database_secret_ref, stored_password
+from requests_app import kinds
+from requests_app.models import Resource
+
+from .kinds import LEASE_KINDS, backed_up_kinds
 
 # The dump is written to a partial file and renamed, so a killed Job never leaves a file that looks
 # complete; a failed pg_dump exits the script with its own status (no pipe hides it) and its partial
@@ -32,12 +36,15 @@ BACKUP_MOUNT = "/backups"
 
 
 def databases_to_back_up(resource: Resource) -> list[Resource]:
-    """The databases whose data a reclamation of `resource` would destroy."""
-    if resource.kind == Kind.DATABASE:
+    """The databases (the resources of a kind that is backed up, see leases.kinds) whose data a
+    reclamation of `resource` would destroy: itself, or what lives in it."""
+    if LEASE_KINDS.get(resource.kind).backed_up:
         return [resource]
-    if resource.kind == Kind.NAMESPACE:
+    if not kinds.get(resource.kind).in_namespace:
         return list(
-            resource.children.filter(kind=Kind.DATABASE).exclude(state__in=Resource.TERMINAL).select_related("parent")
+            resource.children.filter(kind__in=backed_up_kinds())
+            .exclude(state__in=Resource.TERMINAL)
+            .select_related("parent")
         )
     return []
 

@@ -4,8 +4,9 @@ from django.db import transaction
 from django.dispatch import receiver
 from django_fsm.signals import post_transition
 
-from requests_app.models import Action, Kind, Resource, ResourceRequest
+from requests_app.models import Action, Resource, ResourceRequest
 
+from .kinds import LEASE_KINDS
 from .services.extension import publish
 from .services.opening import lease_open
 from .tasks import fulfil_extension, start_restore
@@ -15,7 +16,8 @@ from .tasks import fulfil_extension, start_restore
 def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) -> None:
     if name == "activate":
         lease_open(resource=instance)
-        if instance.kind == Kind.DATABASE and instance.created_by_request.frozen.get("restore_from"):
+        restores = LEASE_KINDS.get(instance.kind).backed_up
+        if restores and instance.created_by_request.frozen.get("restore_from"):
             resource_id = str(instance.pk)
             transaction.on_commit(lambda: publish(start_restore, resource_id), robust=True)
 

@@ -11,10 +11,13 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from provisioning import cluster
 from provisioning.errors import ClusterError, ClusterNotConfigured
+from requests_app import kinds
 from requests_app.models import AppTemplate, Kind, Resource
-from requests_app.selectors import LIST_ORDER, bound_to_database, teams_of, user_is_admin
+from requests_app.names import kind_noun, kind_title
+from requests_app.selectors import LIST_ORDER, bound_to, bound_to_database, teams_of, user_is_admin
 
 from . import backup
+from .kinds import backed_up_kinds
 from .models import Lease, LeaseState
 
 # The most rows each section of the dashboard and the forecast shows; each links to the resource list,
@@ -197,17 +200,66 @@ def apps_bound_to(database: Resource) -> Related:
     )
 
 
-def bound_database(app: Resource) -> Resource | None:
-    """The database an app's spec binds it to, if it is of the app's team (any state: a reclaimed one shows as such)."""
+@dataclass
+class BoundFrom:
+    """The resources bound to one through `binding` (the apps using a database, or a cache)."""
+
+    binding: kinds.Binding
+    related: Related
+
+    @property
+    def list_filter(self) -> str:
+        """The resource list's filter for these ("database", or the general "bound_to")."""
+        return self.binding.spec_key if self.binding.spec_key == "database" else "bound_to"
+
+    @property
+    def caption(self) -> str:
+        return f"{kind_title(self.binding.source_kind)}s bound to this {kind_noun(self.binding.target_kind)}"
+
+    @property
+    def heading(self) -> str:
+        return f"{kind_title(self.binding.source_kind)}s using this {kind_noun(self.binding.target_kind)}"
+
+
+def bound_from(target: Resource) -> list[BoundFrom]:
+    """For each way others bind to `target`, the resources of its team bound to it, newest first."""
+    out = []
+    for binding in kinds.bindings_to(target.kind):
+        bound = bound_to(Resource.objects.filter(team_id=target.team_id), binding, target.pk).order_by(*LIST_ORDER)
+        out.append(BoundFrom(binding, _related(bound)))
+    return out
+
+
+@dataclass
+class BoundTo:
+    """What a resource's spec binds it to through `binding`; None when it names nothing (or nothing of its team)."""
+
+    binding: kinds.Binding
+    resource: Resource | None
+
+
+def bound_resource(resource: Resource, binding: kinds.Binding) -> Resource | None:
+    """The resource `resource`'s spec binds it to through `binding`, if it is of the same team (any state: a
+    reclaimed one shows as such)."""
     try:
-        database_id = uuid.UUID(str(app.spec.get("database") or ""))
+        target_id = uuid.UUID(str(resource.spec.get(binding.spec_key) or ""))
     except ValueError:
         return None
     return (
         Resource.objects.select_related("team", "parent", "parent__team")
-        .filter(pk=database_id, kind=Kind.DATABASE, team_id=app.team_id)
+        .filter(pk=target_id, kind=binding.target_kind, team_id=resource.team_id)
         .first()
     )
+
+
+def bindings_of(resource: Resource) -> list[BoundTo]:
+    """Every binding the resource's kind may have, with what it binds to."""
+    return [BoundTo(b, bound_resource(resource, b)) for b in kinds.bindings_from(resource.kind)]
+
+
+def bound_database(app: Resource) -> Resource | None:
+    """The database an app's spec binds it to, if it is of the app's team (any state: a reclaimed one shows as such)."""
+    return bound_resource(app, kinds.get(Kind.DATABASE).bindings[0])
 
 
 def app_template_of(app: Resource) -> dict[str, str]:
@@ -258,11 +310,12 @@ def forecast_problems(user, sections: list[ForecastSection], now: datetime) -> l
         ]
     if not totals.get("delete"):
         return []
-    live_database = Resource.objects.filter(parent=OuterRef("resource"), kind=Kind.DATABASE).exclude(
+    backed_up = backed_up_kinds()
+    live_database = Resource.objects.filter(parent=OuterRef("resource"), kind__in=backed_up).exclude(
         state__in=Resource.TERMINAL
     )
     due = leases_visible_to(user).filter(state=LeaseState.GRACE, grace_until__lte=now)
-    if not due.filter(Q(resource__kind=Kind.DATABASE) | Exists(live_database)).exists():
+    if not due.filter(Q(resource__kind__in=backed_up) | Exists(live_database)).exists():
         return []
     try:
         problem = backup.backup_storage_problem()

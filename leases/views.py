@@ -5,10 +5,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import select_template
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from provisioning.services.releases import app_rollback_file, app_upgrade_file
+from requests_app import kinds
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
 from requests_app.models import Environment, Kind, ResourceRequest, ResourceState
 from requests_app.pages import filtered_page
@@ -17,13 +19,13 @@ from requests_app.selectors import resources_visible_to, teams_for_filters
 
 from .filtersets import ResourceFilter
 from .forms import ExtendForm
+from .kinds import LEASE_KINDS
 from .models import Lease, LeaseState
 from .selectors import (
     FORECAST_DAYS,
     RELATED_ROWS,
-    app_template_of,
-    apps_bound_to,
-    bound_database,
+    bindings_of,
+    bound_from,
     dashboard,
     extend_candidates,
     forecast,
@@ -56,12 +58,17 @@ def resource_list(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "states": ResourceState.choices,
-            "kinds": Kind.choices,
+            "kinds": kinds.choices(),
             "environments": Environment.choices,
             "teams": teams_for_filters(request.user),
             "expiring": expiring,
         },
     )
+
+
+def _kind_rows(kind: str) -> str:
+    """The partial with the rows only this kind's page has: `leases/kinds/<kind>.html`, else the default."""
+    return select_template([f"leases/kinds/{kind}.html", "leases/kinds/_default.html"]).template.name
 
 
 def _detail_context(user, resource, extend_form: ExtendForm | None = None) -> dict:
@@ -74,16 +81,20 @@ def _detail_context(user, resource, extend_form: ExtendForm | None = None) -> di
         "backups": resource.backups.all(),
         "connection": resource_sections["connection"](resource) if "connection" in resource_sections else None,
         "max_days": settings.LEASE_MAX_DAYS,
-        "releases": resource.releases.order_by("-number") if resource.kind == "app" else [],
+        "releases": [],
         "related_rows": RELATED_ROWS,
+        # The rows only this kind has (its connection, an app's URL and template): its own partial, if any.
+        "kind_rows": select_template(
+            [f"leases/kinds/{resource.kind}.html", "leases/kinds/_default.html"]
+        ).template.name,
+        "bindings": bindings_of(resource),
+        "bound_from": bound_from(resource),
     }
-    if resource.kind == Kind.NAMESPACE:
+    if not kinds.get(resource.kind).in_namespace:
         context["children"] = namespace_children(resource)
-    elif resource.kind == Kind.DATABASE:
-        context["bound_apps"] = apps_bound_to(resource)
-    elif resource.kind == Kind.APP:
-        context["bound_database"] = bound_database(resource)
-        context["template"] = app_template_of(resource)
+    lease_kind = LEASE_KINDS.get(resource.kind)
+    context["backed_up"] = lease_kind.backed_up
+    context.update(lease_kind.page_context(resource))
     lease = getattr(resource, "lease", None)
     if lease is not None and lease.state in (LeaseState.ACTIVE, LeaseState.GRACE):
         candidates = extend_candidates(resource) if resource.kind == Kind.NAMESPACE else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from provisioning import cluster
+from provisioning.kinds import PROVISIONING_KINDS
 from provisioning.models import ManagedObject
 from requests_app.models import Resource
 from requests_app.names import count_of
@@ -15,7 +16,8 @@ def _key(obj: ManagedObject) -> str:
 
 
 def workloads_of(resource: Resource) -> list[ManagedObject]:
-    """The Deployments and StatefulSets recorded for the resource itself.
+    """The workloads (what its kind's quarantine scales: Deployments, StatefulSets) recorded for the
+    resource itself.
 
     Databases and apps in a namespace have leases of their own that end no later than the namespace's,
     so they are quarantined (and restored) through those; counting them here too would remember the
@@ -23,7 +25,7 @@ def workloads_of(resource: Resource) -> list[ManagedObject]:
     """
     return list(
         ManagedObject.objects.filter(
-            resource=resource, kind__in=cluster.WORKLOAD_KINDS, deleted_at__isnull=True
+            resource=resource, kind__in=PROVISIONING_KINDS.get(resource.kind).workloads, deleted_at__isnull=True
         ).order_by("pk")
     )
 

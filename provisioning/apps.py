@@ -13,6 +13,9 @@ class ProvisioningConfig(AppConfig):
         )
 
         from . import metrics, receivers  # noqa: F401  (failures counted; provisioning enqueued on approval)
+        from .kinds import PROVISIONING_KINDS
+
+        PROVISIONING_KINDS.discover()  # each module of provisioning/kinds/ registers its kind's renderer
         from .services.plan import connection_section, plan_yaml
         from .services.progress import provisioning_progress
         from .services.releases import releases_section

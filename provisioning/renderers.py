@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from requests_app.kinds import database as database_kind
 from requests_app.models import Kind
 from requests_app.quantities import parse_quantity
 
@@ -238,6 +239,27 @@ _CONTAINER_SECURITY = {
 POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "Job")
 
 
+def pod_security_context(uid: int) -> dict:
+    """A pod that runs as the image's own user `uid` (its files and volumes owned by that group), non-root,
+    with the runtime's seccomp profile."""
+    return {
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "runAsNonRoot": True,
+        "seccompProfile": dict(_SECCOMP_RUNTIME_DEFAULT),
+    }
+
+
+# What a kind's own renderer (provisioning/kinds/<kind>.py) builds its objects with, so that every kind's
+# objects carry the same labels, annotations, limits and container protections.
+workload_metadata = _metadata
+stable_labels = _stable_labels
+container_resources = _resources
+secret_env = _secret_env
+CONTAINER_SECURITY = _CONTAINER_SECURITY
+
+
 def pod_templates_hardened(manifests: list[dict]) -> list[dict]:
     """`manifests` with the pod settings above enforced on every pod template (in place, and returned).
 
@@ -395,13 +417,7 @@ def _statefulset_manifests(db: DatabaseSpec, ctx: RenderContext, plan: ComputeRe
                     "spec": {
                         "automountServiceAccountToken": False,
                         "terminationGracePeriodSeconds": 30,
-                        "securityContext": {
-                            "runAsUser": POSTGRES_UID,
-                            "runAsGroup": POSTGRES_UID,
-                            "fsGroup": POSTGRES_UID,
-                            "runAsNonRoot": True,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": pod_security_context(POSTGRES_UID),
                         "containers": [container],
                     },
                 },
@@ -456,13 +472,7 @@ def database_manifests(
 APP_SERVICE_PORT = 80
 
 # The variables libpq (and most PostgreSQL clients) read, each from a key of the bound database's Secret.
-DATABASE_ENV = {
-    "PGHOST": "host",
-    "PGPORT": "port",
-    "PGDATABASE": "dbname",
-    "PGUSER": "username",
-    "PGPASSWORD": "password",
-}
+DATABASE_ENV = dict(database_kind.DATABASE_ENV)
 
 
 @dataclass(frozen=True)
@@ -482,6 +492,17 @@ class DatabaseBinding:
 
 
 @dataclass(frozen=True)
+class SecretBinding:
+    """What an app binds to (a database, a cache): each variable of `env` read from a key of its Secret."""
+
+    secret_name: str
+    env: tuple[tuple[str, str], ...]  # (variable, Secret key)
+    what: str = ""  # "database", "cache": for messages
+    # A template field that must be true to bind this ("accepts_database"); empty: any template may.
+    template_flag: str = ""
+
+
+@dataclass(frozen=True)
 class AppSpec:
     name: str
     namespace: str
@@ -492,6 +513,7 @@ class AppSpec:
     host: str | None = None  # Ingress host when given
     database: DatabaseBinding | None = None
     ingress_class: str | None = None
+    bindings: tuple[SecretBinding, ...] = ()  # see requests_app.kinds: Binding
 
 
 def _app_env(app: AppSpec) -> list[dict]:
@@ -502,6 +524,9 @@ def _app_env(app: AppSpec) -> list[dict]:
         # (or a PGHOST pointing elsewhere) would silently detach the app from the database it was bound to.
         for name, key in DATABASE_ENV.items():
             entries[name] = _secret_env(name, app.database.secret_name, key)
+    for binding in app.bindings:
+        for name, key in binding.env:
+            entries[name] = _secret_env(name, binding.secret_name, key)
     return [entries[name] for name in sorted(entries)]
 
 
@@ -542,6 +567,9 @@ def app_manifests(*, app: AppSpec, ctx: RenderContext) -> list[dict]:
     """Deployment and Service `<name>`, and an Ingress `<name>` when the app has a host."""
     if app.database is not None and not app.template.accepts_database:
         raise ValueError(f"app template {app.template.slug!r} does not accept a database")
+    for binding in app.bindings:
+        if binding.template_flag and not getattr(app.template, binding.template_flag):
+            raise ValueError(f"app template {app.template.slug!r} does not accept a {binding.what}")
     if app.replicas < 0:
         raise ValueError("replicas must not be negative")
     labels = {LABEL_NAME: app.name, LABEL_INSTANCE: app.name}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import django_filters
 
-from .models import Environment, Kind, RequestState, ResourceRequest
+from .models import Environment, RequestState, ResourceRequest, kind_choices
 
 
 class RequestFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=RequestState.choices)
-    kind = django_filters.ChoiceFilter(choices=Kind.choices)
+    kind = django_filters.ChoiceFilter(choices=kind_choices)
     team = django_filters.CharFilter(field_name="team__slug")
     environment = django_filters.ChoiceFilter(choices=Environment.choices)
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.validators import MaxValueValidator
 from django.db.models import Q
 
+from . import kinds
 from .models import AppTemplate, Environment, Kind, Resource, ResourceState
 from .names import field_label
 from .selectors import resources_visible_to, teams_of
@@ -147,7 +148,6 @@ class AppRequestForm(WorkloadForm):
         required=False,
         help_text="One KEY=value per line; overrides the template's defaults.",
     )
-    database = forms.ChoiceField(required=False, help_text="Injects PGHOST, PGUSER, PGPASSWORD... from its Secret.")
     host = forms.CharField(required=False, help_text="e.g. checkout.apps.example.org; blank: no Ingress.")
     field_order = [
         "namespace",
@@ -157,7 +157,7 @@ class AppRequestForm(WorkloadForm):
         "image_tag",
         "replicas",
         "env",
-        "database",
+        # here: a field per binding (database, cache, ...), added by __init__
         "host",
         "lease_days",
         "justification",
@@ -169,20 +169,38 @@ class AppRequestForm(WorkloadForm):
         cast(forms.ChoiceField, self.fields["template"]).choices = [
             (t.slug, f"{t.name} ({t.image_repository}:{t.default_tag})") for t in templates
         ]
-        databases = (
-            Resource.objects.filter(kind=Kind.DATABASE, state=ResourceState.ACTIVE, team__in=teams_of(self.user))
-            .select_related("parent__team")
-            .order_by("name")
-        )
-        cast(forms.ChoiceField, self.fields["database"]).choices = [("", "— none —")] + [
-            (str(d.pk), d.display_name) for d in databases
-        ]
+        self.binding_keys = self._add_binding_fields()
         domains = settings.LEASEHOLD_INGRESS_DOMAINS
         self.fields["host"].help_text = (
             f"A name under {', '.join(f'*.{d}' for d in domains)}, e.g. checkout.{domains[0]}; blank: no Ingress."
             if domains
             else "No Ingress hosts are offered here: leave blank."
         )
+
+    def _add_binding_fields(self) -> list[str]:
+        """A choice of the caller's active resources for each kind an app binds to, after `env`."""
+        keys = []
+        for binding in kinds.bindings_from(self.kind):
+            targets = (
+                Resource.objects.filter(
+                    kind=binding.target_kind, state=ResourceState.ACTIVE, team__in=teams_of(self.user)
+                )
+                .select_related("parent__team")
+                .order_by("name")
+            )
+            self.fields[binding.spec_key] = forms.ChoiceField(
+                required=False,
+                label=binding.label,
+                help_text=binding.help_text,
+                choices=[("", "— none —")] + [(str(t.pk), t.display_name) for t in targets],
+            )
+            keys.append(binding.spec_key)
+        order = list(self.fields)
+        for key in keys:
+            order.remove(key)
+        at = order.index("host")
+        self.order_fields([*order[:at], *keys, *order[at:]])
+        return keys
 
     def clean_env(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -203,17 +221,16 @@ class AppRequestForm(WorkloadForm):
             "replicas": data["replicas"],
             "env": data["env"],
         }
-        for optional in ("image_tag", "database", "host"):
+        for optional in ("image_tag", *self.binding_keys, "host"):
             if data.get(optional):
                 spec[optional] = data[optional]
         return spec
 
 
-FORMS: dict[str, type[RequestForm]] = {
-    Kind.NAMESPACE: NamespaceRequestForm,
-    Kind.DATABASE: DatabaseRequestForm,
-    Kind.APP: AppRequestForm,
-}
+def form_for(kind: str) -> type[RequestForm]:
+    """The form of `kind` (the registry's), the namespace's for a kind there is none of."""
+    found = kinds.find(kind) or kinds.get(Kind.NAMESPACE)
+    return found.form_class()
 
 
 class ResourceHandOverForm(forms.ModelForm):

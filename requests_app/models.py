@@ -126,9 +126,20 @@ class AppTemplate(models.Model):
 
 
 class Kind(models.TextChoices):
+    """Names of the kinds the other layers build on (a namespace holds the rest; apps bind to databases).
+    The kinds that exist are those of the registry (`requests_app.kinds`): the `kind` fields take their
+    choices from it, so a kind added there needs no edit here and no migration."""
+
     NAMESPACE = "namespace"
     DATABASE = "database"
     APP = "app"
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """The registry's kinds, read when the choices are (a callable: migrations keep the reference)."""
+    from .kinds import choices
+
+    return choices()
 
 
 class Environment(models.TextChoices):
@@ -164,7 +175,7 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     action = models.CharField(max_length=10, choices=Action.choices, default=Action.CREATE)
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=kind_choices)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="requests")
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requests")
     name = models.CharField(max_length=63)
@@ -303,7 +314,7 @@ class Resource(ConcurrentTransitionMixin, models.Model):
     TERMINAL = (ResourceState.RECLAIMED, ResourceState.FAILED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=kind_choices)
     name = models.CharField(max_length=63)
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="resources")
     owner = models.ForeignKey(

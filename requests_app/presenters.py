@@ -12,8 +12,9 @@ from typing import Any
 
 from django.urls import reverse
 
-from . import specs
-from .models import Action, AppTemplate, Kind, Resource, ResourceRequest, Team
+from . import kinds, specs
+from .kinds.base import Fact
+from .models import Action, Resource, ResourceRequest, Team
 from .sections import request_previews
 from .services import UNPROVISIONED_STATES, namespaces_headroom, teams_budget_left
 
@@ -33,15 +34,6 @@ def human_quantity(value: Decimal, kind: str) -> str:
     if abs(value) < GI:
         return f"{(value / MI).quantize(Decimal('0.1')).normalize():f} MiB"
     return f"{(value / GI).quantize(Decimal('0.01')).normalize():f} GiB"
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One line of the summary; `url` links to the resource or address it names."""
-
-    label: str
-    value: str
-    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,25 +75,33 @@ class RequestSummary:
 
 @dataclass
 class _Lookups:
-    """What summaries of several requests share, read once: bound databases, budgets, headroom."""
+    """What summaries of several requests share, read once: bound resources, budgets, headroom."""
 
-    databases: dict[str, Resource] = field(default_factory=dict)
+    bound: dict[str, Resource] = field(default_factory=dict)  # what apps bind to (databases, caches), by id
     budgets: dict[int, dict[str, Any]] = field(default_factory=dict)
     headroom: dict[Any, specs.Usage] = field(default_factory=dict)
-    templates: dict[str, AppTemplate] = field(default_factory=dict)
+    templates: dict[str, dict] = field(default_factory=dict)
 
 
-def _database_ids(requests: Iterable[ResourceRequest]) -> list[uuid.UUID]:
+def _bound_ids(requests: Iterable[ResourceRequest]) -> list[uuid.UUID]:
     ids = []
     for r in requests:
-        ref = r.spec.get("database") if r.kind == Kind.APP and isinstance(r.spec, dict) else None
-        if not ref:
+        if not isinstance(r.spec, dict):
             continue
-        try:
-            ids.append(uuid.UUID(str(ref)))
-        except ValueError:
-            continue
+        for binding in kinds.bindings_from(r.kind):
+            ref = r.spec.get(binding.spec_key)
+            if not ref:
+                continue
+            try:
+                ids.append(uuid.UUID(str(ref)))
+            except ValueError:
+                continue
     return ids
+
+
+def _in_namespace(request: ResourceRequest) -> bool:
+    kind = kinds.find(request.kind)
+    return kind is None or kind.in_namespace
 
 
 def _costed(request: ResourceRequest) -> bool:
@@ -112,14 +112,14 @@ def _costed(request: ResourceRequest) -> bool:
 def _lookups(requests: list[ResourceRequest], *, costs: bool) -> _Lookups:
     """Read at once what the summaries share: a constant number of queries for any number of requests."""
     found = _Lookups()
-    ids = _database_ids(requests)
+    ids = _bound_ids(requests)
     if ids:
-        rows = Resource.objects.filter(pk__in=ids, kind=Kind.DATABASE).select_related("team", "parent", "parent__team")
-        found.databases = {str(d.pk): d for d in rows}
+        rows = Resource.objects.filter(pk__in=ids).select_related("team", "parent", "parent__team")
+        found.bound = {str(d.pk): d for d in rows}
     if costs:
         costed = [r for r in requests if _costed(r)]
-        teams = {r.team.pk: r.team for r in costed if r.kind == Kind.NAMESPACE}
-        namespaces = {r.parent.pk: r.parent for r in costed if r.kind != Kind.NAMESPACE and r.parent is not None}
+        teams = {r.team.pk: r.team for r in costed if not _in_namespace(r)}
+        namespaces = {r.parent.pk: r.parent for r in costed if _in_namespace(r) and r.parent is not None}
         if teams:
             found.budgets = teams_budget_left(teams.values())
         if namespaces:
@@ -133,7 +133,7 @@ def request_summary(request: ResourceRequest, *, costs: bool = True) -> RequestS
 
 
 def request_summaries(requests: Iterable[ResourceRequest], *, costs: bool = True) -> list[RequestSummary]:
-    """Summaries of several requests (a page of the queue): the bound databases are read in one query,
+    """Summaries of several requests (a page of the queue): the bound resources are read in one query,
     and each team's budget and each namespace's headroom once, however many rows share them. Expects
     `team`, `parent__team` and `resource` loaded with the requests."""
     requests = list(requests)
@@ -141,7 +141,7 @@ def request_summaries(requests: Iterable[ResourceRequest], *, costs: bool = True
     return [_summary(r, lookups, costs=costs) for r in requests]
 
 
-def _resource_url(resource: Resource | None) -> str:
+def resource_url(resource: Resource | None) -> str:
     return reverse("resource-detail", args=[resource.pk]) if resource is not None and resource.pk else ""
 
 
@@ -160,16 +160,13 @@ def _summary(request: ResourceRequest, lookups: _Lookups, *, costs: bool) -> Req
     spec = request.spec if isinstance(request.spec, dict) else {}
     summary = RequestSummary(headline=_headline(request))
     facts = summary.facts
-    if request.kind != Kind.NAMESPACE and request.parent is not None:
-        facts.append(Fact("Namespace", request.parent.display_name, _resource_url(request.parent)))
+    if _in_namespace(request) and request.parent is not None:
+        facts.append(Fact("Namespace", request.parent.display_name, resource_url(request.parent)))
     if request.action != Action.CREATE and request.resource_id:
         facts.append(Fact("Resource", request.display_name, reverse("resource-detail", args=[request.resource_id])))
-    if request.kind == Kind.NAMESPACE:
-        _namespace_facts(spec, facts)
-    elif request.kind == Kind.DATABASE:
-        _database_facts(spec, facts)
-    elif request.kind == Kind.APP:
-        _app_facts(request, spec, lookups, facts)
+    kind = kinds.find(request.kind)
+    if kind is not None:
+        facts.extend(kind.summary_facts(request, spec, lookups))
     facts.append(Fact("Environment", request.environment))
     days = "day" if request.lease_days == 1 else "days"
     lease = f"{request.lease_days} more {days}" if request.action == Action.EXTEND else f"{request.lease_days} {days}"
@@ -184,105 +181,12 @@ def _summary(request: ResourceRequest, lookups: _Lookups, *, costs: bool) -> Req
     return summary
 
 
-def _namespace_facts(spec: dict, facts: list[Fact]) -> None:
-    try:
-        quota = specs.namespace_quota(spec)
-    except specs.ValidationFailed:
-        facts.append(Fact("Plan", str(spec.get("plan", "custom"))))
-        return
-    facts.append(Fact("Plan", str(spec.get("plan") or "custom quantities")))
-    usage = specs.quota_usage(quota)
-    facts.append(
-        Fact(
-            "Quota",
-            f"{human_quantity(usage.cpu, 'cpu')}, {human_quantity(usage.memory, 'memory')} memory, "
-            f"{human_quantity(usage.storage, 'storage')} storage",
-        )
-    )
-
-
-def _database_facts(spec: dict, facts: list[Fact]) -> None:
-    engine = "PostgreSQL" if spec.get("engine", "postgres") == "postgres" else str(spec.get("engine"))
-    facts.append(Fact("Engine", f"{engine} {spec.get('version', '')}".strip()))
-    plan = spec.get("plan")
-    sizes = specs.DATABASE_PLANS.get(plan) if isinstance(plan, str) else None
-    if sizes is not None:
-        cpu = human_quantity(specs.parse_quantity(sizes.cpu_limit), "cpu")
-        memory = human_quantity(specs.parse_quantity(sizes.memory_limit), "memory")
-        facts.append(Fact("Plan", f"{plan} (up to {cpu}, {memory} memory)"))
-    storage = specs.quantity(spec.get("storage"))
-    if storage is not None:
-        facts.append(Fact("Storage", human_quantity(storage, "storage")))
-
-
-def _template_of(request: ResourceRequest, lookups: _Lookups) -> dict:
-    """The app template as frozen on the request (what the worker applies), else as it is now."""
-    frozen = request.frozen.get("template") if isinstance(request.frozen, dict) else None
-    if isinstance(frozen, dict) and frozen:
-        return frozen
-    slug = request.spec.get("template", "") if isinstance(request.spec, dict) else ""
-    if slug not in lookups.templates:
-        template = AppTemplate.objects.filter(slug=slug).first()
-        if template is None:
-            return {}
-        lookups.templates[slug] = template
-    t = lookups.templates[slug]
-    return {
-        "slug": t.slug,
-        "image_repository": t.image_repository,
-        "cpu_request": t.cpu_request,
-        "cpu_limit": t.cpu_limit,
-        "memory_request": t.memory_request,
-        "memory_limit": t.memory_limit,
-    }
-
-
-def _app_facts(request: ResourceRequest, spec: dict, lookups: _Lookups, facts: list[Fact]) -> None:
-    template = _template_of(request, lookups)
-    facts.append(Fact("Template", str(spec.get("template", template.get("slug", "?")))))
-    repository = template.get("image_repository", "")
-    tag = spec.get("image_tag") or ""
-    if repository or tag:
-        facts.append(Fact("Image", f"{repository}:{tag}" if repository and tag else repository or tag))
-    replicas = spec.get("replicas", 1)
-    size = f"{replicas} replica{'s' if replicas != 1 else ''}"
-    if template.get("cpu_limit") and template.get("memory_limit") and isinstance(replicas, int):
-        usage = _app_usage(spec, template)
-        size += f" (up to {human_quantity(usage.cpu, 'cpu')}, {human_quantity(usage.memory, 'memory')} memory)"
-    facts.append(Fact("Size", size))
-    database_ref = spec.get("database")
-    if database_ref:
-        database = lookups.databases.get(str(database_ref))
-        if database is not None:
-            facts.append(Fact("Database", database.display_name, _resource_url(database)))
-        else:
-            facts.append(Fact("Database", "a database that no longer exists"))
-    host = spec.get("host")
-    if host:
-        facts.append(Fact("Host", str(host), f"https://{host}/"))
-    env = spec.get("env")
-    if isinstance(env, dict) and env:
-        facts.append(Fact("Environment variables", ", ".join(sorted(map(str, env)))))
-
-
-def _app_usage(spec: dict, template: dict) -> specs.Usage:
-    resources = specs.ComputeResources(
-        template.get("cpu_request", "0"),
-        template["cpu_limit"],
-        template.get("memory_request", "0"),
-        template["memory_limit"],
-    )
-    return specs.app_usage(spec.get("replicas", 1), resources)
-
-
 def _asked(request: ResourceRequest, spec: dict, lookups: _Lookups) -> specs.Usage | None:
+    kind = kinds.find(request.kind)
+    if kind is None:
+        return None
     try:
-        if request.kind == Kind.NAMESPACE:
-            return specs.quota_usage(specs.namespace_quota(spec))
-        if request.kind == Kind.DATABASE:
-            return specs.database_usage(spec)
-        template = _template_of(request, lookups)
-        return _app_usage(spec, template) if template.get("cpu_limit") else None
+        return kind.usage(spec, frozen=request.frozen, context=lookups.templates)
     except (specs.ValidationFailed, KeyError, ValueError, TypeError, ArithmeticError):
         return None
 
@@ -320,7 +224,7 @@ def _cost(request: ResourceRequest, spec: dict, lookups: _Lookups, *, counted: b
     asked = _asked(request, spec, lookups)
     if asked is None:
         return None
-    if request.kind == Kind.NAMESPACE:
+    if not _in_namespace(request):
         return _budget_cost(request.team, asked, lookups, counted=counted)
     if request.parent is None:
         return None
@@ -343,13 +247,13 @@ def _budget_cost(team: Team, asked: specs.Usage, lookups: _Lookups, *, counted: 
 
 
 def _quota_cost(namespace: Resource, asked: specs.Usage, lookups: _Lookups, *, counted: bool) -> Cost:
-    """What a database or app takes of its namespace's quota."""
+    """What a database, app or cache takes of its namespace's quota."""
     free = lookups.headroom[namespace.pk]
     quota = specs.quota_usage(specs.namespace_quota(namespace.spec))
     limits: dict[str, Decimal | None] = {k: getattr(quota, k) for k in ("cpu", "memory", "storage")}
     left: dict[str, Decimal | None] = {k: getattr(free, k) for k in ("cpu", "memory", "storage")}
     return Cost(
         of=f"namespace {namespace.display_name}'s quota",
-        url=_resource_url(namespace),
+        url=resource_url(namespace),
         lines=tuple(_lines(asked, left, limits, counted)),
     )

@@ -77,14 +77,11 @@ def request_events(request: ResourceRequest) -> QuerySet[AuditEvent]:
 
 def catalog() -> dict:
     """What can be requested: kinds with spec schemas and plans, environments, app templates, lease limits."""
-    from dataclasses import asdict
-
     from django.conf import settings
 
+    from . import kinds
     from .models import AppTemplate, Environment
-    from .specs import DATABASE_ENGINES, DATABASE_PLANS, NAMESPACE_PLANS, POSTGRES_VERSIONS, spec_schemas
 
-    schemas = spec_schemas()
     templates = [
         {
             "slug": t.slug,
@@ -106,30 +103,7 @@ def catalog() -> dict:
         for t in AppTemplate.objects.filter(active=True).order_by("slug")
     ]
     return {
-        "kinds": [
-            {
-                "kind": "namespace",
-                "description": "A namespace <team>-<name>: quota, default limits, team access, network policy.",
-                "schema": schemas["namespace"],
-                "plans": {k: asdict(v) for k, v in NAMESPACE_PLANS.items()},
-            },
-            {
-                "kind": "database",
-                "description": "A PostgreSQL database in one of your namespaces.",
-                "schema": schemas["database"],
-                "plans": {k: asdict(v) for k, v in DATABASE_PLANS.items()},
-                "engines": list(DATABASE_ENGINES),
-                "versions": list(POSTGRES_VERSIONS),
-            },
-            {
-                "kind": "app",
-                "description": "An app from a template, in one of your namespaces, optionally bound to a database.",
-                "schema": schemas["app"],
-                "templates": [t["slug"] for t in templates],
-                # An app's host must be a name under one of these (empty: apps get no host).
-                "ingress_domains": list(settings.LEASEHOLD_INGRESS_DOMAINS),
-            },
-        ],
+        "kinds": [kind.catalog_entry() for kind in kinds.all()],
         "environments": list(Environment.values),
         "templates": templates,
         "lease": {"default_days": settings.LEASE_DEFAULT_DAYS, "max_days": settings.LEASE_MAX_DAYS},
@@ -141,10 +115,18 @@ def mail_pending() -> QuerySet[OutgoingMail]:
     return OutgoingMail.objects.filter(state=MailState.PENDING).order_by("created_at", "pk")
 
 
-def bound_to_database(queryset: QuerySet[Resource], database_id) -> QuerySet[Resource]:
-    """The apps of `queryset` whose spec binds them to the database: `spec ->> 'database'` as text, which
-    the `resources_apps_by_database` index holds on PostgreSQL (the cast to text is a no-op there) and
-    which SQLite compares as plain text (a bare key transform would compare it as JSON, and fail)."""
-    return queryset.alias(bound_database=Cast(KeyTextTransform("database", "spec"), TextField())).filter(
-        kind=Kind.APP, bound_database=str(database_id)
+def bound_to(queryset: QuerySet[Resource], binding, target_id) -> QuerySet[Resource]:
+    """The resources of `queryset` whose spec binds them to `target_id` through `binding` (a
+    `kinds.Binding`): `spec ->> '<key>'` as text, which the `resources_apps_by_database` index holds on
+    PostgreSQL for databases (the cast to text is a no-op there) and which SQLite compares as plain text
+    (a bare key transform would compare it as JSON, and fail)."""
+    return queryset.alias(bound_id=Cast(KeyTextTransform(binding.spec_key, "spec"), TextField())).filter(
+        kind=binding.source_kind, bound_id=str(target_id)
     )
+
+
+def bound_to_database(queryset: QuerySet[Resource], database_id) -> QuerySet[Resource]:
+    """The apps of `queryset` bound to the database (see `bound_to`)."""
+    from . import kinds
+
+    return bound_to(queryset, kinds.get(Kind.DATABASE).bindings[0], database_id)

@@ -20,7 +20,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
-from . import specs
+from . import kinds, specs
 from .errors import InvalidState, NotAllowed, ValidationFailed
 from .models import (
     Action,
@@ -174,7 +174,7 @@ def app_host_taken(host: str) -> bool:
     return requests.exists() or apps.exists()
 
 
-def _host_taken_message(host: str) -> str:
+def host_taken_message(host: str) -> str:
     return f"{host} is already used by another app, or asked for by a pending request; choose another host."
 
 
@@ -236,9 +236,13 @@ def namespaces_headroom(namespaces: Iterable[Resource]) -> dict[Any, specs.Usage
             parent__in=list(by_id), action=Action.CREATE, state__in=UNPROVISIONED_STATES
         ).values_list("parent_id", "kind", "spec")
     )
-    templates = {t.slug: t for t in AppTemplate.objects.filter(slug__in=[s.get("template") for _, _, s in children])}
+    contexts = {
+        kind.name: kind.usage_context([spec for _, name, spec in children if name == kind.name])
+        for kind in kinds.all()
+        if any(name == kind.name for _, name, _ in children)
+    }
     for parent_id, kind, spec in children:
-        free[parent_id] = free[parent_id] + _negate(_usage(kind, spec, templates))
+        free[parent_id] = free[parent_id] + _negate(kind_usage(kind, spec, context=contexts.get(kind)))
     return free
 
 
@@ -246,19 +250,10 @@ def _negate(u: specs.Usage) -> specs.Usage:
     return specs.Usage(-u.cpu, -u.memory, -u.storage)
 
 
-def _usage(kind: str, spec: dict, templates: dict[str, AppTemplate]) -> specs.Usage:
-    if kind == Kind.DATABASE:
-        return specs.database_usage(spec)
-    template = templates.get(spec.get("template", ""))
-    if template is None:
-        return specs.Usage()
-    return specs.app_usage(spec.get("replicas", 1), template_resources(template))
-
-
-def template_resources(template: AppTemplate) -> specs.ComputeResources:
-    return specs.ComputeResources(
-        template.cpu_request, template.cpu_limit, template.memory_request, template.memory_limit
-    )
+def kind_usage(kind: str, spec: dict, *, frozen: dict | None = None, context: Any = None) -> specs.Usage:
+    """What a resource of `kind` and `spec` takes (nothing when that cannot be told, e.g. its template is gone)."""
+    found = kinds.find(kind)
+    return (found.usage(spec, frozen=frozen, context=context) if found is not None else None) or specs.Usage()
 
 
 def _shortfall(asked: specs.Usage, free: specs.Usage) -> list[str]:
@@ -274,17 +269,16 @@ def _shortfall(asked: specs.Usage, free: specs.Usage) -> list[str]:
 
 
 def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
-    """Budget, headroom and reference checks; returns the parent namespace for databases and apps.
-
-    Fills in the app's image tag from its template when none was given (the spec is normalised in place).
-    """
-    if kind == Kind.NAMESPACE:
+    """Budget, headroom, reference and binding checks; returns the parent namespace of a kind that lives
+    in one. The kind may normalise the spec in place (an app's image tag from its template)."""
+    kind_obj = kinds.get(kind)
+    if not kind_obj.in_namespace:
         left = team_budget_left(team)
         if left["namespaces"] is not None and left["namespaces"] < 1:
             raise ValidationFailed(
                 {"team": [f"Team {team.slug} has used all {team.budget_namespaces} namespaces of its budget."]}
             )
-        asked = specs.quota_usage(specs.namespace_quota(spec))
+        asked = kind_usage(kind, spec)
         budget_free = specs.Usage(
             *(left[k] if left[k] is not None else getattr(asked, k) for k in ("cpu", "memory", "storage"))
         )
@@ -296,37 +290,11 @@ def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
     namespace = resolve_namespace(team=team, ref=spec["namespace"])
     if namespace is None:
         raise ValidationFailed({"spec.namespace": [f"Team {team.slug} has no active namespace {spec['namespace']!r}."]})
-    if kind == Kind.DATABASE:
-        asked = specs.database_usage(spec)
-    else:
-        template = AppTemplate.objects.filter(slug=spec["template"], active=True).first()
-        if template is None:
-            raise ValidationFailed({"spec.template": [f"No app template {spec['template']!r} (see the catalog)."]})
-        spec.setdefault("image_tag", template.default_tag)
-        if spec.get("database"):
-            if not template.accepts_database:
-                raise ValidationFailed({"spec.database": [f"The {template.name} template cannot use a database."]})
-            try:
-                database_id = uuid.UUID(str(spec["database"]))
-            except ValueError:
-                database_id = None
-            bound = (
-                Resource.objects.filter(
-                    pk=database_id, kind=Kind.DATABASE, team=team, parent=namespace, state=ResourceState.ACTIVE
-                ).first()
-                if database_id
-                else None
-            )
-            if bound is None:
-                raise ValidationFailed(
-                    {
-                        "spec.database": [
-                            f"No active database {spec['database']!r} in namespace {namespace.namespace_name}."
-                        ]
-                    }
-                )
-        asked = specs.app_usage(spec["replicas"], template_resources(template))
-    short = _shortfall(asked, namespace_headroom(namespace))
+    kind_obj.admit(spec=spec, team=team, namespace=namespace)
+    for binding in kinds.bindings_from(kind):
+        if spec.get(binding.spec_key):
+            _check_binding(binding, spec[binding.spec_key], team=team, namespace=namespace)
+    short = _shortfall(kind_usage(kind, spec), namespace_headroom(namespace))
     if short:
         raise ValidationFailed(
             {"spec": [f"Does not fit in namespace {namespace.namespace_name}'s quota: {'; '.join(short)}."]}
@@ -334,13 +302,38 @@ def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
     return namespace
 
 
+def _check_binding(binding: kinds.Binding, ref: object, *, team: Team, namespace: Resource) -> None:
+    """The resource a spec binds to must be an active one of the binding's kind, of the same team, in the
+    same namespace (its Secret is read from there)."""
+    try:
+        target_id = uuid.UUID(str(ref))
+    except ValueError:
+        target_id = None
+    bound = (
+        Resource.objects.filter(
+            pk=target_id, kind=binding.target_kind, team=team, parent=namespace, state=ResourceState.ACTIVE
+        ).exists()
+        if target_id
+        else False
+    )
+    if not bound:
+        raise ValidationFailed(
+            {
+                f"spec.{binding.spec_key}": [
+                    f"No active {binding.target_kind} {ref!r} in namespace {namespace.namespace_name}."
+                ]
+            }
+        )
+
+
 def _active_name_holder(team: Team, kind: str, name: str) -> ResourceRequest | None:
-    """The team's live create request that holds this name, if any; databases and apps share one name
-    space because each becomes a Service of that name."""
-    kinds = [Kind.DATABASE, Kind.APP] if kind in (Kind.DATABASE, Kind.APP) else [kind]
+    """The team's live create request that holds this name, if any; the kinds that become a Service of
+    their name (databases, apps, caches) share one name space."""
+    found = kinds.find(kind)
+    shared = [k.name for k in kinds.all() if k.service_named] if found is not None and found.service_named else [kind]
     open_requests = ResourceRequest.objects.filter(
         team=team,
-        kind__in=kinds,
+        kind__in=shared,
         name=name,
         action=Action.CREATE,
         state__in=["pending_approval", "approved", "provisioning", "active"],
@@ -381,8 +374,9 @@ def request_build(
     team_obj = teams_of(requester).filter(slug=team).first() if isinstance(team, str) else None
     if team_obj is None:
         errors["team"] = [NO_SUCH_TEAM]
-    if kind not in Kind.values:
-        errors["kind"] = [f"Must be one of: {', '.join(Kind.values)}."]
+    kind_obj = kinds.find(kind)
+    if kind_obj is None:
+        errors["kind"] = [f"Must be one of: {', '.join(kinds.names())}."]
     if environment not in Environment.values:
         errors["environment"] = [f"Must be one of: {', '.join(Environment.values)}."]
     if lease_days is None:
@@ -393,25 +387,22 @@ def request_build(
         or not 1 <= lease_days <= settings.LEASE_MAX_DAYS
     ):
         errors["lease_days"] = [f"Must be a whole number of days from 1 to {settings.LEASE_MAX_DAYS}."]
-    if kind == Kind.NAMESPACE and team_obj is not None:
-        name_errors = specs.validate_namespace_name(team_obj.slug, name, *reserved_namespaces())
-    elif kind in (Kind.DATABASE, Kind.APP):
-        name_errors = specs.validate_workload_name(name)
+    if kind_obj is not None and (team_obj is not None or kind_obj.in_namespace):
+        name_errors = kind_obj.validate_name(team_obj.slug if team_obj else "", name, reserved_namespaces())
     else:
         name_errors = specs.validate_dns_label(name)
     if name_errors:
         errors["name"] = name_errors
     parent = None
-    if kind in Kind.values:
+    if kind_obj is not None:
         try:
-            spec = specs.validate_spec(
-                kind, spec, ingress_domains=settings.LEASEHOLD_INGRESS_DOMAINS, service_hosts=service_hosts()
+            spec = kind_obj.validate_spec(
+                spec, ingress_domains=settings.LEASEHOLD_INGRESS_DOMAINS, service_hosts=service_hosts()
             )
         except ValidationFailed as exc:
             errors.update(exc.errors)
         else:
-            if kind == Kind.APP and spec.get("host") and app_host_taken(spec["host"]):
-                errors["spec.host"] = [_host_taken_message(spec["host"])]
+            errors.update(kind_obj.conflicts(spec))
             if team_obj is not None and not errors.get("team"):
                 try:
                     parent = _check_admission(team=team_obj, kind=kind, spec=spec)
@@ -433,32 +424,8 @@ def request_build(
         justification=justification or "",
         spec=spec,
         parent=parent,
-        frozen=frozen if frozen is not None else _frozen_inputs(kind, spec),
+        frozen=frozen if frozen is not None else kinds.get(kind).frozen_inputs(spec),
     )
-
-
-def _frozen_inputs(kind: str, spec: dict) -> dict:
-    """What besides the spec decides the rendered objects, as it is now."""
-    if kind == Kind.DATABASE:
-        return {"provider": settings.LEASEHOLD_DATABASE_PROVIDER}
-    if kind == Kind.APP:
-        template = AppTemplate.objects.get(slug=spec["template"])
-        return {
-            "template": {
-                "slug": template.slug,
-                "image_repository": template.image_repository,
-                "container_port": template.container_port,
-                "health_path": template.health_path,
-                "default_env": template.default_env,
-                "cpu_request": template.cpu_request,
-                "cpu_limit": template.cpu_limit,
-                "memory_request": template.memory_request,
-                "memory_limit": template.memory_limit,
-                "accepts_database": template.accepts_database,
-            },
-            "ingress_class": settings.LEASEHOLD_INGRESS_CLASS or None,
-        }
-    return {}
 
 
 @transaction.atomic
@@ -473,7 +440,7 @@ def request_submit(*, requester, **fields) -> ResourceRequest:
     except IntegrityError as exc:
         # Another request filed at the same moment won the race for the host or the name.
         if HOST_CONSTRAINT in str(exc):
-            raise ValidationFailed({"spec.host": [_host_taken_message(request.spec.get("host", ""))]}) from exc
+            raise ValidationFailed({"spec.host": [host_taken_message(request.spec.get("host", ""))]}) from exc
         holder = _active_name_holder(request.team, request.kind, request.name) or request
         raise ValidationFailed({"name": [_name_taken_message(holder)]}) from exc
     audit_record(actor=requester, verb="submitted", target=request, to_state=request.state)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from .errors import ValidationFailed
-from .models import Kind
 from .quantities import parse_quantity
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -147,6 +146,8 @@ APP_MAX_REPLICAS = 10
 WORKLOAD_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUANTITY_SCHEMA = {"type": "string", "description": "Kubernetes quantity, e.g. 2, 500m, 4Gi"}
+NAMESPACE_REF_SCHEMA = {"type": "string", "description": "The namespace's resource id, or its name"}
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -234,14 +235,21 @@ def validate_host(host: object, *, domains: Sequence[str], service_hosts: Collec
     return []
 
 
-def app_spec(spec: dict, *, ingress_domains: Sequence[str] = (), service_hosts: Collection[str] = ()) -> dict:
+def app_spec(
+    spec: dict,
+    *,
+    ingress_domains: Sequence[str] = (),
+    service_hosts: Collection[str] = (),
+    bindings: Collection[str] = ("database",),
+) -> dict:
     """Validate an app spec's shape (references and template defaults are filled in by the service).
 
-    A host must be under one of `ingress_domains`; without any, no app may have a host.
+    A host must be under one of `ingress_domains`; without any, no app may have a host. `bindings` are
+    the spec keys naming what the app binds to (a database's resource id, a cache's: see the kinds).
     """
     if not isinstance(spec, dict):
         raise ValidationFailed({"spec": ["Must be an object."]})
-    _unknown(spec, {"namespace", "template", "image_tag", "replicas", "env", "database", "host"})
+    _unknown(spec, {"namespace", "template", "image_tag", "replicas", "env", "host", *bindings})
     out = {"replicas": 1, "env": {}, **spec}
     errors: dict[str, list[str]] = {}
     if not isinstance(out.get("namespace"), str) or not out["namespace"]:
@@ -263,9 +271,10 @@ def app_spec(spec: dict, *, ingress_domains: Sequence[str] = (), service_hosts: 
             errors["spec.env"] = [
                 f"Bad variable(s): {', '.join(sorted(map(str, bad)))} (names like LOG_LEVEL, string values)."
             ]
-    database = out.get("database")
-    if database is not None and (not isinstance(database, str) or not database):
-        errors["spec.database"] = ["Give the database's resource id."]
+    for key in bindings:
+        bound = out.get(key)
+        if bound is not None and (not isinstance(bound, str) or not bound):
+            errors[f"spec.{key}"] = [f"Give the {key}'s resource id."]
     if out.get("host") is None:
         out.pop("host", None)  # `"host": null` is no host
     host = out.get("host")
@@ -305,58 +314,13 @@ def validate_spec(
     kind: str, spec: dict, *, ingress_domains: Sequence[str] = (), service_hosts: Collection[str] = ()
 ) -> dict:
     """Validate a spec's shape for `kind`, returning it normalised with defaults filled in."""
-    if kind == Kind.NAMESPACE:
-        namespace_quota(spec)
-        return dict(spec)
-    if kind == Kind.DATABASE:
-        return database_spec(spec)
-    return app_spec(spec, ingress_domains=ingress_domains, service_hosts=service_hosts)
+    from . import kinds
+
+    return kinds.get(kind).validate_spec(spec, ingress_domains=ingress_domains, service_hosts=service_hosts)
 
 
 def spec_schemas() -> dict[str, dict]:
-    """JSON schemas of each kind's spec, for the catalog (the checks above are the authority)."""
-    quantity_schema = {"type": "string", "description": "Kubernetes quantity, e.g. 2, 500m, 4Gi"}
-    namespace_ref = {"type": "string", "description": "The namespace's resource id, or its name"}
-    return {
-        "namespace": {
-            "type": "object",
-            "oneOf": [
-                {"required": ["plan"], "properties": {"plan": {"enum": list(NAMESPACE_PLANS)}}},
-                {
-                    "required": ["cpu", "memory", "storage"],
-                    "properties": {"cpu": quantity_schema, "memory": quantity_schema, "storage": quantity_schema},
-                },
-            ],
-            "additionalProperties": False,
-        },
-        "database": {
-            "type": "object",
-            "required": ["namespace"],
-            "properties": {
-                "namespace": namespace_ref,
-                "engine": {"enum": list(DATABASE_ENGINES), "default": DATABASE_DEFAULTS["engine"]},
-                "version": {"enum": list(POSTGRES_VERSIONS), "default": DATABASE_DEFAULTS["version"]},
-                "storage": {**quantity_schema, "default": DATABASE_DEFAULTS["storage"]},
-                "plan": {"enum": list(DATABASE_PLANS), "default": DATABASE_DEFAULTS["plan"]},
-            },
-            "additionalProperties": False,
-        },
-        "app": {
-            "type": "object",
-            "required": ["namespace", "template"],
-            "properties": {
-                "namespace": namespace_ref,
-                "template": {"type": "string", "description": "An app template's slug"},
-                "image_tag": {"type": "string", "pattern": IMAGE_TAG.pattern},
-                "replicas": {"type": "integer", "minimum": 1, "maximum": APP_MAX_REPLICAS, "default": 1},
-                "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                "database": {"type": "string", "description": "A database resource id in the same namespace"},
-                "host": {
-                    "type": "string",
-                    "description": "Ingress host: a name under one of the catalog's ingress_domains, used by "
-                    "no other app, e.g. checkout.apps.example.org",
-                },
-            },
-            "additionalProperties": False,
-        },
-    }
+    """JSON schemas of each kind's spec, for the catalog (each kind's checks are the authority)."""
+    from . import kinds
+
+    return {kind.name: kind.full_schema() for kind in kinds.all()}

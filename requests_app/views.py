@@ -6,10 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from . import services, specs
+from . import kinds, services, specs
 from .errors import LeaseholdError, ValidationFailed, public_message
 from .filtersets import RequestFilter
-from .forms import FORMS
+from .forms import form_for
 from .models import Environment, Kind, RequestState
 from .pages import filtered_page
 from .presenters import request_summary
@@ -48,7 +48,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
         {
             "page": filtered_page(filterset, request.GET),
             "states": RequestState.choices,
-            "kinds": Kind.choices,
+            "kinds": kinds.choices(),
             "environments": Environment.choices,
             "teams": teams_for_filters(request.user),
         },
@@ -57,7 +57,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 def _form_for(request: HttpRequest, data=None):
     kind = (data or request.GET).get("kind", Kind.NAMESPACE)
-    form_class = FORMS.get(kind, FORMS[Kind.NAMESPACE])
+    form_class = form_for(kind)
     return form_class(data, user=request.user)
 
 
@@ -98,7 +98,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
         template,
         {
             "form": form,
-            "kinds": list(FORMS),
+            "kinds": kinds.names(),
             "has_teams": teams_of(request.user).exists(),
             "budgets": _budgets(request.user),
         },

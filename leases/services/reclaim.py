@@ -19,11 +19,11 @@ from provisioning.errors import ClusterError
 from provisioning.models import ManagedObject
 from provisioning.services.plan import resource_manifests
 from provisioning.services.teardown import TeardownPlan, TeardownReport, teardown_plan, teardown_record, teardown_run
+from requests_app import kinds
 from requests_app.errors import InvalidState, NotAllowed, Unavailable
 from requests_app.models import (
     Action,
     AuditEvent,
-    Kind,
     RequestState,
     Resource,
     ResourceRequest,
@@ -34,6 +34,7 @@ from requests_app.services import (
     transition_apply,
 )
 
+from ..kinds import backed_up_kinds
 from ..models import Lease, LeaseState
 from .backups import _ensure_backups
 from .extension import _may_manage
@@ -193,9 +194,11 @@ def _teardown_prepare(lease_ids: list[int], *, token: uuid.UUID, now: datetime) 
             to_attr="live_objects",
         ),
     )
-    # Only databases, and namespaces with databases in them, have something to back up.
+    # Only the kinds that are backed up (databases), and namespaces with such in them, have something to back up.
+    dumped = backed_up_kinds()
+    holders = [r.pk for r in resources if not kinds.get(r.kind).in_namespace]
     with_databases = set(
-        Resource.objects.filter(parent_id__in=[r.pk for r in resources if r.kind == Kind.NAMESPACE], kind=Kind.DATABASE)
+        Resource.objects.filter(parent_id__in=holders, kind__in=dumped)
         .exclude(state__in=Resource.TERMINAL)
         .values_list("parent_id", flat=True)
     )
@@ -203,7 +206,7 @@ def _teardown_prepare(lease_ids: list[int], *, token: uuid.UUID, now: datetime) 
     for lease in leases:
         resource = lease.resource
         job = jobs[lease.pk] = _Teardown(lease_id=lease.pk, token=token)
-        if resource.kind == Kind.DATABASE or resource.pk in with_databases:
+        if resource.kind in dumped or resource.pk in with_databases:
             try:
                 check = _ensure_backups(resource=resource, now=now)
             except ClusterError as exc:  # this lease's backup could not be checked: the others go on

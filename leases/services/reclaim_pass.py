@@ -18,7 +18,6 @@ from provisioning.errors import ClusterError, ClusterNotConfigured
 from provisioning.models import ManagedObject
 from provisioning.services.teardown import TeardownPlan, TeardownReport
 from requests_app.models import (
-    Kind,
     MailState,
     OutgoingMail,
     Resource,
@@ -29,6 +28,7 @@ from requests_app.services import (
 )
 
 from .. import backup, notices
+from ..kinds import LEASE_KINDS, backed_up_kinds
 from ..models import Lease, LeaseState
 from .expiry_notices import send_notices
 from .extension import extensions_sweep, lease_restore_workloads
@@ -64,7 +64,7 @@ def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: QuerySet, report: Re
         objects.setdefault(resource_id, []).append(str(cluster.ObjectRef(api_version, kind, namespace, name)))
     databases: dict[Any, list[tuple[Any, str]]] = {}
     children = (
-        Resource.objects.filter(parent_id__in=resource_ids, kind=Kind.DATABASE)
+        Resource.objects.filter(parent_id__in=resource_ids, kind__in=backed_up_kinds())
         .exclude(state__in=Resource.TERMINAL)
         .order_by("pk")
         .values_list("parent_id", "pk", "name")
@@ -72,7 +72,8 @@ def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: QuerySet, report: Re
     for parent_id, pk, name in children:
         databases.setdefault(parent_id, []).append((pk, name))
     for row in listed:
-        names = [(row.resource_id, row.name)] if row.kind == Kind.DATABASE else databases.get(row.resource_id, [])
+        backed_up = LEASE_KINDS.get(row.kind).backed_up
+        names = [(row.resource_id, row.name)] if backed_up else databases.get(row.resource_id, [])
         for pk, name in names:
             report.add(Outcome.BACKUP, f"database {row.namespace}/{name}", resource_id=pk)
         objects_of = ", ".join(objects[row.resource_id]) or "no objects"

@@ -9,7 +9,6 @@ from provisioning import cluster
 from provisioning.errors import ClusterError
 from requests_app.errors import InvalidState, NotAllowed
 from requests_app.models import (
-    Kind,
     Resource,
     ResourceRequest,
     ResourceState,
@@ -20,6 +19,7 @@ from requests_app.services import (
 )
 
 from .. import backup
+from ..kinds import LEASE_KINDS, backed_up_kinds
 from ..models import Backup, BackupKind, BackupState
 from .backups import _finish_backup, _launch_job
 from .extension import _may_manage
@@ -40,7 +40,7 @@ def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
         # The namespace is found again by name: restore it first if it was reclaimed too.
         spec["namespace"] = resource.parent.namespace_name
     frozen = {**old.frozen, "restore_of": str(resource.pk)}
-    if resource.kind == Kind.DATABASE:
+    if LEASE_KINDS.get(resource.kind).backed_up:
         dump = (
             resource.backups.filter(kind=BackupKind.DUMP, state=BackupState.SUCCEEDED).order_by("-started_at").first()
         )
@@ -79,7 +79,9 @@ def check_restores(*, now: datetime, report: ReclaimReport) -> None:
     # A restore that could not start right after activation (cluster unreachable) starts here.
     waiting = (
         Resource.objects.filter(
-            kind=Kind.DATABASE, state=ResourceState.ACTIVE, created_by_request__frozen__has_key="restore_from"
+            kind__in=backed_up_kinds(),
+            state=ResourceState.ACTIVE,
+            created_by_request__frozen__has_key="restore_from",
         )
         .exclude(backups__kind=BackupKind.RESTORE)
         .values_list("pk", flat=True)

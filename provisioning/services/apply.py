@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from requests_app.errors import InvalidState
-from requests_app.models import AuditEvent, Kind, Resource, ResourceRequest
+from requests_app.models import AuditEvent, Resource, ResourceRequest
 
 from .. import cluster
 from ..errors import ClusterError, PermanentClusterError, TransientClusterError
@@ -235,9 +235,10 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
         lives = _read_all([ref for ref in map(cluster.ref_of, rest) if not (fresh and ref.namespace == fresh)])
         for ref, live in lives.items():
             _check_ownership(ref, rows[ref], resource, live)
-        if request.kind == Kind.DATABASE:
-            password = _password_in(lives.get(_secret_ref(request)))
-            rest = _rendered(request, resource, password=password)  # a database has no Namespace of its own
+        secret = _secret_ref(request)
+        if secret is not None:  # a kind with a generated password (a database, a cache): keep the one there
+            password = _password_in(lives.get(secret))
+            rest = _rendered(request, resource, password=password)  # such a kind has no Namespace of its own
         applied, errors = _apply_each(rest)
         stored.update(applied)
     finally:

@@ -1,5 +1,6 @@
-"""What a request renders to: the resource id it creates, its manifests, the plan people read, and the
-database password read back from its Secret (a re-run must not rotate it)."""
+"""What a request renders to: the resource id it creates, its manifests (by its kind's renderer, see
+provisioning/kinds/), the plan people read, and a generated password (a database's, a cache's) read back
+from its Secret (a re-run must not rotate it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import uuid
 from datetime import datetime, timedelta
 
 import yaml
-from django.conf import settings
 from django.utils import timezone
 
 from requests_app.errors import InvalidState
@@ -18,22 +18,14 @@ from requests_app.models import Action, Kind, RequestState, Resource, ResourceRe
 from requests_app.specs import RESERVED_NAMES
 
 from .. import cluster
+from ..kinds import PROVISIONING_KINDS, render_for
 from ..models import Release
 from ..renderers import (
     ANNOTATION_LEASE_EXPIRES,
     ANNOTATION_OWNER,
     ANNOTATION_REQUEST,
-    AppSpec,
-    AppTemplateSpec,
-    ComputeResources,
-    DatabaseBinding,
-    DatabaseSpec,
     RenderContext,
-    app_manifests,
-    database_connection,
-    database_manifests,
     database_secret_name,
-    manifests_for,
     pod_templates_hardened,
     rfc3339,
 )
@@ -54,10 +46,6 @@ def resource_id_for(request: ResourceRequest) -> uuid.UUID:
     return uuid.uuid5(RESOURCE_ID_NAMESPACE, str(request.pk))
 
 
-# The plan shows where the generated password goes, never a password.
-PASSWORD_PLACEHOLDER = "(generated when applied)"
-
-
 def render_request(
     request: ResourceRequest,
     *,
@@ -68,7 +56,7 @@ def render_request(
     """The manifests a create request applies. Before provisioning, the lease is taken to start now.
 
     Uses only the request and what was frozen on it when it was filed, so the plan an approver saw is
-    what the worker applies. `password` is given only by the worker, for a database's Secret.
+    what the worker applies. `password` is given only by the worker, for a kind's Secret (a database's).
     """
     start = lease_start or timezone.now()
     # An extended lease (kept on the resource by the leases app) wins over the first term, and a
@@ -85,62 +73,9 @@ def render_request(
         owner=request.requester.get_username(),
         lease_expires=expires,
     )
-    spec = request.spec
     if request.action == Action.ROLLBACK:
         return rollback_manifests(request, ctx)
-    if request.kind == Kind.NAMESPACE:
-        # The level in force, not one frozen on the request: a changed setting reaches every namespace
-        # at its next apply, which the reconcile does for the ones already running.
-        return manifests_for(
-            kind=request.kind,
-            team=request.team.slug,
-            name=request.name,
-            spec=spec,
-            ctx=ctx,
-            pod_security=settings.LEASEHOLD_POD_SECURITY[request.environment],
-            pod_security_version=settings.LEASEHOLD_POD_SECURITY_VERSION,
-        )
-    namespace = request.parent.namespace_name if request.parent else ""
-    if request.kind == Kind.DATABASE:
-        return database_manifests(
-            db=database_spec_of(request.name, namespace, spec),
-            password=password or PASSWORD_PLACEHOLDER,
-            ctx=ctx,
-            provider=request.frozen.get("provider", "statefulset"),
-        )
-    template = request.frozen["template"]
-    binding = None
-    if spec.get("database"):
-        bound = (
-            Resource.objects.filter(pk=spec["database"], kind=Kind.DATABASE)
-            .exclude(state__in=Resource.TERMINAL)
-            .first()
-        )
-        if bound is None:
-            raise InvalidState(f"The database {spec['database']} that this app binds to no longer exists.")
-        binding = DatabaseBinding(secret_name=database_secret_name(bound.name))
-    app = AppSpec(
-        name=request.name,
-        namespace=namespace,
-        template=AppTemplateSpec(
-            slug=template["slug"],
-            image_repository=template["image_repository"],
-            container_port=template["container_port"],
-            health_path=template["health_path"],
-            default_env=template["default_env"],
-            resources=ComputeResources(
-                template["cpu_request"], template["cpu_limit"], template["memory_request"], template["memory_limit"]
-            ),
-            accepts_database=template["accepts_database"],
-        ),
-        image_tag=spec["image_tag"],
-        replicas=spec["replicas"],
-        env=spec.get("env") or {},
-        host=spec.get("host"),
-        database=binding,
-        ingress_class=request.frozen.get("ingress_class"),
-    )
-    return app_manifests(app=app, ctx=ctx)
+    return render_for(request, ctx, password)
 
 
 def rollback_manifests(request: ResourceRequest, ctx: RenderContext) -> list[dict]:
@@ -164,13 +99,13 @@ def resource_manifests(resource: Resource, *, with_secrets: bool = True) -> list
     or database runs what the request that made it rendered (they have no day-2 changes). Every
     re-apply after provisioning (drift repair, the lease re-stamp, what a restore keeps) uses this,
     never the first request's render, so it never undoes an upgrade or a rollback. `with_secrets`
-    reads a database's password from its Secret in the cluster; without it the plan's placeholder
-    stands in (for what is kept in the database).
+    reads a generated password (a database's, a cache's) from its Secret in the cluster; without it the
+    plan's placeholder stands in (for what is kept in the database).
     """
     release = resource.releases.order_by("-number").first() if resource.kind == Kind.APP else None
     if release is None:
         request = resource.created_by_request
-        password = _database_password(request) if with_secrets and resource.kind == Kind.DATABASE else None
+        password = _kept_password(request) if with_secrets else None
         manifests = render_request(
             request, lease_start=resource.activated_at, lease_expires=resource.lease_expires_at, password=password
         )
@@ -206,23 +141,16 @@ def resource_reapply(*, resource: Resource) -> bool:
     return True
 
 
-def database_spec_of(name: str, namespace: str, spec: dict) -> DatabaseSpec:
-    return DatabaseSpec(
-        name=name, namespace=namespace, version=spec["version"], storage=spec["storage"], plan=spec["plan"]
-    )
-
-
 def connection_section(resource: Resource) -> dict | None:
-    """How to reach a database (never its password): the `connection` part of a resource."""
-    if resource.kind != Kind.DATABASE or resource.parent is None:
-        return None
-    provider = resource.created_by_request.frozen.get("provider", "statefulset")
-    return database_connection(database_spec_of(resource.name, resource.parent.namespace_name, resource.spec), provider)
+    """How to reach a resource (never its password): the `connection` part of a resource, by its kind."""
+    return PROVISIONING_KINDS.get(resource.kind).connection(resource)
 
 
-def _database_password(request: ResourceRequest) -> str:
-    """The password already in the cluster (a re-run must not rotate it), else a new one."""
-    return _password_in(cluster.read(_secret_ref(request)))
+def _kept_password(request: ResourceRequest) -> str | None:
+    """The kind's generated password already in the cluster (a re-run must not rotate it), else a new
+    one; None for a kind that generates none."""
+    ref = _secret_ref(request)
+    return _password_in(cluster.read(ref)) if ref is not None else None
 
 
 def request_plan(*, request: ResourceRequest) -> list[dict]:
@@ -251,10 +179,15 @@ def stored_password(secret: dict | None) -> str | None:
     return base64.b64decode(data["password"]).decode() if data.get("password") else None
 
 
-def _secret_ref(request: ResourceRequest) -> cluster.ObjectRef:
-    return database_secret_ref(request.parent.namespace_name if request.parent else "", request.name)
+def _secret_ref(request: ResourceRequest) -> cluster.ObjectRef | None:
+    """The Secret that keeps the password the request's kind generates (None: it generates none)."""
+    where = PROVISIONING_KINDS.get(request.kind).password_secret
+    if where is None:
+        return None
+    namespace, name = where(request)
+    return cluster.ObjectRef("v1", "Secret", namespace, name)
 
 
 def _password_in(secret: dict | None) -> str:
-    """The password a database's Secret in the cluster holds (a re-run must not rotate it), else a new one."""
+    """The password a Secret in the cluster holds (a re-run must not rotate it), else a new one."""
     return stored_password(secret) or secrets.token_urlsafe(24)

@@ -11,6 +11,7 @@ from requests_app.services import audit_record, transition_apply
 
 from .. import cluster
 from ..errors import PermanentClusterError
+from ..kinds import PROVISIONING_KINDS
 from ..models import ManagedObject, Phase
 from .apply import _is_namespace, _read_all, _row_ref
 from .claims import Claim, _renew
@@ -57,7 +58,8 @@ def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[list[
     rows = [
         row for row in present if row.ready_at is None and not (_is_namespace(_row_ref(row)) and ns_phase != "Active")
     ]
-    workloads = [row for row in rows if settings.LEASEHOLD_WAIT_FOR_READY and row.kind in cluster.WORKLOAD_KINDS]
+    waited_for = PROVISIONING_KINDS.get(resource.kind).workloads
+    workloads = [row for row in rows if settings.LEASEHOLD_WAIT_FOR_READY and row.kind in waited_for]
     unread = [_row_ref(row) for row in workloads if _row_ref(row) not in stored]
     live = {**stored, **_read_all(unread)}
     ready = []

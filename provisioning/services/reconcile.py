@@ -10,7 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from requests_app.errors import InvalidState
-from requests_app.models import Kind, Resource, ResourceState
+from requests_app.models import Resource, ResourceState
 from requests_app.reports import Entries, ReportEntry, texts_of
 from requests_app.services import audit_record
 
@@ -21,7 +21,7 @@ from ..models import ManagedObject
 from ..renderers import (
     pod_security_labels_of,
 )
-from .plan import change_in_flight, resource_manifests
+from .plan import _secret_ref, change_in_flight, resource_manifests
 from .teardown import resource_teardown
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def resource_reconcile(*, resource_id) -> list[DriftEntry]:
             stored = cluster.apply(manifest)
             outcome = DriftOutcome.REAPPLIED
             note = "was deleted outside Leasehold; re-applied"
-            if row.kind == "Secret" and request.kind == Kind.DATABASE:
+            if row.kind == "Secret" and _secret_ref(request) == ref:
                 note += " with a new password (the old one existed only in the deleted Secret)"
         elif (live.get("metadata") or {}).get("deletionTimestamp"):
             note = "is being deleted outside Leasehold; it is re-applied once it is gone"

@@ -7,7 +7,8 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
-from requests_app.models import AuditEvent, Environment, Kind, ResourceRequest
+from requests_app import kinds
+from requests_app.models import AuditEvent, Environment, ResourceRequest
 from requests_app.sections import request_pages, request_sections
 
 # A section another app renders; null when it has nothing to say (no approval chain, no lease yet, not a database).
@@ -201,13 +202,18 @@ REQUEST_BODY_EXAMPLE = OpenApiExample(
 class RequestCreateSerializer(serializers.Serializer):
     """The body of `POST /api/v1/requests/` and `POST /api/v1/plan/` (types only; the service checks the rest)."""
 
-    kind = serializers.ChoiceField(choices=Kind.choices)
+    kind = serializers.ChoiceField(choices=[])
     team = serializers.CharField(max_length=40)
     name = serializers.CharField(max_length=63, allow_blank=False)
     environment = serializers.ChoiceField(choices=Environment.choices)
     lease_days = serializers.IntegerField(required=False, min_value=1)
     justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     spec = serializers.JSONField(required=False, default=dict)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["kind"].choices = kinds.choices()  # the registry's, read when a body is (not at import)
+        return fields
 
     def validate_spec(self, value):
         if not isinstance(value, dict):

@@ -49,7 +49,7 @@ def test_the_catalog_lists_kinds_plans_environments_and_templates(api, requester
     app_template("web")
     app_template("retired", active=False)
     body = api.as_(requester).get("/api/v1/catalog/").json()
-    assert [k["kind"] for k in body["kinds"]] == ["namespace", "database", "app"]
+    assert [k["kind"] for k in body["kinds"]] == ["namespace", "database", "app", "cache"]
     assert body["kinds"][0]["plans"]["medium"] == {"cpu": "4", "memory": "8Gi", "storage": "50Gi"}
     assert body["kinds"][1]["versions"][-1] == "17"
     assert body["kinds"][1]["schema"]["required"] == ["namespace"]
