@@ -24,11 +24,12 @@ run: venv
 serve: venv
 	LEASEHOLD_RUN_SERVER=gunicorn platform/run.sh
 
-## make test — start PostgreSQL, Redis, OpenLDAP and Kubernetes, run every test, stop them all
+## make test — start PostgreSQL, Redis, OpenLDAP and two Kubernetes control planes, run every test, stop them all
+# (k8s-b, the second control plane, is for the multi-cluster tests; it adds about 7–13 s to the start-up)
 test: venv
 	platform/ensure-packages.sh chromium prometheus
 	command -v kubectl >/dev/null || platform/ensure-packages.sh kubernetes-client
-	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s -- \
+	SECRET_KEY=test-only-not-a-secret platform/with-services.sh postgres redis ldap k8s k8s-b -- \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 ## make test-unit — every test not marked `integration` (tests/conftest.py): SQLite, no services started

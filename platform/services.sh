@@ -3,8 +3,10 @@
 # nothing is installed as a system service and the machine's own PostgreSQL/Redis/slapd
 # configuration is never read or changed. Everything listens on 127.0.0.1 only.
 #
-#   platform/services.sh up DIR SERVICE...   SERVICE: postgres redis ldap k8s (any subset, any order)
+#   platform/services.sh up DIR SERVICE...   SERVICE: postgres redis ldap k8s k8s-b (any subset, any order)
 #   platform/services.sh down DIR            stop everything started in DIR, then delete DIR
+#   platform/services.sh stop DIR k8s|k8s-b  stop one control plane, keeping its data, ports and token
+#   platform/services.sh start DIR k8s|k8s-b start it again from them; returns once it answers
 #
 # `up` creates DIR (or reuses an empty one, or one from an earlier `up` with other services), keeps
 # all state, pid files and logs (DIR/logs/*.log) inside it, returns once every service answers, and
@@ -17,6 +19,15 @@
 #             (seeded from platform/ldap/dev-directory.ldif; every demo user's password is `leasehold`)
 #   k8s       KUBECONFIG LEASEHOLD_K8S_SERVER LEASEHOLD_K8S_CA_FILE LEASEHOLD_K8S_ADMIN_TOKEN
 #             (etcd + kube-apiserver + kube-controller-manager 1.20.2 built by platform/k8s/build.sh)
+#   k8s-b     LEASEHOLD_K8S_B_KUBECONFIG LEASEHOLD_K8S_B_SERVER LEASEHOLD_K8S_B_CA_FILE
+#             LEASEHOLD_K8S_B_ADMIN_TOKEN: a second, independent control plane (own etcd, PKI, ports,
+#             token, DIR/k8s-b/kubeconfig) for multi-cluster tests; it never sets KUBECONFIG.
+#
+# `stop DIR k8s-b` and `start DIR k8s-b` (or k8s) take a cluster down and bring it back while the
+# other services and the tests keep running, to test "one cluster is down". The etcd data stays in
+# DIR/NAME, so objects survive, and `start` reuses the same ports, CA and token, so the variables
+# above stay valid. `stop` keeps the ports reserved from other `up`s for 10 minutes; a port taken
+# by something else after that makes `start` fail with the log's tail. Both are safe to repeat.
 #
 # If `up` fails it prints the tail of the failing service's log, stops what this run started and
 # exits non-zero; DIR stays for inspection and `down DIR` removes it. `down` is safe to repeat and
@@ -25,17 +36,21 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-all_services=(postgres redis ldap k8s)
+all_services=(postgres redis ldap k8s k8s-b)
 marker=.leasehold-services
 
 log() { echo "services: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 usage() {
-  sed -n '6,7p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
+  sed -n '6,9p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2
   exit 2
 }
 
 now_ms() { date +%s%3N; }
+log_ready() { # log_ready SERVICE T0_MS
+  local ms=$(( $(now_ms) - $2 ))
+  log "$1: ready in $(( ms / 1000 )).$(printf '%03d' $(( ms % 1000 )))s"
+}
 
 # ------------------------------------------------------------------------------------------------
 # Processes. Pid files hold "PID STARTTIME": the start time (field 22 of /proc/PID/stat) guards
@@ -129,10 +144,11 @@ wait_for() {
 # the last 10 minutes; the lock and the list in $TMPDIR make parallel `up`s pick distinct ports even
 # though a port is only bound when the daemon starts a little later.
 
+ports_lock="${TMPDIR:-/tmp}/leasehold-ports-$(id -u).lock"
+ports_recent="${TMPDIR:-/tmp}/leasehold-ports-$(id -u).recent"
+
 pick_port() {
-  local lock recent
-  lock="${TMPDIR:-/tmp}/leasehold-ports-$(id -u).lock"
-  recent="${TMPDIR:-/tmp}/leasehold-ports-$(id -u).recent"
+  local lock="$ports_lock" recent="$ports_recent"
   (
     flock -w 30 9 || die "could not lock $lock"
     now=$(date +%s)
@@ -154,6 +170,17 @@ for p in random.sample(range(20000, max(lo, 21000)), 500):
     echo "$port $now" >> "$recent"
     echo "$port"
   ) 9>> "$lock"
+}
+
+# reserve_ports PORT...: marks ports as just handed out, so that no `up` picks them for 10 minutes
+# (a stopped control plane keeps its ports for `start`).
+reserve_ports() {
+  local now p
+  (
+    flock -w 30 9 || die "could not lock $ports_lock"
+    now=$(date +%s)
+    for p in "$@"; do echo "$p $now"; done >> "$ports_recent"
+  ) 9>> "$ports_lock"
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -345,7 +372,7 @@ k8s_binaries() {
   local cache="${LEASEHOLD_CACHE:-$HOME/.cache/leasehold}" bindir
   mkdir -p "$cache"
   if [[ ! -x "$cache/k8s-1.20.2/kube-apiserver" ]]; then
-    log "k8s: building kube-apiserver/kube-controller-manager 1.20.2 once (about 8 minutes; log: $dir/logs/k8s-build.log)"
+    log "k8s: building kube-apiserver/kube-controller-manager 1.20.2 once (about 8 minutes; log: $current_log)"
   fi
   bindir="$(flock "$cache/k8s-build.lock" "$here/k8s/build.sh" 2>> "$current_log")" \
     || die "platform/k8s/build.sh failed"
@@ -362,54 +389,55 @@ k8s_default_sa_has_token() {
     | grep -q '"secrets"'
 }
 
-up_k8s() {
-  local svcdir="$dir/k8s" bindir pki token etcd_client etcd_peer api_port server
-  current_log="$dir/logs/k8s-build.log"
-  bindir="$(k8s_binaries)"
-  pki="$svcdir/pki"
-  mkdir -p "$pki" "$svcdir/etcd"
-  chmod 0700 "$svcdir/etcd" "$pki"
+# A control plane instance is named after its service: `k8s` (the one the service drives by default)
+# and `k8s-b` (a second, independent one for multi-cluster tests). Each has its own directory
+# DIR/NAME (etcd data, PKI, tokens, kubeconfig, pid files, its ports in DIR/NAME/ports), its own
+# logs DIR/logs/NAME-*.log and its own variables (k8s_env below). `stop`/`start` reuse DIR/NAME as
+# it is, so objects survive and the server keeps its address, CA and token.
 
-  # etcd first: it needs no certificates, and its ~1 s leader election overlaps the key generation.
-  etcd_client="$(pick_port)"
-  etcd_peer="$(pick_port)"
-  current_log="$dir/logs/k8s-etcd.log"
+# k8s_env NAME KUBECONFIG SERVER CA TOKEN: `k8s` keeps its historic variables (and KUBECONFIG, the
+# file every Kubernetes client reads); `k8s-b` exports LEASEHOLD_K8S_B_* only, never KUBECONFIG.
+k8s_env() {
+  local prefix
+  if [[ "$1" == k8s ]]; then
+    add_env KUBECONFIG "$2"
+    prefix=LEASEHOLD_K8S
+  else
+    prefix="LEASEHOLD_$(tr 'a-z-' 'A-Z_' <<< "$1")"
+    add_env "${prefix}_KUBECONFIG" "$2"
+  fi
+  add_env "${prefix}_SERVER" "$3"
+  add_env "${prefix}_CA_FILE" "$4"
+  add_env "${prefix}_ADMIN_TOKEN" "$5"
+}
+
+# k8s_spawn_etcd NAME: starts etcd on the ports in DIR/NAME/ports (a new member when its data
+# directory is empty, the existing one after `stop`: etcd ignores the --initial-* flags then).
+k8s_spawn_etcd() {
+  local svcdir="$dir/$1" etcd_client etcd_peer api_port
+  read -r etcd_client etcd_peer api_port < "$svcdir/ports"
+  current_log="$dir/logs/$1-etcd.log"
   spawn "$svcdir/etcd.pid" "$current_log" etcd --name leasehold \
     --data-dir "$svcdir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_client" --advertise-client-urls "http://127.0.0.1:$etcd_client" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "leasehold=http://127.0.0.1:$etcd_peer" --initial-cluster-state new \
     --initial-cluster-token "leasehold-$etcd_peer" --logger zap --log-outputs stderr
+}
 
-  current_log="$dir/logs/k8s.log"
-  local cnf="$here/k8s/openssl.cnf"
-  {
-    openssl req -x509 -new -nodes -newkey rsa:2048 -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 \
-      -config "$cnf" -extensions v3_ca -subj "/CN=leasehold-dev-ca"
-    openssl req -new -nodes -newkey rsa:2048 -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" \
-      -config "$cnf" -subj "/CN=kube-apiserver"
-    openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
-      -set_serial "0x$(openssl rand -hex 12)" -days 3650 -extfile "$cnf" -extensions v3_server \
-      -out "$pki/apiserver.crt"
-    # Service-account tokens: the apiserver signs with the private key (TokenRequest) and verifies
-    # with the public one; the controller-manager's token controller signs legacy SA secrets.
-    openssl genrsa -out "$pki/sa.key" 2048
-    openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
-  } >> "$current_log" 2>&1 || die "generating the control plane's certificates failed"
-
-  token="$(openssl rand -hex 32)"
-  # token,user,uid,"groups": system:masters is bound to cluster-admin by the bootstrap RBAC policy.
-  printf '%s,leasehold-admin,leasehold-admin,"system:masters"\n' "$token" > "$pki/tokens.csv"
-  chmod 0600 "$pki/tokens.csv"
-
-  api_port="$(pick_port)"
+# k8s_run_control_plane NAME BINDIR: with etcd spawned and the PKI, tokens.csv and kubeconfig in
+# place, waits for etcd, then starts the API server and the controller manager and waits for each.
+k8s_run_control_plane() {
+  local name="$1" bindir="$2" svcdir="$dir/$1" pki="$dir/$1/pki" etcd_client etcd_peer api_port server token
+  read -r etcd_client etcd_peer api_port < "$svcdir/ports"
   server="https://127.0.0.1:$api_port"
+  token="$(cut -d, -f1 "$pki/tokens.csv")"
 
-  current_log="$dir/logs/k8s-etcd.log"
+  current_log="$dir/logs/$name-etcd.log"
   wait_for "etcd" 30 "$svcdir/etcd.pid" \
     etcd_healthy "$etcd_client"
 
-  current_log="$dir/logs/k8s-apiserver.log"
+  current_log="$dir/logs/$name-apiserver.log"
   # --endpoint-reconciler-type=none: the default reconciler publishes the advertise address in the
   # `kubernetes` Endpoints; 127.0.0.1 is rejected there as loopback (an error every 10 s), and without
   # --advertise-address it would publish this machine's outward interface address instead.
@@ -427,34 +455,12 @@ up_k8s() {
   wait_for "kube-apiserver" 120 "$svcdir/kube-apiserver.pid" \
     curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $token" "$server/readyz"
 
-  local kubeconfig="$svcdir/kubeconfig"
-  cat > "$kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: leasehold-dev
-  cluster:
-    server: $server
-    certificate-authority-data: $(base64 -w0 < "$pki/ca.crt")
-users:
-- name: leasehold-admin
-  user:
-    token: $token
-contexts:
-- name: leasehold-dev
-  context:
-    cluster: leasehold-dev
-    user: leasehold-admin
-current-context: leasehold-dev
-EOF
-  chmod 0600 "$kubeconfig"
-
-  current_log="$dir/logs/k8s-controller-manager.log"
+  current_log="$dir/logs/$name-controller-manager.log"
   # No serving ports (--port=0 --secure-port=0): nothing needs its metrics, and the defaults
   # (10252/10257) would collide between parallel instances. Higher client QPS than the default 20
   # keeps namespace deletion quick when tests churn through many namespaces.
   spawn "$svcdir/kube-controller-manager.pid" "$current_log" "$bindir/kube-controller-manager" \
-    --kubeconfig="$kubeconfig" --leader-elect=false --controllers='*' --use-service-account-credentials=false \
+    --kubeconfig="$svcdir/kubeconfig" --leader-elect=false --controllers='*' --use-service-account-credentials=false \
     --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
     --bind-address=127.0.0.1 --port=0 --secure-port=0 --kube-api-qps=100 --kube-api-burst=200 \
     --profiling=false
@@ -462,20 +468,97 @@ EOF
   # token controller gives it a token secret.
   wait_for "kube-controller-manager" 60 "$svcdir/kube-controller-manager.pid" \
     k8s_default_sa_has_token "$pki/ca.crt" "$token" "$server"
-
-  add_env KUBECONFIG "$kubeconfig"
-  add_env LEASEHOLD_K8S_SERVER "$server"
-  add_env LEASEHOLD_K8S_CA_FILE "$pki/ca.crt"
-  add_env LEASEHOLD_K8S_ADMIN_TOKEN "$token"
 }
 
-down_k8s() {
+# k8s_up NAME: a new control plane in DIR/NAME.
+k8s_up() {
+  local name="$1" svcdir="$dir/$1" bindir pki token api_port server
+  # In the kubeconfig's cluster/user/context names and the CA's: none for k8s, -b for k8s-b, so
+  # that merged kubeconfigs keep both.
+  local k_suffix="${name#k8s}"
+  current_log="$dir/logs/$name-build.log"
+  bindir="$(k8s_binaries)"
+  pki="$svcdir/pki"
+  mkdir -p "$pki" "$svcdir/etcd"
+  chmod 0700 "$svcdir/etcd" "$pki"
+
+  # Ports for etcd's client and peer URLs and the API server, kept for `start`.
+  echo "$(pick_port) $(pick_port) $(pick_port)" > "$svcdir/ports"
+  read -r _ _ api_port < "$svcdir/ports"
+  server="https://127.0.0.1:$api_port"
+  # etcd first: it needs no certificates, and its ~1 s leader election overlaps the key generation.
+  k8s_spawn_etcd "$name"
+
+  current_log="$dir/logs/$name.log"
+  local cnf="$here/k8s/openssl.cnf"
+  {
+    openssl req -x509 -new -nodes -newkey rsa:2048 -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 \
+      -config "$cnf" -extensions v3_ca -subj "/CN=leasehold-dev$k_suffix-ca"
+    openssl req -new -nodes -newkey rsa:2048 -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" \
+      -config "$cnf" -subj "/CN=kube-apiserver"
+    openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+      -set_serial "0x$(openssl rand -hex 12)" -days 3650 -extfile "$cnf" -extensions v3_server \
+      -out "$pki/apiserver.crt"
+    # Service-account tokens: the apiserver signs with the private key (TokenRequest) and verifies
+    # with the public one; the controller-manager's token controller signs legacy SA secrets.
+    openssl genrsa -out "$pki/sa.key" 2048
+    openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+  } >> "$current_log" 2>&1 || die "generating the control plane's certificates failed"
+
+  token="$(openssl rand -hex 32)"
+  # token,user,uid,"groups": system:masters is bound to cluster-admin by the bootstrap RBAC policy.
+  printf '%s,leasehold-admin,leasehold-admin,"system:masters"\n' "$token" > "$pki/tokens.csv"
+  chmod 0600 "$pki/tokens.csv"
+
+  local kubeconfig="$svcdir/kubeconfig"
+  cat > "$kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: leasehold-dev$k_suffix
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 < "$pki/ca.crt")
+users:
+- name: leasehold-admin$k_suffix
+  user:
+    token: $token
+contexts:
+- name: leasehold-dev$k_suffix
+  context:
+    cluster: leasehold-dev$k_suffix
+    user: leasehold-admin$k_suffix
+current-context: leasehold-dev$k_suffix
+KUBECONFIG
+  chmod 0600 "$kubeconfig"
+
+  k8s_run_control_plane "$name" "$bindir"
+  k8s_env "$name" "$kubeconfig" "$server" "$pki/ca.crt" "$token"
+}
+
+# k8s_start NAME: starts a control plane that `stop` stopped, on its old ports and data.
+k8s_start() {
+  local name="$1" bindir
+  current_log="$dir/logs/$name-build.log"
+  bindir="$(k8s_binaries)"
+  k8s_spawn_etcd "$name"
+  k8s_run_control_plane "$name" "$bindir"
+}
+
+k8s_down() {
   # The controller-manager first so it does not log the apiserver going away; the apiserver before
   # etcd so it shuts down cleanly. Each step is bounded by stop_pidfiles' 10 s.
-  stop_pidfiles "$dir/k8s/kube-controller-manager.pid"
-  stop_pidfiles "$dir/k8s/kube-apiserver.pid"
-  stop_pidfiles "$dir/k8s/etcd.pid"
+  stop_pidfiles "$dir/$1/kube-controller-manager.pid"
+  stop_pidfiles "$dir/$1/kube-apiserver.pid"
+  stop_pidfiles "$dir/$1/etcd.pid"
 }
+
+up_k8s() { k8s_up k8s; }
+down_k8s() { k8s_down k8s; }
+start_k8s() { k8s_start k8s; }
+up_k8s_b() { k8s_up k8s-b; }
+down_k8s_b() { k8s_down k8s-b; }
+start_k8s_b() { k8s_start k8s-b; }
 
 # ------------------------------------------------------------------------------------------------
 
@@ -484,7 +567,7 @@ packages_for() {
     postgres) echo postgresql ;;
     redis) echo redis-server ;;
     ldap) echo slapd ldap-utils openssl ;;
-    k8s) echo etcd-server openssl curl ;;
+    k8s | k8s-b) echo etcd-server openssl curl ;;
   esac
 }
 
@@ -510,9 +593,9 @@ on_up_exit() {
   fi
   local s
   for s in "$current_svc" "${started[@]}"; do
-    if [[ -n "$s" ]]; then "down_$s" || true; fi
+    if [[ -n "$s" ]]; then "down_${s//-/_}" || true; fi
   done
-  log "up failed; stopped what this run started. Logs stay in $dir/logs; remove DIR with: $0 down $dir"
+  log "$cmd failed; stopped what this run started. Logs stay in $dir/logs; remove DIR with: $0 down $dir"
   exit "$rc"
 }
 
@@ -547,16 +630,15 @@ cmd_up() {
   "$here/ensure-packages.sh" python3 util-linux "${pkgs[@]}"
 
   trap on_up_exit EXIT
-  local t0 t1
+  local t0
   for s in "${want[@]}"; do
     current_svc="$s"
     current_log="$dir/logs/$s.log"
     t0=$(now_ms)
     log "$s: starting"
-    "up_$s"
-    t1=$(now_ms)
+    "up_${s//-/_}"
     started+=("$s")
-    log "$s: ready in $(( (t1 - t0) / 1000 )).$(printf '%03d' $(( (t1 - t0) % 1000 )))s"
+    log_ready "$s" "$t0"
   done
   current_svc=""
   trap - EXIT
@@ -582,11 +664,50 @@ cmd_down() {
   exec 8< "$dir/$marker"
   flock -w 60 8 || die "another services.sh is still working on $dir"
   down_k8s
+  down_k8s_b
   down_ldap
   down_redis
   down_postgres
   rm -rf "$dir"
   log "stopped everything in $dir and removed it"
+}
+
+# cmd_stop_start stop|start DIR SERVICE: stops a control plane that `up` started in DIR, keeping its
+# directory, or starts a stopped one again from it.
+cmd_stop_start() {
+  [[ $# -eq 3 ]] || usage
+  local action="$1" s="$3" fn ports
+  dir="$2"
+  [[ "$s" == k8s || "$s" == k8s-b ]] || die "$action works on the control planes only (k8s, k8s-b), not '$s'"
+  [[ -f "$dir/$marker" ]] || die "$dir was not created by services.sh up"
+  dir="$(cd "$dir" && pwd -P)"
+  [[ -s "$dir/$s/ports" ]] || die "$s was not started in $dir (run: $0 up $dir $s)"
+  exec 8< "$dir/$marker"
+  flock -w 60 8 || die "another services.sh is still working on $dir"
+  fn="${s//-/_}"
+  read -r -a ports < "$dir/$s/ports"
+  if [[ "$action" == stop ]]; then
+    "down_$fn"
+    # Keep the ports from being handed to another `up` while stopped (for pick_port's 10 minutes).
+    reserve_ports "${ports[@]}"
+    log "$s: stopped (data kept in $dir/$s; start it with: $0 start $dir $s)"
+    return 0
+  fi
+  if pidfile_alive "$dir/$s/kube-apiserver.pid" > /dev/null; then
+    log "$s: already running"
+    return 0
+  fi
+  # A half-stopped instance (a daemon died) is stopped wholly first, then started afresh.
+  "down_$fn"
+  trap on_up_exit EXIT
+  current_svc="$s"
+  local t0
+  t0=$(now_ms)
+  log "$s: starting again on ports ${ports[*]}"
+  "start_$fn"
+  current_svc=""
+  trap - EXIT
+  log_ready "$s" "$t0"
 }
 
 [[ $# -ge 1 ]] || usage
@@ -595,5 +716,6 @@ shift
 case "$cmd" in
   up) cmd_up "$@" ;;
   down) cmd_down "$@" ;;
+  stop | start) cmd_stop_start "$cmd" "$@" ;;
   *) usage ;;
 esac

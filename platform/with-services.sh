@@ -16,6 +16,7 @@ fi
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/leasehold-services.XXXXXX")"
 child=""
+# shellcheck disable=SC2317  # stop runs from the EXIT trap, which shellcheck does not follow
 stop() {
   # Once: a second INT or TERM (make forwards the one it got to us, a second Ctrl-C) must not cut the
   # clean-up short and leave the services running.
@@ -40,6 +41,9 @@ set -a
 # shellcheck disable=SC1091
 source "$dir/env.sh"
 set +a
+# For `platform/services.sh stop|start "$LEASEHOLD_SERVICES_DIR" k8s-b` from the command (a test
+# that takes one control plane down).
+export LEASEHOLD_SERVICES_DIR="$dir"
 # In the background and waited for, so that INT/TERM reach the traps at once rather than after the
 # command ends; its exit status is ours.
 setsid "$@" &
