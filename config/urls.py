@@ -14,6 +14,10 @@ from requests_app.api.views import RequestViewSet, catalog_view, me
 
 from .health import healthz, readyz
 
+# The admin is installed as config.admin_app.AdminConfig (a SimpleAdminConfig): its ModelAdmins are
+# registered here, by the URLconf that serves them, not by django.setup() in every process.
+admin.autodiscover()
+
 router = DefaultRouter()
 router.register("requests", RequestViewSet, basename="request")
 router.register("approvals", ApprovalViewSet, basename="approval")

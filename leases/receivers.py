@@ -7,7 +7,6 @@ from django_fsm.signals import post_transition
 from requests_app.models import Action, Kind, Resource, ResourceRequest
 
 from .services import lease_open, publish
-from .tasks import fulfil_extension, start_restore
 
 
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
@@ -15,6 +14,8 @@ def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) ->
     if name == "activate":
         lease_open(resource=instance)
         if instance.kind == Kind.DATABASE and instance.created_by_request.frozen.get("restore_from"):
+            from .tasks import start_restore  # Celery is imported by what sends a task, not at start-up
+
             resource_id = str(instance.pk)
             transaction.on_commit(lambda: publish(start_restore, resource_id), robust=True)
 
@@ -22,5 +23,7 @@ def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) ->
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="leases.fulfil_extension")
 def fulfil_extension_on_approval(sender, instance: ResourceRequest, name: str, **kwargs) -> None:
     if name == "approve" and instance.action == Action.EXTEND:
+        from .tasks import fulfil_extension  # Celery is imported by what sends a task, not at start-up
+
         request_id = str(instance.pk)
         transaction.on_commit(lambda: publish(fulfil_extension, request_id), robust=True)
