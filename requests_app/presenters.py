@@ -112,6 +112,14 @@ def _costed(request: ResourceRequest) -> bool:
 def _lookups(requests: list[ResourceRequest], *, costs: bool) -> _Lookups:
     """Read at once what the summaries share: a constant number of queries for any number of requests."""
     found = _Lookups()
+    # The app templates the rows fall back on (those not frozen on their request yet), in one query.
+    slugs = {
+        r.spec.get("template")
+        for r in requests
+        if r.kind == Kind.APP and isinstance(r.spec, dict) and not _frozen_template(r)
+    }
+    if slugs - {None, ""}:
+        found.templates = {t.slug: t for t in AppTemplate.objects.filter(slug__in=slugs - {None, ""})}
     ids = _database_ids(requests)
     if ids:
         rows = Resource.objects.filter(pk__in=ids, kind=Kind.DATABASE).select_related("team", "parent", "parent__team")
@@ -215,18 +223,20 @@ def _database_facts(spec: dict, facts: list[Fact]) -> None:
         facts.append(Fact("Storage", human_quantity(storage, "storage")))
 
 
+def _frozen_template(request: ResourceRequest) -> dict:
+    frozen = request.frozen.get("template") if isinstance(request.frozen, dict) else None
+    return frozen if isinstance(frozen, dict) else {}
+
+
 def _template_of(request: ResourceRequest, lookups: _Lookups) -> dict:
     """The app template as frozen on the request (what the worker applies), else as it is now."""
-    frozen = request.frozen.get("template") if isinstance(request.frozen, dict) else None
-    if isinstance(frozen, dict) and frozen:
+    frozen = _frozen_template(request)
+    if frozen:
         return frozen
     slug = request.spec.get("template", "") if isinstance(request.spec, dict) else ""
-    if slug not in lookups.templates:
-        template = AppTemplate.objects.filter(slug=slug).first()
-        if template is None:
-            return {}
-        lookups.templates[slug] = template
-    t = lookups.templates[slug]
+    t = lookups.templates.get(slug)  # read with the others by _lookups
+    if t is None:
+        return {}
     return {
         "slug": t.slug,
         "image_repository": t.image_repository,
