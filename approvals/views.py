@@ -11,6 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
+from requests_app.pages import WEB_PAGE_SIZE
 from requests_app.presenters import request_summaries
 from requests_app.selectors import user_is_admin
 
@@ -19,7 +20,8 @@ from .models import ApprovalStep, Delegation, Verdict
 from .selectors import delegations_of, queue_page, step_label, step_labels
 from .services import delegation_create, delegation_revoke, step_decide, steps_approve_many
 
-QUEUE_PAGE_SIZE = 100
+# As every web list (requests_app.pages): a page's time is mostly its rows' (summary and rendering).
+QUEUE_PAGE_SIZE = WEB_PAGE_SIZE
 
 
 def _back(request: HttpRequest) -> HttpResponse:

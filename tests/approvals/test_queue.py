@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import ApprovalStep
+from approvals.views import QUEUE_PAGE_SIZE
 from requests_app.models import AuditEvent, ResourceRequest
 
 from .conftest import age_step, pending_step
@@ -189,7 +190,7 @@ def test_the_queue_page_needs_the_same_few_queries_however_long_it_is(
     client.force_login(approver)
     with django_assert_max_num_queries(PAGE_QUERIES):
         page = client.get(reverse("approval-queue")).content.decode()
-    assert page.count('name="steps"') == min(n, 100)
+    assert page.count('name="steps"') == min(n, QUEUE_PAGE_SIZE)
 
 
 @pytest.mark.parametrize("n", [5, 200])
