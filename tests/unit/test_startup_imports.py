@@ -45,8 +45,8 @@ HEAVY = [
 def run_after_setup(code: str, before: str = "", **environ: str) -> list[str]:
     """The lines `code` prints after django.setup() (and `before` before it), in a fresh interpreter."""
     env = {
-        **environ,
         **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+        **environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "SECRET_KEY": "test-only-not-a-secret",
     }
