@@ -39,10 +39,30 @@ def local_run_env(path: Path, environ: MutableMapping[str, str]) -> bool:
     return True
 
 
+# Commands that never send a Celery task: they start without importing Celery (the reclaimer's CronJob
+# runs `reclaim_leases` every 15 minutes; README "Performance").
+SENDS_NO_TASK = frozenset({"reclaim_leases"})
+
+
+def load_celery_app(argv: list[str], environ: MutableMapping[str, str]) -> bool:
+    """Import the Celery app (config/celery.py) before the command runs, so that a task it sends (filing
+    or approving enqueues provisioning) goes to the broker of the settings, as the web's and the
+    worker's do; not for a command of SENDS_NO_TASK. There C_STRICT_APP is set (Celery's own switch):
+    were a task sent all the same, Celery raises instead of sending it with its default app to a broker
+    that is not ours (the caller logs it and the sweeps send it again). Returns whether it imported it."""
+    if len(argv) > 1 and argv[1] in SENDS_NO_TASK:
+        environ.setdefault("C_STRICT_APP", "1")
+        return False
+    import config.celery  # noqa: F401
+
+    return True
+
+
 if __name__ == "__main__":
     if local_run_env(ROOT / ".run" / "env", os.environ) and sys.stderr.isatty():
         print("manage.py: using the settings of the running `make run` (.run/env)", file=sys.stderr)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    load_celery_app(sys.argv, os.environ)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -10,7 +10,10 @@ retried until the server accepts it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -30,9 +33,58 @@ def request_link(request: ResourceRequest) -> str:
     return f"{settings.LEASEHOLD_BASE_URL}{reverse('request-detail', args=[request.pk])}"
 
 
+# Inside collecting(): the notices of the transactions that committed, to compose together at its end.
+_collected: ContextVar[list[tuple[Callable, tuple]] | None] = ContextVar("approval_notices", default=None)
+# While collected notices are composed: the outbox ids to deliver together once they are committed.
+_queued: ContextVar[list[int] | None] = ContextVar("approval_notice_mail", default=None)
+
+
 def after_commit(func, *args) -> None:
-    """Run `func(*args)` once the current transaction commits (at once outside one)."""
+    """Run `func(*args)` once the current transaction commits (at once outside one); inside collecting(),
+    at its end with the others."""
+    collected = _collected.get()
+    if collected is not None:
+        transaction.on_commit(lambda: collected.append((func, args)), robust=True)
+        return
     transaction.on_commit(lambda: func(*args), robust=True)
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """The notices of the decisions committed inside this block (by this thread, or by threads that run
+    in a copy of its context: approve-many) are composed at its end, together: the decisions read in one
+    query, every notice queued in the outbox in one transaction and delivered over one connection. Each
+    decision still has its own notice, and one that cannot be composed is logged, as after_commit's
+    would be, without keeping the others from going out. Not inside a transaction: its decisions would
+    commit only after the block ended."""
+    collected: list[tuple[Callable, tuple]] = []
+    token = _collected.set(collected)
+    try:
+        yield
+    finally:
+        _collected.reset(token)
+        _send_collected(collected)
+
+
+def _send_collected(collected: list[tuple[Callable, tuple]]) -> None:
+    decisions = [args[0] for func, args in collected if func is notify_decision]
+    calls: list[tuple[Callable, tuple]] = [(func, args) for func, args in collected if func is not notify_decision]
+    if decisions:
+        calls.insert(0, (notify_decisions, (decisions,)))
+    ids: list[int] = []
+    token = _queued.set(ids)
+    try:
+        with transaction.atomic():
+            for func, args in calls:
+                try:
+                    with transaction.atomic():
+                        func(*args)
+                except Exception:
+                    logger.exception("could not compose the notice %s%s", func.__name__, args)
+    finally:
+        _queued.reset(token)
+    if ids:
+        mail_deliver_pending(limit=len(ids), ids=ids)
 
 
 def _subject(request: ResourceRequest, text: str) -> str:
@@ -63,7 +115,10 @@ def _queue(
         for r in recipients
     ]
     ids = [m.pk for m in queued if m is not None]
-    if ids:
+    together = _queued.get()
+    if together is not None:
+        together.extend(ids)
+    elif ids:
         transaction.on_commit(lambda: mail_deliver_pending(limit=len(ids), ids=ids), robust=True)
 
 
@@ -119,7 +174,12 @@ def notify_step_waiting(step_id, *, escalated: bool) -> list[Recipient]:
 
 def notify_decision(decision_id) -> None:
     """Tell the requester about a decision on their request."""
-    decision = Decision.objects.select_related(
+    notify_decisions([decision_id])
+
+
+def notify_decisions(decision_ids: list[Any]) -> None:
+    """notify_decision for each of several decisions, read in one query."""
+    decisions = Decision.objects.select_related(
         "approver",
         "on_behalf_of",
         "step",
@@ -127,7 +187,19 @@ def notify_decision(decision_id) -> None:
         "step__request__team",
         "step__request__parent__team",
         "step__request__requester",
-    ).get(pk=decision_id)
+    ).in_bulk(decision_ids)
+    for decision_id in decision_ids:
+        if len(decision_ids) == 1:
+            _notify_decision(decisions[decision_id])
+            continue
+        try:  # one notice that cannot be composed must not keep the others from going out
+            with transaction.atomic():
+                _notify_decision(decisions[decision_id])
+        except Exception:
+            logger.exception("could not compose the notice of decision %s", decision_id)
+
+
+def _notify_decision(decision: Decision) -> None:
     request = decision.step.request
     requester = request.requester
     if not requester.email:

@@ -32,6 +32,7 @@ __all__ = [
     "delegations_of",
     "policy_in_force",
     "queue_overview",
+    "queue_page",
     "request_facts",
     "request_size",
     "step_labels",
@@ -285,7 +286,64 @@ def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[Ap
         .exclude(_decided_on_request(user.pk))
         .annotate(acting_for=Case(*whens, default=Value(""), output_field=CharField()))
         .select_related("request", "request__team", "request__parent__team", "request__requester", "chain")
-        .order_by("pending_since", "request__created_at", "id")
+        .order_by("pending_since", "id")
+    )
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """A page of the queue: `steps` (as steps_decidable_by gives them), the cursor of the page that follows
+    (None: it is the last), and how many steps wait in all, counted up to QUEUE_COUNTED (more: `waiting_more`)."""
+
+    steps: list[ApprovalStep]
+    next_cursor: str | None
+    waiting: int
+    waiting_more: bool
+
+
+# The queue's header counts this many steps at most ("more than 1000 waiting"): a count reads every step
+# it counts, and a queue that long is not read to its end.
+QUEUE_COUNTED = 1000
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def queue_cursor(step: ApprovalStep) -> str:
+    """`<pending_since in microseconds since the epoch>.<id>`: where the next page starts, in queue order.
+    (A pending step always has its pending_since: services._step_open sets both.)"""
+    return f"{((step.pending_since or EPOCH) - EPOCH) // MICROSECOND}.{step.pk}"
+
+
+def _after_cursor(text: str) -> Q | None:
+    """The steps after the cursor in queue order, or None for anything that is not a cursor."""
+    micros, _, pk = text.partition(".")
+    try:
+        since = EPOCH + int(micros) * MICROSECOND
+        step_id = uuid.UUID(pk)
+    except (ValueError, OverflowError):
+        return None
+    return Q(pending_since__gt=since) | Q(pending_since=since, pk__gt=step_id)
+
+
+def queue_page(user, *, after: str = "", size: int = 100) -> QueuePage:
+    """The page of steps_decidable_by(user) after the cursor `after` (the first page for none, or for anything
+    that is not a cursor), walked by keyset: the same few queries at any depth and any length of queue.
+
+    The page's ids are read first, from the steps and their requests alone; then those rows with their
+    request, team, requester and chain. (Joined for every waiting step, only to keep a page of them, those
+    cost more than all the rest of the page.)"""
+    steps = steps_decidable_by(user)
+    walked = steps.filter(_after_cursor(after) or Q()) if after else steps
+    ids = list(walked.values_list("pk", flat=True)[: size + 1])
+    rows = list(steps.filter(pk__in=ids[:size]))
+    counted = steps.order_by().values("pk")[: QUEUE_COUNTED + 1].count()
+    return QueuePage(
+        steps=rows,
+        next_cursor=queue_cursor(rows[-1]) if len(ids) > size and rows else None,
+        waiting=min(counted, QUEUE_COUNTED),
+        waiting_more=counted > QUEUE_COUNTED,
     )
 
 

@@ -3,6 +3,7 @@ reminders and escalation; loading the policy. Every change is audited."""
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import difflib
 import logging
@@ -327,7 +328,9 @@ def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
 
     if len(ids) < 2 or transaction.get_connection().in_atomic_block:
         return [approve(step_id) for step_id in ids]
-    return _each_in_threads(approve, ids, limit=APPROVE_MANY_CONCURRENCY)
+    # The decisions' notices (each decision still has its own) are composed and sent together at the end.
+    with notifications.collecting():
+        return _each_in_threads(approve, ids, limit=APPROVE_MANY_CONCURRENCY)
 
 
 def _each_in_threads(call, items: list[str], *, limit: int) -> list[Outcome]:
@@ -351,7 +354,11 @@ def _each_in_threads(call, items: list[str], *, limit: int) -> list[Outcome]:
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=work, name="approve-many") for _ in range(min(limit, len(items)))]
+    # Each thread in a copy of the caller's context (notifications.collecting() is seen there).
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(work,), name="approve-many")
+        for _ in range(min(limit, len(items)))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,15 +11,17 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from requests_app.errors import LeaseholdError, ValidationFailed, public_message
+from requests_app.pages import WEB_PAGE_SIZE
 from requests_app.presenters import request_summaries
 from requests_app.selectors import user_is_admin
 
 from .forms import DelegationForm
 from .models import ApprovalStep, Delegation, Verdict
-from .selectors import delegations_of, step_label, step_labels, steps_decidable_by
+from .selectors import delegations_of, queue_page, step_label, step_labels
 from .services import delegation_create, delegation_revoke, step_decide, steps_approve_many
 
-QUEUE_PAGE_SIZE = 100
+# As every web list (requests_app.pages): a page's time is mostly its rows' (summary and rendering).
+QUEUE_PAGE_SIZE = WEB_PAGE_SIZE
 
 
 def _back(request: HttpRequest) -> HttpResponse:
@@ -51,13 +52,18 @@ def queue(request: HttpRequest) -> HttpResponse:
         else:
             messages.error(request, "Unknown action.")
             return redirect("approval-queue")
-    page = Paginator(steps_decidable_by(request.user), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
-    steps = list(page)
-    rows = list(zip(steps, request_summaries([step.request for step in steps]), strict=True))
+    page = queue_page(request.user, after=request.GET.get("after", ""), size=QUEUE_PAGE_SIZE)
+    rows = list(zip(page.steps, request_summaries([step.request for step in page.steps]), strict=True))
     return render(
         request,
         "approvals/queue.html",
-        {"page": page, "rows": rows, "delegations": delegations_of(request.user), "form": form},
+        {
+            "page": page,
+            "walked": bool(request.GET.get("after")),
+            "rows": rows,
+            "delegations": delegations_of(request.user),
+            "form": form,
+        },
     )
 
 

@@ -18,6 +18,24 @@ app.autodiscover_tasks()
 
 log = logging.getLogger(__name__)
 
+
+def celery_schedule(jobs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """CELERY_BEAT_SCHEDULE as beat takes it: the settings write a crontab as plain data,
+    `{"crontab": {...}}` (see config/settings.py), here a `celery.schedules.crontab`."""
+    from celery.schedules import crontab
+
+    def schedule(value: Any) -> Any:
+        return crontab(**value["crontab"]) if isinstance(value, dict) else value
+
+    return {name: {**job, "schedule": schedule(job["schedule"])} for name, job in jobs.items()}
+
+
+@app.on_after_configure.connect(weak=False)
+def convert_beat_schedule(sender: Celery, **kwargs: Any) -> None:
+    """Once the configuration is read from the settings, before beat (or anything) reads the schedule."""
+    sender.conf.beat_schedule = celery_schedule(sender.conf.beat_schedule)
+
+
 # --- metrics and logs of the worker (README "Metrics and alerts") -------------------------------------------
 
 

@@ -11,7 +11,6 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from .email import email_settings
@@ -32,7 +31,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin, without importing every admin module in each process that starts Django (config/admin_app.py).
+    "config.admin_app.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -261,11 +261,12 @@ LEASEHOLD_RECLAIM_SCHEDULE = env.str("LEASEHOLD_RECLAIM_SCHEDULE", default="beat
 if LEASEHOLD_RECLAIM_SCHEDULE not in ("beat", "cron"):
     raise ImproperlyConfigured(f"LEASEHOLD_RECLAIM_SCHEDULE must be beat or cron, not {LEASEHOLD_RECLAIM_SCHEDULE!r}.")
 
-# Every periodic job in one place.
+# Every periodic job in one place. A crontab schedule is written as plain data, `{"crontab": {crontab's
+# arguments}}`, turned into Celery's crontab by config/celery.py: loading the settings imports no Celery.
 CELERY_BEAT_SCHEDULE = {
     # Notices are per day and grace is measured in days: a pass every 15 minutes keeps expiry
     # close to the hour without putting load on the API server.
-    "reclaim-leases": {"task": "leases.tasks.reclaim_leases", "schedule": crontab(minute="*/15")},
+    "reclaim-leases": {"task": "leases.tasks.reclaim_leases", "schedule": {"crontab": {"minute": "*/15"}}},
     # A namespace takes seconds to terminate: its lease, resource and request are marked reclaimed by
     # this follow-up within LEASEHOLD_RECLAIM_FOLLOW_SECONDS of it being gone, not at the next pass.
     "follow-reclaiming-leases": {
@@ -275,7 +276,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Reminder and escalation delays are counted in hours: a pass every 15 minutes sends each notice
     # within a quarter of an hour of being due, and an idle pass is one indexed query.
-    "nudge-waiting-approvals": {"task": "approvals.tasks.nudge_waiting_approvals", "schedule": crontab(minute="*/15")},
+    "nudge-waiting-approvals": {
+        "task": "approvals.tasks.nudge_waiting_approvals",
+        "schedule": {"crontab": {"minute": "*/15"}},
+    },
     # A worker that died mid-apply is noticed within this interval (its database session is gone), and
     # a lost message (broker restart) within LEASEHOLD_PROVISION_STUCK_MINUTES plus this interval: with
     # the defaults, 30 s and 90 s, so that a request is provisioned again within two minutes. An idle

@@ -22,6 +22,10 @@ from requests_app.api import urls as requests_api
 
 from .health import healthz, readyz
 
+# The admin is installed as config.admin_app.AdminConfig (a SimpleAdminConfig): its ModelAdmins are
+# registered here, by the URLconf that serves them, not by django.setup() in every process.
+admin.autodiscover()
+
 # The browsable API's root lists the viewsets that the apps' routers register (their routes come with
 # the apps' `api/urls.py`).
 api_root = DefaultRouter()

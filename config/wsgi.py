@@ -11,6 +11,7 @@ application = get_wsgi_application()
 # here, as the process starts, so that its first request does not wait for them.
 from django.urls import get_resolver  # noqa: E402
 
+import config.celery  # noqa: E402, F401  (the app the web sends its tasks with: config/__init__.py)
 from provisioning import cluster  # noqa: E402
 
 get_resolver().url_patterns  # noqa: B018  (imports ROOT_URLCONF and every module it includes)

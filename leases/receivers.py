@@ -9,7 +9,6 @@ from requests_app.models import Action, Resource, ResourceRequest
 from .kinds import LEASE_KINDS
 from .services.extension import publish
 from .services.opening import lease_open
-from .tasks import fulfil_extension, start_restore
 
 
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
@@ -18,6 +17,8 @@ def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) ->
         lease_open(resource=instance)
         restores = LEASE_KINDS.get(instance.kind).backed_up
         if restores and instance.created_by_request.frozen.get("restore_from"):
+            from .tasks import start_restore  # Celery is imported by what sends a task, not at start-up
+
             resource_id = str(instance.pk)
             transaction.on_commit(lambda: publish(start_restore, resource_id), robust=True)
 
@@ -25,5 +26,7 @@ def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) ->
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="leases.fulfil_extension")
 def fulfil_extension_on_approval(sender, instance: ResourceRequest, name: str, **kwargs) -> None:
     if name == "approve" and instance.action == Action.EXTEND:
+        from .tasks import fulfil_extension  # Celery is imported by what sends a task, not at start-up
+
         request_id = str(instance.pk)
         transaction.on_commit(lambda: publish(fulfil_extension, request_id), robust=True)

@@ -203,9 +203,14 @@ def teams_budget_left(teams: Iterable[Team]) -> dict[int, dict[str, Any]]:
     waiting = ResourceRequest.objects.filter(
         team__in=list(by_id), kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
     )
-    for team_id, spec in [*live.values_list("team_id", "spec"), *waiting.values_list("team_id", "spec")]:
-        used[team_id] = used[team_id] + specs.quota_usage(specs.namespace_quota(spec))
-        count[team_id] += 1
+    # Counted per distinct spec (most namespaces take one of a few plans): the database groups each team's
+    # rows, and each spec is parsed once however many namespaces and teams share it.
+    parsed: dict[Any, specs.Usage] = {}
+    for queryset in (live, waiting):
+        for row in queryset.order_by().values("team_id", "spec").annotate(n=models.Count("pk")):
+            usage, n = _namespace_usage(row["spec"], parsed), row["n"]
+            used[row["team_id"]] += specs.Usage(usage.cpu * n, usage.memory * n, usage.storage * n)
+            count[row["team_id"]] += n
     out: dict[int, dict[str, Any]] = {}
     for pk, team in by_id.items():
         left: dict[str, Any] = {}
@@ -215,6 +220,17 @@ def teams_budget_left(teams: Iterable[Team]) -> dict[int, dict[str, Any]]:
         left["namespaces"] = team.budget_namespaces - count[pk] if team.budget_namespaces is not None else None
         out[pk] = left
     return out
+
+
+def _namespace_usage(spec: Any, parsed: dict[Any, specs.Usage]) -> specs.Usage:
+    """specs.quota_usage of a namespace's spec, parsed once per distinct spec (`parsed` keeps them)."""
+    try:
+        key = frozenset(spec.items())
+    except (AttributeError, TypeError):  # not a flat mapping of plain values: parsed each time
+        return specs.quota_usage(specs.namespace_quota(spec))
+    if key not in parsed:
+        parsed[key] = specs.quota_usage(specs.namespace_quota(spec))
+    return parsed[key]
 
 
 def namespace_headroom(namespace: Resource) -> specs.Usage:

@@ -10,6 +10,7 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+import config.celery  # noqa: F401  (the app tasks are sent with, as manage.py and config/wsgi.py import it)
 from tests.factories import UserFactory, team
 
 # The manage.py processes tests start use the environment the test gives them, never the settings of a

@@ -33,6 +33,8 @@ from tests.conftest import namespace_body
 from tests.factories import GroupFactory, ResourceRequestFactory, active_namespace, app_template
 
 pytestmark = pytest.mark.django_db
+# The ModelAdmins are registered by the URLconf (config/admin_app.py): as the web has them.
+admin.autodiscover()
 OUR_APPS = ("requests_app", "approvals", "provisioning", "leases", "accounts")
 
 # Edited in place by admins (every save and delete audited).

@@ -6,10 +6,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.core import mail
 from django.db import connection
 
+from approvals import notifications
 from approvals.services import APPROVE_MANY_CONCURRENCY
-from requests_app.models import AuditEvent, ResourceRequest
+from requests_app import services
+from requests_app.models import AuditEvent, OutgoingMail, ResourceRequest
 from tests.conftest import namespace_body
 
 # needs PostgreSQL: concurrent decisions, row locks and pg_stat_activity
@@ -62,3 +65,41 @@ def test_a_refusal_in_a_batch_leaves_the_other_decisions_standing(api, requester
     assert "nothing to decide" in results[1]["detail"]
     assert all(ResourceRequest.objects.get(pk=body["id"]).state == "approved" for body in filed)
     assert AuditEvent.objects.filter(verb="step_approved").count() == 4
+
+
+def test_each_decision_of_a_batch_has_its_notice_sent_together_after_the_decisions(
+    api, requester, approver, monkeypatch
+):
+    """approvals.notifications.collecting(): the notices are composed once every decision committed, read
+    in one query and delivered over one connection; one that cannot be composed leaves the others."""
+    filed = [
+        api.as_(requester).post("/api/v1/requests/", namespace_body(name=f"told{i}"), format="json").json()
+        for i in range(APPROVE_MANY_CONCURRENCY + 2)
+    ]
+    steps = [body["approval"]["steps"][0]["id"] for body in filed]
+    broken = ResourceRequest.objects.get(pk=filed[2]["id"]).title
+    real_subject = notifications._subject
+
+    def subject(request, text):
+        if request.title == broken:
+            raise RuntimeError("cannot compose")
+        return real_subject(request, text)
+
+    monkeypatch.setattr(notifications, "_subject", subject)
+    opened = []
+    real_get_connection = services.get_connection
+    monkeypatch.setattr(services, "get_connection", lambda **kw: opened.append(1) or real_get_connection(**kw))
+    mail.outbox.clear()
+
+    results = api.as_(approver).post("/api/v1/approvals/approve-many/", {"steps": steps}, format="json").json()
+
+    assert all(r["ok"] for r in results["results"])
+    told = sorted(m.subject for m in mail.outbox)
+    assert told == sorted(
+        f"[Leasehold] Approved by frank: {ResourceRequest.objects.get(pk=b['id']).title} (dev)"
+        for b in filed
+        if b is not filed[2]
+    )
+    assert len(opened) == 1  # one connection for the whole batch
+    assert OutgoingMail.objects.filter(topic="decision notice", state="pending").count() == 0
+    assert AuditEvent.objects.filter(verb="step_approved").count() == len(steps)

@@ -5,13 +5,14 @@ the queue's messages and the approvers' line on the home page."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
 
 from approvals.models import ApprovalStep
 from requests_app.presenters import human_quantity, request_summary
-from requests_app.services import request_build, request_submit
+from requests_app.services import request_build, request_submit, teams_budget_left
 from tests.conftest import namespace_body
 from tests.factories import UserFactory, active_child, active_namespace, app_template, team
 
@@ -101,6 +102,28 @@ def test_a_namespace_summary_gives_its_plan_quota_and_what_it_takes_of_the_team_
     # Once filed, the request is counted in the budget: the figures stay the same, not counted twice.
     filed = request_submit(requester=requester, **namespace_body())
     assert request_summary(filed).costs == summary.costs
+
+
+def test_teams_budgets_count_every_namespace_of_a_spec_shared_within_and_across_teams(atlas, zephyr, requester):
+    """teams_budget_left groups the namespaces by spec (requests_app.services): each one still counts."""
+    for t in (atlas, zephyr):
+        t.budget_cpu, t.budget_memory, t.budget_storage, t.budget_namespaces = "100", "200Gi", "1000Gi", 10
+        t.save()
+    for name in ("a", "b"):
+        active_namespace(atlas, requester, name=name, plan="small")  # 2 CPU, 4Gi, 20Gi each
+    active_namespace(atlas, requester, name="c", plan="medium")  # 4 CPU, 8Gi, 50Gi
+    active_namespace(atlas, requester, name="d", cpu="500m", memory="1Gi", storage="1Gi")
+    request_submit(requester=requester, **namespace_body(name="e", spec={"plan": "small"}))  # waiting
+    active_namespace(zephyr, requester, name="z", plan="small")
+    gi = 1024**3
+    left = teams_budget_left([atlas, zephyr])
+    assert left[atlas.pk] == {
+        "cpu": 100 - (2 * 3 + 4 + Decimal("0.5")),
+        "memory": (200 - (4 * 3 + 8 + 1)) * gi,
+        "storage": (1000 - (20 * 3 + 50 + 1)) * gi,
+        "namespaces": 10 - 5,
+    }
+    assert left[zephyr.pk] == {"cpu": 98, "memory": 196 * gi, "storage": 980 * gi, "namespaces": 9}
 
 
 def test_a_database_summary_says_which_namespace_it_goes_into_and_what_it_takes_of_its_quota(
@@ -257,8 +280,8 @@ def test_a_queue_of_every_kind_from_several_teams_reads_its_summaries_in_a_const
             spec = {"namespace": "web", "template": "web", "database": str(database.pk)}
             request_submit(requester=owner, kind="app", name=f"app{i}", spec=spec, **base)
     client.force_login(approver)
-    # The queue's own 7 (see test_queue.py), then budgets (2), headroom (3) and bound databases (1).
-    with django_assert_max_num_queries(13):
+    # The queue's own 8 (see test_queue.py), then budgets (2), headroom (3) and bound databases (1).
+    with django_assert_max_num_queries(14):
         html = client.get(reverse("approval-queue")).content.decode()
     assert html.count('name="steps"') == 9 * per_team
     assert "Database: zephyr-web / orders" in text_of(html)

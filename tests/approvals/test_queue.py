@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from urllib.parse import unquote
 
 import pytest
 from django.db import connection
@@ -11,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import ApprovalStep
+from approvals.views import QUEUE_PAGE_SIZE
 from requests_app.models import AuditEvent, ResourceRequest
 
 from .conftest import age_step, pending_step
@@ -170,10 +173,11 @@ def _pending_steps(file_request, n: int) -> None:
     assert ApprovalStep.objects.filter(state="pending").count() == n
 
 
-# Session, user, the user's groups, delegations to them, the count and the page of steps (with their
-# request, team, requester and chain joined in), and the user's own delegations for the card below;
-# then the summaries' shared reads: here the teams' budgets (live namespaces and waiting requests).
-PAGE_QUERIES = 9
+# Session, user, the user's groups, delegations to them, the page's step ids, those steps (with their
+# request, team, requester and chain joined in), the count (bounded: approvals.selectors.QUEUE_COUNTED),
+# and the user's own delegations for the card below; then the summaries' shared reads: here the teams'
+# budgets (live namespaces and waiting requests).
+PAGE_QUERIES = 10
 # User, groups, delegations, count, page, and the decisions and their approvers prefetched.
 API_QUERIES = 7
 
@@ -186,7 +190,7 @@ def test_the_queue_page_needs_the_same_few_queries_however_long_it_is(
     client.force_login(approver)
     with django_assert_max_num_queries(PAGE_QUERIES):
         page = client.get(reverse("approval-queue")).content.decode()
-    assert page.count('name="steps"') == min(n, 100)
+    assert page.count('name="steps"') == min(n, QUEUE_PAGE_SIZE)
 
 
 @pytest.mark.parametrize("n", [5, 200])
@@ -213,3 +217,41 @@ def test_a_delegate_s_queue_also_stays_flat(api, file_request, approver, second_
         body = api.get("/api/v1/approvals/").json()
     assert body["count"] == 20 and {r["acting_for"] for r in body["results"]} == {"frank"}
     assert len(queries) <= API_QUERIES + 1  # + the delegators' groups
+
+
+def test_the_queue_is_walked_page_by_page_oldest_first_without_a_row_twice_or_missed(
+    file_request, queue_page, monkeypatch
+):
+    """By keyset (approvals.selectors.queue_page): steps opened at the same instant are ordered by id."""
+    monkeypatch.setattr("approvals.views.QUEUE_PAGE_SIZE", 2)
+    requests = [file_request(name=f"walk{i}") for i in range(5)]
+    now = timezone.now()
+    for hours, request in zip([5, 3, 3, 3, 1], requests, strict=True):
+        age_step(pending_step(request), hours, now=now)
+    expected = [str(s.pk) for s in ApprovalStep.objects.filter(state="pending").order_by("pending_since", "id")]
+    seen, params = [], {}
+    for _ in range(3):
+        page = queue_page(**params)
+        assert "5 waiting" in page
+        seen += re.findall(r'name="steps" value="([^"]+)"', page)
+        newer = re.search(r'href="\?after=([^"]+)">newer', page)
+        if newer is None:
+            break
+        params = {"after": unquote(newer.group(1))}
+        assert "← oldest" in queue_page(**params)
+    assert seen == expected and newer is None
+
+
+def test_a_cursor_that_is_not_one_shows_the_first_page(file_request, queue_page):
+    step = pending_step(file_request())
+    for after in ["x", "12.not-a-uuid", "99999999999999999999999.0", f"-1.{uuid.uuid4()}"]:
+        assert str(step.pk) in queue_page(after=after), after
+
+
+def test_the_header_counts_up_to_a_bound(file_request, queue_page, monkeypatch):
+    monkeypatch.setattr("approvals.selectors.QUEUE_COUNTED", 3)
+    for i in range(3):
+        file_request(name=f"counted{i}")
+    assert "3 waiting" in queue_page() and "more than" not in queue_page()
+    file_request(name="counted3")
+    assert "more than 3 waiting" in queue_page()

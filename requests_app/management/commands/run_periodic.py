@@ -23,7 +23,7 @@ def schedule_entries() -> list[ScheduleEntry]:
     """One entry per job of CELERY_BEAT_SCHEDULE, none run yet."""
     return [
         ScheduleEntry(name=name, task=job["task"], schedule=job["schedule"], app=app)
-        for name, job in settings.CELERY_BEAT_SCHEDULE.items()
+        for name, job in app.conf.beat_schedule.items()
     ]
 
 
