@@ -131,51 +131,78 @@ def _record_applied(
     resource: Resource,
 ) -> None:
     """Note the uid of every object in `stored` (the apply answers); the first confirmed apply of an
-    object writes one audit event (see _mark_applied: two runs that race still write one). One
-    transaction for the lot: one update, the audit events in one insert."""
+    object writes one audit event (two runs that race still write one). On PostgreSQL one statement for
+    the lot (_mark_applied_and_audit); elsewhere one transaction."""
     if not stored:
         return
     now = timezone.now()
     applied = [rows[ref] for ref in stored]
     uids = {rows[ref].pk: (answer.get("metadata") or {}).get("uid", "") for ref, answer in stored.items()}
-    with transaction.atomic():
-        first = _mark_applied(uids, now)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                verb="object_applied",
-                target_type=resource._meta.model_name or "",
-                target_id=str(resource.pk),
-                request=request,
-                resource=resource,
-                detail=str(row),
+    if connection.vendor == "postgresql":
+        first = _mark_applied_and_audit(uids, {row.pk: str(row) for row in applied}, now, request, resource)
+    else:
+        with transaction.atomic():
+            first = _mark_applied(uids, now)
+            AuditEvent.objects.bulk_create(
+                AuditEvent(
+                    verb="object_applied",
+                    target_type=resource._meta.model_name or "",
+                    target_id=str(resource.pk),
+                    request=request,
+                    resource=resource,
+                    detail=str(row),
+                )
+                for row in applied
+                if row.pk in first
             )
-            for row in applied
-            if row.pk in first
-        )
     for row in applied:
         row.uid = uids[row.pk]
         if row.pk in first:
             row.applied_at = now
 
 
+def _mark_applied_and_audit(
+    uids: dict[int, str], details: dict[int, str], now: datetime, request: ResourceRequest, resource: Resource
+) -> set[int]:
+    """PostgreSQL: set `applied_at` (where it is empty) and the uid of the rows `uids` names, and write
+    the `object_applied` audit event of each row whose `applied_at` this set (its first confirmed apply;
+    `details` names the object) — one statement, atomic by itself, so no transaction round trips.
+
+    The UPDATE locks each row as it updates it: a run racing this one waits, then sees `applied_at` set
+    and neither sets it nor writes the event again (a compare-and-set per row, without reading the rows
+    first). Returns the ids whose `applied_at` this statement set."""
+    objects, events = ManagedObject._meta.db_table, AuditEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, uid, detail)), "  # noqa: S608 (table names from the models)
+            f"marked AS (UPDATE {objects} AS m SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid FROM v "
+            "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
+            "RETURNING m.id, m.applied_at = %s AS first), "
+            f"audited AS (INSERT INTO {events} (at, actor_id, actor_name, verb, target_type, target_id, "
+            "request_id, resource_id, from_state, to_state, detail) "
+            "SELECT %s, NULL, '', 'object_applied', %s, %s, %s, %s, '', '', v.detail "
+            "FROM marked JOIN v ON v.id = marked.id WHERE marked.first ORDER BY v.id) "
+            "SELECT id FROM marked WHERE first",
+            [
+                list(uids),
+                list(uids.values()),
+                [details[pk] for pk in uids],
+                now,
+                now,
+                now,
+                resource._meta.model_name or "",
+                str(resource.pk),
+                request.pk,
+                resource.pk,
+            ],
+        )
+        return {pk for (pk,) in cursor.fetchall()}
+
+
 def _mark_applied(uids: dict[int, str], now: datetime) -> set[int]:
     """Set `applied_at` (where it is empty) and the uid of the rows `uids` names; returns the ids whose
-    `applied_at` this set: their first confirmed apply.
-
-    On PostgreSQL one statement, which locks each row as it updates it: a run racing this one waits,
-    then sees `applied_at` set and leaves it (a compare-and-set per row, without reading the rows
-    first; Django's bulk_update would build a CASE expression per row, costlier than the call itself).
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE provisioning_managedobject AS m SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, uid) "
-                "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
-                "RETURNING m.id, m.applied_at = %s",
-                [now, list(uids), list(uids.values()), now],
-            )
-            return {pk for pk, first in cursor.fetchall() if first}
+    `applied_at` this set: their first confirmed apply (other databases than PostgreSQL: a statement per
+    row, in the caller's transaction)."""
     first = set()
     for pk, uid in uids.items():
         if ManagedObject.objects.filter(pk=pk, applied_at__isnull=True).update(applied_at=now, uid=uid):
