@@ -14,7 +14,8 @@ from .tasks import fulfil_extension, start_restore
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
 def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) -> None:
     if name == "activate":
-        lease_open(resource=instance)
+        # The transition's caller saves the resource next (see transition_apply), the expiry with it.
+        lease_open(resource=instance, activating=True)
         if instance.kind == Kind.DATABASE and instance.created_by_request.frozen.get("restore_from"):
             resource_id = str(instance.pk)
             transaction.on_commit(lambda: publish(start_restore, resource_id), robust=True)
