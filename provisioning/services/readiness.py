@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest
-from requests_app.services import audit_record, transition_apply
+from requests_app.services import audit_batch, audit_record, transition_apply
 
 from .. import cluster
 from ..errors import PermanentClusterError
@@ -88,7 +88,9 @@ def _activate(claim: Claim, *, count: int) -> None:
     resource = request.resource
     if request.state != RequestState.PROVISIONING:
         return
-    _activate_locked(request, resource, count=count)
+    # The audit rows of the activation (the lease's opening among them) in one insert.
+    with audit_batch():
+        _activate_locked(request, resource, count=count)
     _renew(claim, release=True, phase=Phase.DONE, last_error="")
 
 
