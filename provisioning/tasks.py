@@ -51,14 +51,16 @@ class ProvisionTask(Task):
 
 
 @shared_task(bind=True, base=ProvisionTask, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def provision_request(self, request_id: str) -> None:
+def provision_request(self, request_id: str, resource_id: str = "") -> None:
     """Create an approved request's objects in Kubernetes.
 
     Transient API errors retry with exponential backoff and jitter (honouring Retry-After), bounded by
     LEASEHOLD_MAX_DELIVERIES; permanent ones (403, 422, invalid spec) fail the request at once.
+    `resource_id` (the publisher knows it) names the resource on the run's log lines; without it (a
+    message from before it was sent) the request is read for it.
     """
     metrics.PROVISIONING_ATTEMPTS.inc()
-    logs.annotate(resource_id=_resource_id(request_id))
+    logs.annotate(resource_id=resource_id or _resource_id(request_id))
     _provision(self, request_id)
 
 

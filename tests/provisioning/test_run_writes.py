@@ -5,14 +5,18 @@ exactly once, with the round trips folded (README "Performance")."""
 from __future__ import annotations
 
 import pytest
+from celery.signals import before_task_publish
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from leases.models import Lease
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
+from provisioning.services.plan import resource_id_for
 from provisioning.services.provision import request_provision
+from provisioning.tasks import provision_request
 from requests_app.models import AuditEvent, Resource
 from requests_app.services import audit_batch, audit_record
+from tests.conftest import require_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,3 +77,40 @@ def test_an_audit_batch_that_raises_writes_nothing_and_needs_a_transaction(appro
         pass
     # Outside a block the row is written at once, as before.
     assert audit_record(actor=None, verb="now", target=request).pk is not None
+
+
+@pytest.fixture
+def published():
+    """The kwargs of the provisioning tasks published to the broker (nobody consumes them here)."""
+    seen: list[dict] = []
+
+    def keep(sender=None, body=None, **kwargs):
+        if sender == "provisioning.tasks.provision_request":
+            seen.append(body[1] if isinstance(body, tuple) else body.get("kwargs", {}))
+
+    before_task_publish.connect(keep, weak=False)
+    yield seen
+    before_task_publish.disconnect(keep)
+    from config.celery import app
+
+    app.control.purge()
+
+
+def test_the_task_message_names_the_resource_so_the_run_reads_nothing_for_its_log_lines(approved_namespace, published):
+    require_env("REDIS_URL")
+    told, untold = approved_namespace(name="ns-told"), approved_namespace(name="ns-untold")
+    assert published == [{"resource_id": str(resource_id_for(r))} for r in (told, untold)]
+
+    with CaptureQueriesContext(connection) as with_id:
+        provision_request.apply(args=[str(told.pk)], kwargs=published[0])
+    with CaptureQueriesContext(connection) as without:  # a message from before the id was sent
+        provision_request.apply(args=[str(untold.pk)])
+
+    for request in (told, untold):
+        request.refresh_from_db()
+        assert request.state == "active", request.error
+    # Told, the run's first statement is its claim's; untold, the request is read before it (and its
+    # deferred state with it: the state machine's mixin reads it as the row is loaded).
+    assert with_id.captured_queries[0]["sql"] == "BEGIN"
+    assert without.captured_queries[0]["sql"].startswith("SELECT")
+    assert len(with_id) < len(without)
