@@ -75,6 +75,30 @@ def claim_alive(job: ProvisioningJob, *, me: str | None = None) -> bool:
     return True
 
 
+def _locked(request_id) -> tuple[ResourceRequest | None, ProvisioningJob | None]:
+    """The request and its job, both locked, in one query; the job None when it has none yet (the
+    enqueue makes it, so only a request enqueued some other way, which the caller then gives one).
+
+    Locks the request and job rows only (`of`): the team and requester rows are shared by many requests,
+    and locking them too would serialise every worker provisioning that team's or that person's
+    requests. What rendering reads (team and group, requester, parent, resource) comes in the same
+    query. The condition on the job makes its join an inner one (PostgreSQL locks no row on the nullable
+    side of an outer join): without a job the request is read and locked again on its own."""
+    rendering = ("team__group", "requester", "parent", "resource")
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self", "provisioning_job"))
+        .select_related(*rendering, "provisioning_job")
+        .filter(pk=request_id, provisioning_job__isnull=False)
+        .first()
+    )
+    if request is not None:
+        return request, request.provisioning_job
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self",)).select_related(*rendering).filter(pk=request_id).first()
+    )
+    return request, None
+
+
 @transaction.atomic
 def _claim(request_id) -> Claim | None:
     """Take the request for this worker: a row lock, a re-read of the state, a claim that runs out.
@@ -84,22 +108,15 @@ def _claim(request_id) -> Claim | None:
     Every claim except a readiness re-check counts as one delivery; raises DeliveriesExhausted when
     the request has had LEASEHOLD_MAX_DELIVERIES of them already.
     """
-    # Lock the request row only (`of`): the team and requester rows are shared by many requests, and
-    # locking them too would serialise every worker provisioning that team's or that person's requests.
-    # What rendering reads (team and group, requester, parent, resource) comes in the same query.
-    request = (
-        ResourceRequest.objects.select_for_update(of=("self",))
-        .select_related("team__group", "requester", "parent", "resource")
-        .filter(pk=request_id)
-        .first()
-    )
+    request, job = _locked(request_id)
     if (
         request is None
         or request.action not in PROVISIONED_ACTIONS
         or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING)
     ):
         return None
-    job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
+    if job is None:
+        job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
     now = timezone.now()
     me = _session_identity()
     if claim_alive(job, me=me):

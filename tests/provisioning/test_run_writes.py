@@ -46,9 +46,9 @@ def test_a_fresh_namespace_writes_each_row_once_in_few_statements(approved_names
         ("activated", "resource"),
         ("activated", "resourcerequest"),
     ]
-    # The claim's transaction (9 with BEGIN and COMMIT), the applied objects with their audit rows (1),
+    # The claim's transaction (8 with BEGIN and COMMIT), the applied objects with their audit rows (1),
     # readiness (1) and the activation (8): 27 statements before these were folded.
-    assert len(run) <= 19, "\n".join(q["sql"][:120] for q in run.captured_queries)
+    assert len(run) <= 18, "\n".join(q["sql"][:120] for q in run.captured_queries)
 
 
 def test_an_audit_batch_writes_its_rows_in_one_insert_in_order(approved_namespace):
@@ -114,3 +114,20 @@ def test_the_task_message_names_the_resource_so_the_run_reads_nothing_for_its_lo
     assert with_id.captured_queries[0]["sql"] == "BEGIN"
     assert without.captured_queries[0]["sql"].startswith("SELECT")
     assert len(with_id) < len(without)
+
+
+def test_the_claim_reads_request_and_job_in_one_locking_query_and_makes_a_missing_job(approved_namespace):
+    with_job, without_job = approved_namespace(name="ns-job"), approved_namespace(name="ns-nojob")
+    ProvisioningJob.objects.filter(pk=without_job.pk).delete()  # enqueued some other way: no job yet
+
+    with CaptureQueriesContext(connection) as run:
+        request_provision(request_id=with_job.pk)
+    request_provision(request_id=without_job.pk)
+
+    locking = [q["sql"] for q in run.captured_queries if "FOR UPDATE" in q["sql"]]
+    assert 'FOR UPDATE OF "requests_app_resourcerequest", "provisioning_provisioningjob"' in locking[0]
+    assert not any(q["sql"].startswith('SELECT "provisioning_provisioningjob"') for q in run.captured_queries)
+    for request in (with_job, without_job):
+        request.refresh_from_db()
+        assert request.state == "active", request.error
+        assert ProvisioningJob.objects.get(pk=request.pk).phase == Phase.DONE
