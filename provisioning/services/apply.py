@@ -25,15 +25,24 @@ if TYPE_CHECKING:
     from .claims import Claim
 
 
-def _record_intent_of_new(claim: Claim) -> None:
-    """A new resource has no object rows yet: render its manifests and record them in the claim's
-    transaction (one insert that returns the ids; no transaction, read or check of its own)."""
+def _render_new(claim: Claim) -> None:
+    """A new resource's manifests, rendered in the claim; the read of its Namespace (the first thing its
+    apply needs) starts at once, in a thread, and runs while the claim's transaction is written. The
+    ownership check still judges that answer before anything is applied (see _apply_all)."""
     try:
-        manifests = _rendered(claim.request, claim.resource)
+        claim.manifests = _rendered(claim.request, claim.resource)
     except InvalidState:
         return  # the run renders again, and the request fails with this reason after the claim
-    claim.manifests = manifests
-    claim.rows = _record_intent(claim.resource, manifests, fresh=True)
+    for ref in map(cluster.ref_of, claim.manifests):
+        if _is_namespace(ref):
+            claim.ahead[ref] = cluster.Ahead(cluster.read, ref)
+
+
+def _record_intent_of_new(claim: Claim) -> None:
+    """A new resource has no object rows yet: record those of the manifests `_render_new` rendered in
+    the claim's transaction (one insert that returns the ids; no transaction, read or check of its own)."""
+    if claim.manifests is not None:
+        claim.rows = _record_intent(claim.resource, claim.manifests, fresh=True)
 
 
 def _rendered(request: ResourceRequest, resource: Resource, *, password: str | None = None) -> list[dict]:
@@ -234,7 +243,8 @@ def _read_all(refs: list[cluster.ObjectRef]) -> dict[cluster.ObjectRef, dict | N
 def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
     """Apply the request's objects once their ownership is proven; returns the apply answers.
 
-    API calls: a Namespace is read, then applied. When it did not exist (and the apply created it),
+    API calls: a Namespace is read (for a new resource, while its claim was written: `claim.ahead`),
+    then applied. When it did not exist (and the apply created it),
     nothing inside it can exist yet: the objects inside are applied at once without reading them.
     Otherwise every object is read first (at once) and one that is not this resource's stops the run
     before anything else is applied. A database's Secret is read there too, for the password it holds.
@@ -251,7 +261,7 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
         fresh = ""  # a namespace this run created: nothing of anyone else's can be inside it
         if namespace is not None:
             ref = cluster.ref_of(namespace)
-            live = cluster.read(ref)
+            live = claim.ahead[ref].result() if ref in claim.ahead else cluster.read(ref)
             _check_ownership(ref, rows[ref], resource, live)
             stored[ref] = cluster.apply(namespace)
             if live is None:

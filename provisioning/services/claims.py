@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from requests_app.services import transition_apply
 from .. import cluster
 from ..errors import ClaimLost
 from ..models import ManagedObject, Phase, ProvisioningJob
-from .apply import _record_intent_of_new
+from .apply import _record_intent_of_new, _render_new
 from .plan import PROVISIONED_ACTIONS, resource_id_for
 
 
@@ -41,6 +41,9 @@ class Claim:
     # transaction (None: the run renders and records them itself).
     manifests: list[dict] | None = None
     rows: dict[cluster.ObjectRef, ManagedObject] | None = None
+    # Reads of its objects started before the apply (while the claim's transaction ran): the apply
+    # takes their answers instead of reading again.
+    ahead: dict[cluster.ObjectRef, cluster.Ahead] = field(default_factory=dict)
     # The claim was given up already (with the run's last write): nothing left to release.
     released: bool = False
 
@@ -148,25 +151,28 @@ def _claim(request_id) -> Claim | None:
     if request.state == RequestState.APPROVED:
         # The claim that makes the resource links it to the request in the same transaction, under the
         # request's row lock: an approved request without one has none yet (no read, no savepoint).
-        resource = request.resource
-        if resource is None:
-            resource = Resource.objects.create(
-                pk=resource_id_for(request),
-                kind=request.kind,
-                name=request.name,
-                team=request.team,
-                owner=request.requester,
-                environment=request.environment,
-                spec=request.spec,
-                lease_days=request.lease_days,
-                created_by_request=request,
-                parent=request.parent,
-                activated_at=now,
-            )
         made = request.resource is None
+        resource = request.resource or Resource(
+            pk=resource_id_for(request),
+            kind=request.kind,
+            name=request.name,
+            team=request.team,
+            owner=request.requester,
+            environment=request.environment,
+            spec=request.spec,
+            lease_days=request.lease_days,
+            created_by_request=request,
+            parent=request.parent,
+            activated_at=now,
+        )
+        claim = Claim(request, resource, job, job.claim_token)
+        if made:
+            # Rendered before the writes below, so that the read of its Namespace (see
+            # _render_new) runs while they do.
+            _render_new(claim)
+            resource.save(force_insert=True)
         request.resource = resource
         transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
-        claim = Claim(request, resource, job, job.claim_token)
         if made:
             _record_intent_of_new(claim)
         return claim

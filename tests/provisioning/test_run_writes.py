@@ -4,12 +4,15 @@ exactly once, with the round trips folded (README "Performance")."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from celery.signals import before_task_publish
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from leases.models import Lease
+from provisioning import cluster
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
 from provisioning.services.plan import resource_id_for
 from provisioning.services.provision import request_provision
@@ -131,3 +134,19 @@ def test_the_claim_reads_request_and_job_in_one_locking_query_and_makes_a_missin
         request.refresh_from_db()
         assert request.state == "active", request.error
         assert ProvisioningJob.objects.get(pk=request.pk).phase == Phase.DONE
+
+
+def test_a_new_namespace_is_read_while_its_claim_is_written_and_only_once(approved_namespace, monkeypatch):
+    request = approved_namespace()
+    real_read, reads = cluster.read, []
+
+    def read(ref):
+        reads.append((ref.kind, threading.current_thread().name))
+        return real_read(ref)
+
+    monkeypatch.setattr(cluster, "read", read)
+    request_provision(request_id=request.pk)
+
+    request.refresh_from_db()
+    assert request.state == "active", request.error
+    assert reads == [("Namespace", "leasehold-k8s-ahead")]
