@@ -180,14 +180,14 @@ def _mark_applied_and_audit(
     The UPDATE locks each row as it updates it: a run racing this one waits, then sees `applied_at` set
     and neither sets it nor writes the event again (a compare-and-set per row, without reading the rows
     first). Returns the ids whose `applied_at` this statement set."""
-    objects, events = ManagedObject._meta.db_table, AuditEvent._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, uid, detail)), "  # noqa: S608 (table names from the models)
-            f"marked AS (UPDATE {objects} AS m SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid FROM v "
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, uid, detail)), "
+            "marked AS (UPDATE provisioning_managedobject AS m "
+            "SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid FROM v "
             "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
             "RETURNING m.id, m.applied_at = %s AS first), "
-            f"audited AS (INSERT INTO {events} (at, actor_id, actor_name, verb, target_type, target_id, "
+            "audited AS (INSERT INTO requests_app_auditevent (at, actor_id, actor_name, verb, target_type, target_id, "
             "request_id, resource_id, from_state, to_state, detail) "
             "SELECT %s, NULL, '', 'object_applied', %s, %s, %s, %s, '', '', v.detail "
             "FROM marked JOIN v ON v.id = marked.id WHERE marked.first ORDER BY v.id) "
