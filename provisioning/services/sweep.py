@@ -20,12 +20,17 @@ from .plan import PROVISIONED_ACTIONS, resource_id_for
 log = logging.getLogger(__name__)
 
 
+# A message header, not an argument: a worker from before it ignores a header, where an argument it does
+# not take would fail the task.
+RESOURCE_ID_HEADER = "leasehold_resource_id"
+
+
 def _publish(request_id: str, resource_id: str) -> None:
     from ..tasks import provision_request
 
     try:
         # The resource's id rides along for the run's log lines: the task need not read the request for it.
-        provision_request.delay(request_id, resource_id=resource_id)
+        provision_request.apply_async((request_id,), headers={RESOURCE_ID_HEADER: resource_id})
     except Exception:  # the broker is down: the sweep re-enqueues the request later
         log.warning("could not enqueue provisioning of %s; the sweep will", request_id, exc_info=True)
 

@@ -16,6 +16,7 @@ from provisioning import cluster
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
 from provisioning.services.plan import resource_id_for
 from provisioning.services.provision import request_provision
+from provisioning.services.sweep import RESOURCE_ID_HEADER
 from provisioning.tasks import provision_request
 from requests_app.models import AuditEvent, Resource
 from requests_app.services import audit_batch, audit_record
@@ -84,12 +85,15 @@ def test_an_audit_batch_that_raises_writes_nothing_and_needs_a_transaction(appro
 
 @pytest.fixture
 def published():
-    """The kwargs of the provisioning tasks published to the broker (nobody consumes them here)."""
-    seen: list[dict] = []
+    """The arguments and our header of the provisioning tasks published to the broker (nobody consumes
+    them here)."""
+    seen: list[tuple] = []
 
-    def keep(sender=None, body=None, **kwargs):
+    def keep(sender=None, body=None, headers=None, **kwargs):
         if sender == "provisioning.tasks.provision_request":
-            seen.append(body[1] if isinstance(body, tuple) else body.get("kwargs", {}))
+            seen.append(
+                (list(body[0] if isinstance(body, tuple) else body.get("args")), headers.get(RESOURCE_ID_HEADER))
+            )
 
     before_task_publish.connect(keep, weak=False)
     yield seen
@@ -102,10 +106,10 @@ def published():
 def test_the_task_message_names_the_resource_so_the_run_reads_nothing_for_its_log_lines(approved_namespace, published):
     require_env("REDIS_URL")
     told, untold = approved_namespace(name="ns-told"), approved_namespace(name="ns-untold")
-    assert published == [{"resource_id": str(resource_id_for(r))} for r in (told, untold)]
+    assert published == [([str(r.pk)], str(resource_id_for(r))) for r in (told, untold)]
 
     with CaptureQueriesContext(connection) as with_id:
-        provision_request.apply(args=[str(told.pk)], kwargs=published[0])
+        provision_request.apply(args=[str(told.pk)], headers={RESOURCE_ID_HEADER: published[0][1]})
     with CaptureQueriesContext(connection) as without:  # a message from before the id was sent
         provision_request.apply(args=[str(untold.pk)])
 
