@@ -14,7 +14,8 @@ from .services.opening import lease_open
 @receiver(post_transition, sender=Resource, dispatch_uid="leases.open_on_activation")
 def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) -> None:
     if name == "activate":
-        lease_open(resource=instance)
+        # The transition's caller saves the resource next (see transition_apply), the expiry with it.
+        lease_open(resource=instance, activating=True)
         restores = LEASE_KINDS.get(instance.kind).backed_up
         if restores and instance.created_by_request.frozen.get("restore_from"):
             from .tasks import start_restore  # Celery is imported by what sends a task, not at start-up

@@ -19,6 +19,7 @@ the API server (tests/unit/test_startup_imports.py keeps it so).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -210,6 +211,34 @@ def with_retries(call: Callable[[], T], *, what: str) -> T:
             log.info("%s: %s; retrying in %.2fs", what, exc, pause)
             time.sleep(pause)
     raise AssertionError("unreachable")
+
+
+class Ahead:
+    """One cluster call started in a thread of its own while the caller goes on with other work (its
+    database writes, say); `result()` waits for it and returns its answer or raises its error. Like
+    `map_bounded`, for cluster calls only: the call must not touch the database. The thread runs in a
+    copy of the caller's context, so its log lines carry the same task and request."""
+
+    def __init__(self, call: Callable[..., Any], *args: Any) -> None:
+        self._answer: Any = None
+        self._error: BaseException | None = None
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run, call, args), name="leasehold-k8s-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, call: Callable[..., Any], args: tuple) -> None:
+        try:
+            self._answer = call(*args)
+        except BaseException as exc:  # handed to whoever asks for the result
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._answer
 
 
 def map_bounded(call: Callable[[U], T], items: Iterable[U], *, limit: int | None = None) -> list[T]:

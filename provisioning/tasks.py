@@ -28,7 +28,7 @@ from .services.plan import resource_id_for
 from .services.provision import request_provision
 from .services.reconcile import resources_reconcile
 from .services.retries import provisioning_retry_later, request_fail, retry_delay
-from .services.sweep import provisioning_sweep
+from .services.sweep import RESOURCE_ID_HEADER, provisioning_sweep
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,12 @@ def provision_request(self, request_id: str) -> None:
 
     Transient API errors retry with exponential backoff and jitter (honouring Retry-After), bounded by
     LEASEHOLD_MAX_DELIVERIES; permanent ones (403, 422, invalid spec) fail the request at once.
+    The message's RESOURCE_ID_HEADER (the publisher knows it; a retry keeps it) names the resource on
+    the run's log lines; without it (a message from before it was sent) the request is read for it.
     """
     metrics.PROVISIONING_ATTEMPTS.inc()
-    logs.annotate(resource_id=_resource_id(request_id))
+    told = (self.request.headers or {}).get(RESOURCE_ID_HEADER)
+    logs.annotate(resource_id=told or _resource_id(request_id))
     _provision(self, request_id)
 
 

@@ -35,17 +35,23 @@ def _parent_expiry(resource: Resource) -> datetime | None:
     return Lease.objects.filter(resource_id=resource.parent_id).values_list("expires_at", flat=True).first()
 
 
-def lease_open(*, resource: Resource) -> Lease:
+def lease_open(*, resource: Resource, activating: bool = False) -> Lease:
     """Start the lease of a resource that just became active: it expires `lease_days` after activation,
-    and never after the lease of the namespace it lives in."""
+    and never after the lease of the namespace it lives in.
+
+    `activating`: called from the resource's activation, under its row lock, and the caller saves the
+    resource after this. A resource is activated once (only from provisioning, which it enters when it is
+    made, or retried after a failure that never activated it), so it has no lease yet: no read for one,
+    and its expiry goes into the caller's save instead of an update of its own. (A lease there anyway
+    would fail the insert, one lease per resource, and the activation with it: never a second lease.)"""
     starts = resource.activated_at or timezone.now()
     expires = starts + timedelta(days=resource.lease_days)
     parent_expiry = _parent_expiry(resource)
     if parent_expiry is not None:
         expires = min(expires, parent_expiry)
-    # Opened at activation, under the resource's row lock: a read, and an insert when there is none
-    # (no savepoint for a race that cannot happen there).
-    lease = Lease.objects.filter(resource=resource).first()
+    # Opened at activation, under the resource's row lock: a read (unless `activating`), and an insert
+    # when there is none (no savepoint for a race that cannot happen there).
+    lease = None if activating else Lease.objects.filter(resource=resource).first()
     created = lease is None
     if lease is None:
         lease = Lease.objects.create(resource=resource, starts_at=starts, expires_at=expires)
@@ -53,7 +59,8 @@ def lease_open(*, resource: Resource) -> Lease:
     # without the attribute set, that save would write the expiry back to empty.
     resource.lease_expires_at = lease.expires_at
     if created:
-        Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
+        if not activating:
+            Resource.objects.filter(pk=resource.pk).update(lease_expires_at=lease.expires_at)
         audit_record(
             actor=None,
             verb="lease_opened",

@@ -25,15 +25,24 @@ if TYPE_CHECKING:
     from .claims import Claim
 
 
-def _record_intent_of_new(claim: Claim) -> None:
-    """A new resource has no object rows yet: render its manifests and record them in the claim's
-    transaction (one insert that returns the ids; no transaction, read or check of its own)."""
+def _render_new(claim: Claim) -> None:
+    """A new resource's manifests, rendered in the claim; the read of its Namespace (the first thing its
+    apply needs) starts at once, in a thread, and runs while the claim's transaction is written. The
+    ownership check still judges that answer before anything is applied (see _apply_all)."""
     try:
-        manifests = _rendered(claim.request, claim.resource)
+        claim.manifests = _rendered(claim.request, claim.resource)
     except InvalidState:
         return  # the run renders again, and the request fails with this reason after the claim
-    claim.manifests = manifests
-    claim.rows = _record_intent(claim.resource, manifests, fresh=True)
+    for ref in map(cluster.ref_of, claim.manifests):
+        if _is_namespace(ref):
+            claim.ahead[ref] = cluster.Ahead(cluster.read, ref)
+
+
+def _record_intent_of_new(claim: Claim) -> None:
+    """A new resource has no object rows yet: record those of the manifests `_render_new` rendered in
+    the claim's transaction (one insert that returns the ids; no transaction, read or check of its own)."""
+    if claim.manifests is not None:
+        claim.rows = _record_intent(claim.resource, claim.manifests, fresh=True)
 
 
 def _rendered(request: ResourceRequest, resource: Resource, *, password: str | None = None) -> list[dict]:
@@ -131,51 +140,78 @@ def _record_applied(
     resource: Resource,
 ) -> None:
     """Note the uid of every object in `stored` (the apply answers); the first confirmed apply of an
-    object writes one audit event (see _mark_applied: two runs that race still write one). One
-    transaction for the lot: one update, the audit events in one insert."""
+    object writes one audit event (two runs that race still write one). On PostgreSQL one statement for
+    the lot (_mark_applied_and_audit); elsewhere one transaction."""
     if not stored:
         return
     now = timezone.now()
     applied = [rows[ref] for ref in stored]
     uids = {rows[ref].pk: (answer.get("metadata") or {}).get("uid", "") for ref, answer in stored.items()}
-    with transaction.atomic():
-        first = _mark_applied(uids, now)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                verb="object_applied",
-                target_type=resource._meta.model_name or "",
-                target_id=str(resource.pk),
-                request=request,
-                resource=resource,
-                detail=str(row),
+    if connection.vendor == "postgresql":
+        first = _mark_applied_and_audit(uids, {row.pk: str(row) for row in applied}, now, request, resource)
+    else:
+        with transaction.atomic():
+            first = _mark_applied(uids, now)
+            AuditEvent.objects.bulk_create(
+                AuditEvent(
+                    verb="object_applied",
+                    target_type=resource._meta.model_name or "",
+                    target_id=str(resource.pk),
+                    request=request,
+                    resource=resource,
+                    detail=str(row),
+                )
+                for row in applied
+                if row.pk in first
             )
-            for row in applied
-            if row.pk in first
-        )
     for row in applied:
         row.uid = uids[row.pk]
         if row.pk in first:
             row.applied_at = now
 
 
+def _mark_applied_and_audit(
+    uids: dict[int, str], details: dict[int, str], now: datetime, request: ResourceRequest, resource: Resource
+) -> set[int]:
+    """PostgreSQL: set `applied_at` (where it is empty) and the uid of the rows `uids` names, and write
+    the `object_applied` audit event of each row whose `applied_at` this set (its first confirmed apply;
+    `details` names the object) — one statement, atomic by itself, so no transaction round trips.
+
+    The UPDATE locks each row as it updates it: a run racing this one waits, then sees `applied_at` set
+    and neither sets it nor writes the event again (a compare-and-set per row, without reading the rows
+    first). Returns the ids whose `applied_at` this statement set."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, uid, detail)), "
+            "marked AS (UPDATE provisioning_managedobject AS m "
+            "SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid FROM v "
+            "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
+            "RETURNING m.id, m.applied_at = %s AS first), "
+            "audited AS (INSERT INTO requests_app_auditevent (at, actor_id, actor_name, verb, target_type, target_id, "
+            "request_id, resource_id, from_state, to_state, detail) "
+            "SELECT %s, NULL, '', 'object_applied', %s, %s, %s, %s, '', '', v.detail "
+            "FROM marked JOIN v ON v.id = marked.id WHERE marked.first ORDER BY v.id) "
+            "SELECT id FROM marked WHERE first",
+            [
+                list(uids),
+                list(uids.values()),
+                [details[pk] for pk in uids],
+                now,
+                now,
+                now,
+                resource._meta.model_name or "",
+                str(resource.pk),
+                request.pk,
+                resource.pk,
+            ],
+        )
+        return {pk for (pk,) in cursor.fetchall()}
+
+
 def _mark_applied(uids: dict[int, str], now: datetime) -> set[int]:
     """Set `applied_at` (where it is empty) and the uid of the rows `uids` names; returns the ids whose
-    `applied_at` this set: their first confirmed apply.
-
-    On PostgreSQL one statement, which locks each row as it updates it: a run racing this one waits,
-    then sees `applied_at` set and leaves it (a compare-and-set per row, without reading the rows
-    first; Django's bulk_update would build a CASE expression per row, costlier than the call itself).
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "UPDATE provisioning_managedobject AS m SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, uid) "
-                "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
-                "RETURNING m.id, m.applied_at = %s",
-                [now, list(uids), list(uids.values()), now],
-            )
-            return {pk for pk, first in cursor.fetchall() if first}
+    `applied_at` this set: their first confirmed apply (other databases than PostgreSQL: a statement per
+    row, in the caller's transaction)."""
     first = set()
     for pk, uid in uids.items():
         if ManagedObject.objects.filter(pk=pk, applied_at__isnull=True).update(applied_at=now, uid=uid):
@@ -207,7 +243,8 @@ def _read_all(refs: list[cluster.ObjectRef]) -> dict[cluster.ObjectRef, dict | N
 def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
     """Apply the request's objects once their ownership is proven; returns the apply answers.
 
-    API calls: a Namespace is read, then applied. When it did not exist (and the apply created it),
+    API calls: a Namespace is read (for a new resource, while its claim was written: `claim.ahead`),
+    then applied. When it did not exist (and the apply created it),
     nothing inside it can exist yet: the objects inside are applied at once without reading them.
     Otherwise every object is read first (at once) and one that is not this resource's stops the run
     before anything else is applied. A database's Secret is read there too, for the password it holds.
@@ -224,7 +261,7 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
         fresh = ""  # a namespace this run created: nothing of anyone else's can be inside it
         if namespace is not None:
             ref = cluster.ref_of(namespace)
-            live = cluster.read(ref)
+            live = claim.ahead[ref].result() if ref in claim.ahead else cluster.read(ref)
             _check_ownership(ref, rows[ref], resource, live)
             stored[ref] = cluster.apply(namespace)
             if live is None:

@@ -6,7 +6,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from requests_app.services import transition_apply
 from .. import cluster
 from ..errors import ClaimLost
 from ..models import ManagedObject, Phase, ProvisioningJob
-from .apply import _record_intent_of_new
+from .apply import _record_intent_of_new, _render_new
 from .plan import PROVISIONED_ACTIONS, resource_id_for
 
 
@@ -41,6 +41,9 @@ class Claim:
     # transaction (None: the run renders and records them itself).
     manifests: list[dict] | None = None
     rows: dict[cluster.ObjectRef, ManagedObject] | None = None
+    # Reads of its objects started before the apply (while the claim's transaction ran): the apply
+    # takes their answers instead of reading again.
+    ahead: dict[cluster.ObjectRef, cluster.Ahead] = field(default_factory=dict)
     # The claim was given up already (with the run's last write): nothing left to release.
     released: bool = False
 
@@ -75,6 +78,30 @@ def claim_alive(job: ProvisioningJob, *, me: str | None = None) -> bool:
     return True
 
 
+def _locked(request_id) -> tuple[ResourceRequest | None, ProvisioningJob | None]:
+    """The request and its job, both locked, in one query; the job None when it has none yet (the
+    enqueue makes it, so only a request enqueued some other way, which the caller then gives one).
+
+    Locks the request and job rows only (`of`): the team and requester rows are shared by many requests,
+    and locking them too would serialise every worker provisioning that team's or that person's
+    requests. What rendering reads (team and group, requester, parent, resource) comes in the same
+    query. The condition on the job makes its join an inner one (PostgreSQL locks no row on the nullable
+    side of an outer join): without a job the request is read and locked again on its own."""
+    rendering = ("team__group", "requester", "parent", "resource")
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self", "provisioning_job"))
+        .select_related(*rendering, "provisioning_job")
+        .filter(pk=request_id, provisioning_job__isnull=False)
+        .first()
+    )
+    if request is not None:
+        return request, request.provisioning_job
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self",)).select_related(*rendering).filter(pk=request_id).first()
+    )
+    return request, None
+
+
 @transaction.atomic
 def _claim(request_id) -> Claim | None:
     """Take the request for this worker: a row lock, a re-read of the state, a claim that runs out.
@@ -84,22 +111,15 @@ def _claim(request_id) -> Claim | None:
     Every claim except a readiness re-check counts as one delivery; raises DeliveriesExhausted when
     the request has had LEASEHOLD_MAX_DELIVERIES of them already.
     """
-    # Lock the request row only (`of`): the team and requester rows are shared by many requests, and
-    # locking them too would serialise every worker provisioning that team's or that person's requests.
-    # What rendering reads (team and group, requester, parent, resource) comes in the same query.
-    request = (
-        ResourceRequest.objects.select_for_update(of=("self",))
-        .select_related("team__group", "requester", "parent", "resource")
-        .filter(pk=request_id)
-        .first()
-    )
+    request, job = _locked(request_id)
     if (
         request is None
         or request.action not in PROVISIONED_ACTIONS
         or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING)
     ):
         return None
-    job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
+    if job is None:
+        job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
     now = timezone.now()
     me = _session_identity()
     if claim_alive(job, me=me):
@@ -131,25 +151,28 @@ def _claim(request_id) -> Claim | None:
     if request.state == RequestState.APPROVED:
         # The claim that makes the resource links it to the request in the same transaction, under the
         # request's row lock: an approved request without one has none yet (no read, no savepoint).
-        resource = request.resource
-        if resource is None:
-            resource = Resource.objects.create(
-                pk=resource_id_for(request),
-                kind=request.kind,
-                name=request.name,
-                team=request.team,
-                owner=request.requester,
-                environment=request.environment,
-                spec=request.spec,
-                lease_days=request.lease_days,
-                created_by_request=request,
-                parent=request.parent,
-                activated_at=now,
-            )
         made = request.resource is None
+        resource = request.resource or Resource(
+            pk=resource_id_for(request),
+            kind=request.kind,
+            name=request.name,
+            team=request.team,
+            owner=request.requester,
+            environment=request.environment,
+            spec=request.spec,
+            lease_days=request.lease_days,
+            created_by_request=request,
+            parent=request.parent,
+            activated_at=now,
+        )
+        claim = Claim(request, resource, job, job.claim_token)
+        if made:
+            # Rendered before the writes below, so that the read of its Namespace (see
+            # _render_new) runs while they do.
+            _render_new(claim)
+            resource.save(force_insert=True)
         request.resource = resource
         transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
-        claim = Claim(request, resource, job, job.claim_token)
         if made:
             _record_intent_of_new(claim)
         return claim

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest
-from requests_app.services import audit_record, transition_apply
+from requests_app.services import audit_batch, audit_record, transition_apply
 
 from .. import cluster
 from ..errors import PermanentClusterError
@@ -78,10 +78,24 @@ def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[list[
 def _activate(claim: Claim, *, count: int) -> None:
     """Mark request and resource active (`count`: the resource's objects, for the audit trail) and give
     the claim up in the same transaction; ClaimLost (and nothing changed) when another worker took it."""
-    request = ResourceRequest.objects.select_for_update().get(pk=claim.request.pk)
-    resource = Resource.objects.select_for_update().get(pk=claim.resource.pk)
+    # Both rows locked and read in one query; the condition on the resource's row makes its join an
+    # inner one (PostgreSQL locks no row on the nullable side of an outer join).
+    request = (
+        ResourceRequest.objects.select_for_update(of=("self", "resource"))
+        .select_related("resource")
+        .get(pk=claim.request.pk, resource=claim.resource.pk, resource__kind=claim.resource.kind)
+    )
+    resource = request.resource
     if request.state != RequestState.PROVISIONING:
         return
+    # The audit rows of the activation (the lease's opening among them) in one insert.
+    with audit_batch():
+        _activate_locked(request, resource, count=count)
+    _renew(claim, release=True, phase=Phase.DONE, last_error="")
+
+
+def _activate_locked(request: ResourceRequest, resource: Resource, *, count: int) -> None:
+    """The state changes of an activation, on the rows `_activate` locked."""
     if resource.created_by_request_id == request.pk:
         resource.created_by_request = request  # the same row, locked above: the lease's audit needs it
     if request.action == Action.CREATE:
@@ -99,4 +113,3 @@ def _activate(claim: Claim, *, count: int) -> None:
                 + (f" (as release {release.rolled_back_from})" if release.rolled_back_from else ""),
             )
     transition_apply(request, "activate", actor=None, verb="activated", resource=resource)
-    _renew(claim, release=True, phase=Phase.DONE, last_error="")

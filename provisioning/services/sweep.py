@@ -15,16 +15,22 @@ from requests_app.services import audit_record
 
 from ..models import Phase, ProvisioningJob
 from .claims import claim_alive
-from .plan import PROVISIONED_ACTIONS
+from .plan import PROVISIONED_ACTIONS, resource_id_for
 
 log = logging.getLogger(__name__)
 
 
-def _publish(request_id: str) -> None:
+# A message header, not an argument: a worker from before it ignores a header, where an argument it does
+# not take would fail the task.
+RESOURCE_ID_HEADER = "leasehold_resource_id"
+
+
+def _publish(request_id: str, resource_id: str) -> None:
     from ..tasks import provision_request
 
     try:
-        provision_request.delay(request_id)
+        # The resource's id rides along for the run's log lines: the task need not read the request for it.
+        provision_request.apply_async((request_id,), headers={RESOURCE_ID_HEADER: resource_id})
     except Exception:  # the broker is down: the sweep re-enqueues the request later
         log.warning("could not enqueue provisioning of %s; the sweep will", request_id, exc_info=True)
 
@@ -53,8 +59,8 @@ def provisioning_enqueue(*, request: ResourceRequest, reset: bool = False) -> No
         unique_fields=["request"],
         update_fields=[*defaults, "updated_at"],
     )
-    request_id = str(request.pk)
-    transaction.on_commit(lambda: _publish(request_id))
+    request_id, resource_id = str(request.pk), str(resource_id_for(request))
+    transaction.on_commit(lambda: _publish(request_id, resource_id))
 
 
 def _dead_claims(now) -> list:
@@ -121,6 +127,7 @@ def provisioning_sweep() -> list[str]:
                 else f"no progress for {settings.LEASEHOLD_PROVISION_STUCK_MINUTES:g} min"
             )
             audit_record(actor=None, verb="requeued", target=request, detail=f"{why}; enqueued again")
-            transaction.on_commit(lambda rid=str(request_id): _publish(rid))  # type: ignore[misc]
+            ids = (str(request_id), str(resource_id_for(request)))
+            transaction.on_commit(lambda ids=ids: _publish(*ids))  # type: ignore[misc]
         requeued.append(str(request_id))
     return requeued
