@@ -112,17 +112,6 @@ def _costed(request: ResourceRequest) -> bool:
 def _lookups(requests: list[ResourceRequest], *, costs: bool) -> _Lookups:
     """Read at once what the summaries share: a constant number of queries for any number of requests."""
     found = _Lookups()
-    # What the kinds' summaries and usage read besides the request (an app's template), for the whole
-    # page in one query per kind rather than one per row.
-    by_kind: dict[str, list[dict]] = {}
-    for r in requests:
-        if isinstance(r.spec, dict):
-            by_kind.setdefault(r.kind, []).append(r.spec)
-    for name, kind_specs in by_kind.items():
-        kind = kinds.find(name)
-        context = kind.usage_context(kind_specs) if kind is not None else None
-        if isinstance(context, dict):
-            found.templates.update(context)
     ids = _bound_ids(requests)
     if ids:
         rows = Resource.objects.filter(pk__in=ids).select_related("team", "parent", "parent__team")

@@ -188,7 +188,7 @@ def test_quarantine_scales_a_cache_to_zero_and_reclamation_deletes_it_without_a_
 def test_drift_repair_puts_back_a_deleted_secret_and_a_changed_statefulset(
     namespace, requester, approver, kube_api, core
 ):
-    from provisioning.services.reconcile import resource_reconcile
+    from provisioning.services.reconcile import DriftOutcome, resource_reconcile
 
     ns = namespace.namespace_name
     cache = file_cache(requester, approver, namespace).resource
@@ -199,8 +199,10 @@ def test_drift_repair_puts_back_a_deleted_secret_and_a_changed_statefulset(
 
     findings = resource_reconcile(resource_id=cache.pk)
 
-    assert any("Secret" in f and "with a new password" in f for f in findings), findings
-    assert any("StatefulSet" in f for f in findings), findings
+    texts = [str(f) for f in findings]
+    assert any("Secret" in t and "with a new password" in t for t in texts), texts
+    assert any("StatefulSet" in t for t in texts), texts
+    assert {f.outcome for f in findings} <= {DriftOutcome.REAPPLIED, DriftOutcome.RESTORED}, findings
     image = apps.read_namespaced_stateful_set("sessions", ns).spec.template.spec.containers[0].image
     assert image.startswith("docker.io/library/redis:7.2.")
     data = core.read_namespaced_secret("sessions-credentials", ns).data
