@@ -60,11 +60,15 @@ class EventSerializer(serializers.ModelSerializer):
         return event_row(instance, timezone.get_current_timezone())
 
 
+CLUSTER_HELP = "The name of the cluster it is placed on (GET /api/v1/clusters/; CONTRACT.md §6)."
+
+
 class RequestSummarySerializer(serializers.ModelSerializer):
     """A request's own fields, for lists that show requests beside something else (the approval queue)."""
 
     team = serializers.CharField(source="team.slug", read_only=True)
     requester = serializers.CharField(source="requester.username", read_only=True)
+    cluster = serializers.CharField(source="cluster.name", read_only=True, help_text=CLUSTER_HELP)
 
     class Meta:
         model = ResourceRequest
@@ -75,6 +79,7 @@ class RequestSummarySerializer(serializers.ModelSerializer):
             "team",
             "name",
             "environment",
+            "cluster",
             "lease_days",
             "justification",
             "spec",
@@ -168,6 +173,7 @@ class RequestSerializer(RequestSummarySerializer):
             "team": str(instance.team.slug),
             "name": str(instance.name),
             "environment": str(instance.environment),
+            "cluster": str(instance.cluster.name),
             "lease_days": int(instance.lease_days),
             "justification": str(instance.justification),
             "spec": instance.spec,
@@ -209,6 +215,12 @@ class RequestCreateSerializer(serializers.Serializer):
     lease_days = serializers.IntegerField(required=False, min_value=1)
     justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     spec = serializers.JSONField(required=False, default=dict)
+    cluster = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="A namespace: the cluster to place it on (without it, placement chooses); a database, app "
+        "or cache goes to its namespace's cluster.",
+    )
 
     def get_fields(self):
         fields = super().get_fields()

@@ -27,13 +27,14 @@ REQUEST_ROW_FIELDS = (
     "parent__name",
     "parent__state",
     "parent__team__slug",
+    "cluster__name",
 )
 
 
 def request_list_rows(visible: QuerySet[ResourceRequest]) -> QuerySet[ResourceRequest]:
     return (
         visible.select_related(None)
-        .select_related("team", "requester", "parent", "parent__team", *request_select)
+        .select_related("team", "requester", "parent", "parent__team", "cluster", *request_select)
         .only(*REQUEST_ROW_FIELDS, *request_select_fields)
         .prefetch_related(None)  # the sections are read for the page (RequestRowsSerializer, request_pages)
     )
@@ -50,7 +51,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         visible = requests_visible_to(self.request.user)
         if self.action == "list":
             return request_list_rows(visible)
-        return visible.select_related("parent", "parent__team").prefetch_related("events")
+        return visible.select_related("parent", "parent__team", "cluster").prefetch_related("events")
 
     @extend_schema(request=RequestCreateSerializer, responses={201: RequestSerializer}, examples=[REQUEST_BODY_EXAMPLE])
     def create(self, request: Request) -> Response:
