@@ -126,8 +126,8 @@ def _load(cluster: Cluster, committed: specs.Usage) -> Decimal:
 
 def place(*, environment: str, asked: specs.Usage, name: str | None) -> Cluster:
     """The cluster a namespace request goes to: the one named (it must exist, serve the environment and
-    take new requests), or among those that do, the least committed one. Raises ValidationFailed with a
-    `cluster` message."""
+    take new requests), or among those that do, the least committed one it fits on. Raises
+    ValidationFailed with a `cluster` message, or a `spec` one when it fits on none (what is left)."""
     if name:
         cluster = Cluster.objects.filter(name=name).first()
         if cluster is None:
@@ -144,4 +144,10 @@ def place(*, environment: str, asked: specs.Usage, name: str | None) -> Cluster:
         if not candidates:
             raise ValidationFailed({"cluster": [f"No cluster takes new {environment} requests."]})
     committed = clusters_committed(candidates)
-    return min(candidates, key=lambda c: (_load(c, committed[c.pk]), c.name))
+    candidates.sort(key=lambda c: (_load(c, committed[c.pk]), c.name))
+    for cluster in candidates:
+        if not shortfall(asked, cluster_left(cluster, committed[cluster.pk])):
+            return cluster
+    best = candidates[0]
+    short = shortfall(asked, cluster_left(best, committed[best.pk]))
+    raise ValidationFailed({"spec": [f"Over cluster {best.name}'s capacity: {'; '.join(short)}."]})

@@ -167,6 +167,29 @@ def test_the_database_refuses_a_second_live_name_on_the_same_cluster(requester, 
         ResourceRequest.objects.create(**row, cluster=dc_b)
 
 
+# --- capacity ------------------------------------------------------------------------------------------
+
+
+def test_a_request_over_a_clusters_capacity_is_refused_with_what_is_left(api, requester, atlas):
+    # 4 CPU allocatable × 1.5 = 6 admitted; a medium namespace (4 CPU) is committed already.
+    small = Cluster.objects.create(name="small-dc", environments=["dev"], allocatable_cpu="4", overcommit="1.5")
+    only(small)
+    assert post(api, requester, name="first", spec={"plan": "medium"}).status_code == 201
+    refused = post(api, requester, name="second", spec={"plan": "medium"})
+    assert refused.status_code == 400
+    assert refused.json()["spec"] == ["Over cluster small-dc's capacity: cpu 4 asked, 2 left."]
+    assert post(api, requester, name="third", spec={"plan": "small"}).status_code == 201  # 2 CPU fits
+    named = post(api, requester, name="fourth", spec={"plan": "small"}, cluster="small-dc")
+    assert named.json()["spec"] == ["Over cluster small-dc's capacity: cpu 2 asked, 0 left."]
+
+
+def test_placement_passes_over_a_full_cluster(api, requester):
+    full = Cluster.objects.create(name="a-full", environments=["dev"], allocatable_cpu="1")
+    roomy = Cluster.objects.create(name="b-roomy", environments=["dev"], allocatable_cpu="10", allocatable_memory="1Ti")
+    only(full, roomy)
+    assert post(api, requester).json()["cluster"] == "b-roomy"
+
+
 # --- the admin -------------------------------------------------------------------------------------------
 
 ADMIN_BODY = {
