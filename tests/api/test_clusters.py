@@ -13,7 +13,7 @@ from django.urls import reverse
 from requests_app.models import AuditEvent, Cluster, Resource, ResourceRequest
 from requests_app.services import request_submit
 from tests.conftest import namespace_body
-from tests.factories import ResourceFactory, active_namespace
+from tests.factories import ResourceFactory, UserFactory, active_namespace
 
 pytestmark = pytest.mark.django_db
 
@@ -188,6 +188,64 @@ def test_placement_passes_over_a_full_cluster(api, requester):
     roomy = Cluster.objects.create(name="b-roomy", environments=["dev"], allocatable_cpu="10", allocatable_memory="1Ti")
     only(full, roomy)
     assert post(api, requester).json()["cluster"] == "b-roomy"
+
+
+# --- GET /api/v1/clusters/ ---------------------------------------------------------------------------
+
+
+def test_the_cluster_list_gives_capacity_and_committed_and_never_the_connection(api, requester, admin_user):
+    dc = Cluster.objects.create(
+        name="dc-b",
+        environments=["dev", "prod"],
+        region="eu-west-1a",
+        api_server="https://api.dc-b.example.org:6443",
+        auth="token",
+        credentials_path="/var/run/leasehold/dc-b/token",
+        allocatable_cpu="64",
+        allocatable_memory="256Gi",
+        overcommit="1.5",
+    )
+    Cluster.objects.create(name="closed", environments=["dev"], accepting=False)
+    post(api, requester, cluster="dc-b")  # medium: 4 CPU, 8Gi, 50Gi
+    body = api.as_(requester).get("/api/v1/clusters/").json()
+    assert [c["name"] for c in body] == ["dc-b", "default"]  # a member sees those taking requests
+    assert body[0] == {
+        "name": "dc-b",
+        "environments": ["dev", "prod"],
+        "region": "eu-west-1a",
+        "accepting": True,
+        "capacity": {"cpu": "96", "memory": "384Gi", "storage": None},
+        "committed": {"cpu": "4", "memory": "8Gi", "storage": "50Gi"},
+        "healthy": None,
+    }
+    text = api.as_(admin_user).get("/api/v1/clusters/").content.decode()
+    assert [c["name"] for c in api.as_(admin_user).get("/api/v1/clusters/").json()] == ["closed", "dc-b", "default"]
+    assert dc.credentials_path not in text and "example.org" not in text
+
+
+def test_who_is_in_no_team_may_place_nowhere(api):
+    approver = UserFactory(username="frank", groups=["platform-approvers"])
+    assert api.as_(approver).get("/api/v1/clusters/").json() == []
+
+
+def test_the_openapi_schema_describes_the_cluster_list(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    listed = schema["paths"]["/api/v1/clusters/"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    cluster = schema["components"]["schemas"][listed["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(cluster["properties"]) == {
+        "name",
+        "environments",
+        "region",
+        "accepting",
+        "capacity",
+        "committed",
+        "healthy",
+    }
+    assert cluster["properties"]["healthy"]["nullable"] is True
+    assert "cluster" in schema["components"]["schemas"]["Request"]["properties"]
+    assert "cluster" in schema["components"]["schemas"]["RequestCreateRequest"]["properties"]
 
 
 # --- the admin -------------------------------------------------------------------------------------------
