@@ -112,6 +112,7 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
         lease_days=request.lease_days,
         quantities=quantities,
         action=request.action,
+        cluster=request.cluster.name if request.cluster_id is not None else "",
     )
 
 
