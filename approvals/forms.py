@@ -7,7 +7,7 @@ from django import forms
 from .models import ApprovalPolicy, Delegation
 from .policy import PolicyError, parse_policy
 from .selectors import user_by_username
-from .services import delegation_errors
+from .services import delegation_errors, policy_unknown_clusters
 
 
 class DelegationForm(forms.Form):
@@ -35,9 +35,11 @@ class PolicyForm(forms.ModelForm):
     def clean_source(self) -> str:
         source = self.cleaned_data["source"]
         try:
-            parse_policy(source)
+            unknown = policy_unknown_clusters(parse_policy(source))
         except PolicyError as exc:
             raise forms.ValidationError(str(exc)) from exc
+        if unknown:
+            raise forms.ValidationError(unknown)
         return source
 
 

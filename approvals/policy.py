@@ -30,7 +30,7 @@ rules:
       - {name: platform, group: platform-approvers, required: 1}
 """
 
-LIST_KEYS = ("action", "kind", "environment", "team", "plan")
+LIST_KEYS = ("action", "kind", "environment", "team", "plan", "cluster")
 QUANTITY_KEYS = {"max_cpu": "cpu", "max_memory": "memory", "max_storage": "storage"}
 MATCH_KEYS = (*LIST_KEYS, "max_lease_days", *QUANTITY_KEYS)
 
@@ -104,11 +104,22 @@ class RequestFacts:
     # An extension beyond the lease policy is an `extend` request: the built-in small-dev rule only
     # auto-approves `create`, so going past the limits always needs a person.
     action: str = "create"
+    # The name of the cluster the request is placed on.
+    cluster: str = ""
+
+
+# Cluster names are data (Django admin), not a closed vocabulary: parsing checks their shape (a slug);
+# loading a policy checks that each is registered (approvals.services.policy_unknown_clusters).
+CLUSTER_NAME = re.compile(r"^[-a-zA-Z0-9_]{1,40}$")
 
 
 @dataclass(frozen=True)
 class Policy:
     rules: tuple[Rule, ...]
+
+    def cluster_names(self) -> set[str]:
+        """The cluster names the rules match on."""
+        return {name for rule in self.rules for name in rule.match.get("cluster", ())}
 
     def rule_for(self, facts: RequestFacts) -> Rule:
         for rule in self.rules:
@@ -181,6 +192,10 @@ def parse_policy(text: str) -> Policy:
                     raise _fail(where, f"match.{key} must be a list of strings")
                 known = known_values(key)
                 bad = [v for v in match[key] if known is not None and v not in known]
+                if key == "cluster":
+                    bad = [v for v in match[key] if not CLUSTER_NAME.match(v)]
+                    if bad:
+                        raise _fail(where, f"match.cluster has value(s) that are no cluster name: {bad!r}")
                 if bad:
                     raise _fail(
                         where,

@@ -112,6 +112,7 @@ def request_facts(request: ResourceRequest) -> RequestFacts:
         lease_days=request.lease_days,
         quantities=quantities,
         action=request.action,
+        cluster=request.cluster.name if request.cluster_id is not None else "",
     )
 
 
@@ -285,7 +286,9 @@ def steps_decidable_by(user, *, day: datetime.date | None = None) -> QuerySet[Ap
         .exclude(request__requester=user)
         .exclude(_decided_on_request(user.pk))
         .annotate(acting_for=Case(*whens, default=Value(""), output_field=CharField()))
-        .select_related("request", "request__team", "request__parent__team", "request__requester", "chain")
+        .select_related(
+            "request", "request__team", "request__parent__team", "request__requester", "request__cluster", "chain"
+        )
         .order_by("pending_since", "id")
     )
 
@@ -361,7 +364,11 @@ def step_labels(user, step_ids: Iterable[str]) -> dict[str, str]:
             ids.append(uuid.UUID(str(step_id)))
         except ValueError:
             continue
-    steps = steps_visible_to(user).filter(pk__in=ids).select_related("request__team", "request__parent__team")
+    steps = (
+        steps_visible_to(user)
+        .filter(pk__in=ids)
+        .select_related("request__team", "request__parent__team", "request__cluster")
+    )
     return {str(step.pk): step_label(step) for step in steps}
 
 

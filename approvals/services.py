@@ -18,13 +18,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed, public_message
-from requests_app.models import RequestState, ResourceRequest
+from requests_app.models import Cluster, RequestState, ResourceRequest
 from requests_app.services import audit_record, request_approve, request_reject, transition_apply
 
 from . import notifications
 from .directory import groups_at_decision_time
 from .models import ApprovalChain, ApprovalPolicy, ApprovalStep, Decision, Delegation, StepState, Verdict
-from .policy import Policy, parse_policy
+from .policy import Policy, PolicyError, parse_policy
 from .selectors import (
     active_delegations_to,
     approval_route,
@@ -629,12 +629,24 @@ def _hours(delta: datetime.timedelta) -> str:
 # --- policy ------------------------------------------------------------------------------------------
 
 
+def policy_unknown_clusters(policy: Policy) -> str:
+    """Why the policy names clusters that are not registered ("": it does not): a rule for a cluster that
+    does not exist never matches, so a typo would route that cluster's requests to a laxer rule."""
+    unknown = sorted(policy.cluster_names() - set(Cluster.objects.values_list("name", flat=True)))
+    if not unknown:
+        return ""
+    return f"match.cluster names cluster(s) that are not registered: {', '.join(unknown)}"
+
+
 @transaction.atomic
 def policy_load(*, source: str, origin: str, actor, note: str = "") -> tuple[ApprovalPolicy, Policy]:
     """Validate a YAML policy and make it the one in force, as a new version (audited with who, where
     from and a diff against the previous version). Raises PolicyError and changes nothing on a bad
     document. Open chains keep the steps they were given."""
     policy = parse_policy(source)
+    unknown = policy_unknown_clusters(policy)
+    if unknown:
+        raise PolicyError(unknown)
     previous = policy_source_in_force()
     row = ApprovalPolicy.objects.create(
         source=source, origin=origin, loaded_by=actor if actor else None, note=(note or "").strip()

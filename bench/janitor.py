@@ -52,7 +52,7 @@ from leases.services.opening import database_now
 from leases.services.reclaim_pass import reclaim_pass
 from provisioning import cluster
 from provisioning.models import ManagedObject
-from requests_app.models import Resource, ResourceRequest, ResourceState, Team
+from requests_app.models import Resource, ResourceRequest, ResourceState, Team, default_cluster_pk
 
 N = int(os.environ.get("BENCH_JANITOR_N", "2000"))
 RUNS = 3
@@ -91,6 +91,7 @@ def _seed_database(names: list[str]) -> list[Resource]:
     owner, _ = get_user_model().objects.get_or_create(username="bench-janitor", defaults={"email": "j@example.org"})
     owner.groups.add(group)
     now = database_now()
+    cluster_id = default_cluster_pk()
     requests = ResourceRequest.objects.bulk_create(
         ResourceRequest(
             kind="namespace",
@@ -101,6 +102,7 @@ def _seed_database(names: list[str]) -> list[Resource]:
             lease_days=14,
             spec={"plan": "small"},
             state="active",
+            cluster_id=cluster_id,
         )
         for name in names
     )
@@ -115,6 +117,7 @@ def _seed_database(names: list[str]) -> list[Resource]:
             spec=request.spec,
             lease_days=14,
             created_by_request=request,
+            cluster_id=cluster_id,
             state=ResourceState.GRACE,
             activated_at=now - timedelta(days=20),
         )

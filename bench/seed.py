@@ -48,6 +48,7 @@ from requests_app.models import (
     ResourceRequest,
     ResourceState,
     Team,
+    default_cluster_pk,
 )
 from tests.factories import app_template
 
@@ -219,6 +220,8 @@ class _Table:
         ]
         self.attnames = {f.attname for f in self.fields}
         self.defaults = {f.attname: f.get_default() for f in self.fields}
+        if "cluster_id" in self.attnames:  # requests and resources: every seeded one is on the default cluster
+            self.defaults["cluster_id"] = default_cluster_pk()
         self.rows: list[_Row] = []
         self._ids: list[int] = []
 

@@ -474,6 +474,7 @@ SPECTACULAR_SETTINGS = {
         "ResourceStateEnum": "requests_app.models.ResourceState",
         "StepStateEnum": "approvals.models.StepState",
         "LeaseStateEnum": "leases.models.LeaseState",
+        "EnvironmentEnum": "requests_app.models.Environment",
     },
 }
 

@@ -3,10 +3,11 @@
 What approvers decided on is read-only after filing: a request, and a resource's identity, are never
 edited, added or deleted here; a change is a new request through the approval chain. What admins may do
 goes through a service and into the audit trail: retry a failed request, hand a resource to another
-member of its team. Teams, app templates and allowed registries stay editable; every save and delete of
+member of its team. Teams, app templates, allowed registries and clusters stay editable; every save and delete of
 them is audited with the fields before and after.
 """
 
+from django import forms
 from django.contrib import admin, messages
 
 from .errors import LeaseholdError, public_message
@@ -15,6 +16,8 @@ from .models import (
     AllowedRegistry,
     AppTemplate,
     AuditEvent,
+    Cluster,
+    Environment,
     Heartbeat,
     MailState,
     OutgoingMail,
@@ -70,14 +73,67 @@ class TeamAdmin(CatalogAdmin):
         return ["slug", "created_at"] if obj is not None else ["created_at"]
 
 
+class ClusterForm(forms.ModelForm):
+    api_server = forms.URLField(
+        required=False, assume_scheme="https", help_text=Cluster._meta.get_field("api_server").help_text
+    )
+    environments = forms.MultipleChoiceField(
+        choices=Environment.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "name",
+            "api_server",
+            "auth",
+            "credentials_path",
+            "environments",
+            "region",
+            "allocatable_cpu",
+            "allocatable_memory",
+            "allocatable_storage",
+            "overcommit",
+            "accepting",
+        ]
+
+
+@admin.register(Cluster)
+class ClusterAdmin(CatalogAdmin):
+    """Where requests are placed. Only the path of the mounted credentials is stored and shown, never the
+    credentials; each add, change and delete is audited. A cluster that requests or resources name cannot
+    be deleted (PROTECT): stop it taking new requests instead."""
+
+    form = ClusterForm
+    list_display = ["name", "api_server", "auth", "region", "environments", "accepting", "overcommit", "healthy"]
+    list_filter = ["accepting", "auth", "region"]
+    search_fields = ["name", "region"]
+    readonly_fields = ["healthy", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The name is what requests, resources and the policy file name: fixed once the cluster exists.
+        return ["name", *self.readonly_fields] if obj is not None else self.readonly_fields
+
+
 @admin.register(ResourceRequest)
 class ResourceRequestAdmin(ReadOnlyAdmin):
     """Every field is what approvers decided on (or the workflow's record of it): read-only. A failed
     request may be sent back to provisioning through `request_retry`."""
 
-    list_display = ["id", "action", "kind", display_name, "team", "environment", "state", "requester", "created_at"]
-    list_select_related = ["team", "requester", "parent__team"]
-    list_filter = ["state", "kind", "environment", "action", "team"]
+    list_display = [
+        "id",
+        "action",
+        "kind",
+        display_name,
+        "team",
+        "environment",
+        "cluster",
+        "state",
+        "requester",
+        "created_at",
+    ]
+    list_select_related = ["team", "requester", "parent__team", "cluster"]
+    list_filter = ["state", "kind", "environment", "cluster", "action", "team"]
     search_fields = ["name", "requester__username", "id"]
     actions = ["retry_failed"]
 
@@ -100,6 +156,7 @@ RESOURCE_FIELDS = (
     "name",
     "team",
     "environment",
+    "cluster",
     "spec",
     "lease_days",
     "parent",
@@ -117,9 +174,9 @@ class ResourceAdmin(admin.ModelAdmin):
     """Read-only but for the owner: an admin may hand the resource to another member of its team (or to
     the team), through `resource_hand_over`, audited with the owner before and after."""
 
-    list_display = ["id", "kind", display_name, "team", "environment", "state", "owner", "activated_at"]
-    list_select_related = ["team", "owner", "parent__team"]
-    list_filter = ["state", "kind", "environment", "team"]
+    list_display = ["id", "kind", display_name, "team", "environment", "cluster", "state", "owner", "activated_at"]
+    list_select_related = ["team", "owner", "parent__team", "cluster"]
+    list_filter = ["state", "kind", "environment", "cluster", "team"]
     search_fields = ["name", "owner__username", "id"]
     form = ResourceHandOverForm
     fields = RESOURCE_FIELDS

@@ -13,7 +13,7 @@ from django.db.models import Q
 from . import kinds
 from .models import AppTemplate, Environment, Kind, Resource, ResourceState
 from .names import field_label
-from .selectors import resources_visible_to, teams_of
+from .selectors import clusters_placeable_by, resources_visible_to, teams_of
 from .services import resource_hand_over_errors
 from .specs import DATABASE_DEFAULTS, DATABASE_PLANS, ENV_NAME, NAMESPACE_PLANS, POSTGRES_VERSIONS
 
@@ -86,7 +86,21 @@ class NamespaceRequestForm(RequestForm):
     cpu = forms.CharField(required=False, help_text="e.g. 2 or 500m (custom only)")
     memory = forms.CharField(required=False, help_text="e.g. 4Gi (custom only)")
     storage = forms.CharField(required=False, help_text="e.g. 20Gi (custom only)")
-    field_order = ["team", "name", "environment", "plan", "cpu", "memory", "storage", "lease_days", "justification"]
+    cluster = forms.ChoiceField(
+        required=False, help_text="Automatic: the least committed cluster that serves the environment."
+    )
+    field_order = [
+        "team",
+        "name",
+        "environment",
+        "cluster",
+        "plan",
+        "cpu",
+        "memory",
+        "storage",
+        "lease_days",
+        "justification",
+    ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -94,6 +108,16 @@ class NamespaceRequestForm(RequestForm):
         cast(forms.ChoiceField, self.fields["team"]).choices = [
             (t, t) for t in teams_of(self.user).values_list("slug", flat=True)
         ]
+        cast(forms.ChoiceField, self.fields["cluster"]).choices = [("", "Automatic")] + [
+            (c.name, f"{c.name} ({', '.join(c.environments)}{', ' + c.region if c.region else ''})")
+            for c in clusters_placeable_by(self.user)
+        ]
+
+    def service_fields(self) -> dict[str, Any]:
+        fields = super().service_fields()
+        if self.cleaned_data.get("cluster"):
+            fields["cluster"] = self.cleaned_data["cluster"]
+        return fields
 
     def spec(self) -> dict[str, Any]:
         data = self.cleaned_data

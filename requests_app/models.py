@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -125,6 +126,102 @@ class AppTemplate(models.Model):
             raise ValidationError(errors)
 
 
+class ClusterAuth(models.TextChoices):
+    IN_CLUSTER = "in-cluster", "In-cluster (the pod's ServiceAccount)"
+    KUBECONFIG = "kubeconfig", "A kubeconfig file"
+    TOKEN = "token", "A token file"
+
+
+DEFAULT_CLUSTER = "default"
+
+
+class Cluster(models.Model):
+    """A Kubernetes cluster that requests are placed on. Only a path to the credentials is stored (a
+    mounted file or Secret), never the credentials: the admin, the API and the audit trail show the path.
+
+    Provisioning drives the `default` cluster only for now (provisioning/cluster.py, LEASEHOLD_CLUSTER);
+    the others are placed on and admitted, not yet provisioned to."""
+
+    name = models.SlugField(max_length=40, unique=True)
+    api_server = models.URLField(blank=True, help_text="e.g. https://api.prod-a.example.org:6443; blank: in-cluster")
+    auth = models.CharField(
+        max_length=12, choices=ClusterAuth.choices, default=ClusterAuth.IN_CLUSTER, help_text="How Leasehold logs in."
+    )
+    credentials_path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Absolute path of the mounted kubeconfig or token file (a Secret volume), never the credential "
+        "itself; blank for in-cluster.",
+    )
+    environments = models.JSONField(default=list, blank=True, help_text='The environments it serves, e.g. ["prod"].')
+    region = models.CharField(max_length=60, blank=True, help_text="Region or zone label, e.g. eu-west-1a.")
+    allocatable_cpu = models.CharField(max_length=20, blank=True, help_text="Kubernetes quantity; blank: no limit")
+    allocatable_memory = models.CharField(max_length=20, blank=True, help_text="Kubernetes quantity; blank: no limit")
+    allocatable_storage = models.CharField(max_length=20, blank=True, help_text="Kubernetes quantity; blank: no limit")
+    overcommit = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("1.00"), help_text="Quota admitted per allocatable unit."
+    )
+    accepting = models.BooleanField(default=True, help_text="Takes new namespace requests.")
+    # The last known health, written by the health check (a later step); null: not known yet.
+    healthy = models.BooleanField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .specs import quantity
+
+        errors: dict[str, str] = {
+            field: "Not a positive Kubernetes quantity (e.g. 64, 256Gi, 10Ti); blank: no limit."
+            for field in ("allocatable_cpu", "allocatable_memory", "allocatable_storage")
+            if getattr(self, field) and quantity(getattr(self, field)) is None
+        }
+        envs = self.environments
+        if not isinstance(envs, list) or not all(e in Environment.values for e in envs) or len(set(envs)) != len(envs):
+            errors["environments"] = f"A list of distinct environments from: {', '.join(Environment.values)}."
+        path = self.credentials_path.strip()
+        if self.auth == ClusterAuth.IN_CLUSTER:
+            if path:
+                errors["credentials_path"] = "In-cluster needs no file: leave it blank."
+        elif not path:
+            errors["credentials_path"] = "Give the path of the mounted file."
+        elif not path.startswith("/") or any(c.isspace() or c == "\x00" for c in path) or "/../" in f"{path}/":
+            errors["credentials_path"] = "An absolute path to a mounted file, e.g. /var/run/leasehold/prod-a/token."
+        if self.auth != ClusterAuth.IN_CLUSTER and not self.api_server and self.auth == ClusterAuth.TOKEN:
+            errors["api_server"] = "A token needs the API server's URL."
+        if self.overcommit is not None and not Decimal("0.1") <= self.overcommit <= Decimal("100"):
+            errors["overcommit"] = "From 0.1 to 100."
+        if errors:
+            raise ValidationError(errors)
+
+    def capacity(self) -> dict[str, Decimal | None]:
+        """What may be committed on it: allocatable × overcommit per resource (None: no limit)."""
+        from .specs import parse_quantity
+
+        out: dict[str, Decimal | None] = {}
+        for key in ("cpu", "memory", "storage"):
+            value = getattr(self, f"allocatable_{key}")
+            out[key] = parse_quantity(value) * self.overcommit if value else None
+        return out
+
+
+def default_cluster_pk() -> int:
+    """The `default` cluster's id, created from today's settings when it is missing (migration 0013 made
+    it; a test database flushed since has not)."""
+    found = Cluster.objects.filter(name=DEFAULT_CLUSTER).values_list("pk", flat=True).first()
+    if found is not None:
+        return found
+    from .clusters import default_cluster_fields
+
+    return Cluster.objects.get_or_create(name=DEFAULT_CLUSTER, defaults=default_cluster_fields())[0].pk
+
+
 class Kind(models.TextChoices):
     """Names of the kinds the other layers build on (a namespace holds the rest; apps bind to databases).
     The kinds that exist are those of the registry (`requests_app.kinds`): the `kind` fields take their
@@ -168,7 +265,22 @@ class RequestState(models.TextChoices):
     RECLAIMED = "reclaimed"
 
 
-class ResourceRequest(ConcurrentTransitionMixin, models.Model):
+class PlacedOnCluster(models.Model):
+    """A row that names its cluster: one saved without a cluster (a request filed before clusters were
+    placed, or made directly through the ORM) goes to the `default` cluster, as everything did before."""
+
+    class Meta:
+        abstract = True
+
+    cluster_id: int | None
+
+    def save(self, *args, **kwargs) -> None:
+        if self.cluster_id is None:
+            self.cluster_id = default_cluster_pk()
+        super().save(*args, **kwargs)
+
+
+class ResourceRequest(ConcurrentTransitionMixin, PlacedOnCluster):
     """What someone asked for: an action on a kind of resource, for a team, through approval."""
 
     TERMINAL = (RequestState.REJECTED, RequestState.CANCELLED, RequestState.FAILED, RequestState.RECLAIMED)
@@ -196,6 +308,12 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
         related_name="child_requests",
         help_text="The namespace a database or app request goes into.",
     )
+    cluster = models.ForeignKey(
+        Cluster,
+        on_delete=models.PROTECT,
+        related_name="requests",
+        help_text="The cluster it is placed on (a database, app or cache: its namespace's).",
+    )
     error = models.TextField(blank=True, default="")
     # How often a provisioning task started on this request: a task that keeps killing its worker
     # is stopped after a bound (see provisioning), instead of being redelivered for ever.
@@ -222,13 +340,13 @@ class ResourceRequest(ConcurrentTransitionMixin, models.Model):
             ),
         ]
         constraints = [
-            # One live create request per team, kind and name, also when two are filed at once.
+            # One live create request per cluster, team, kind and name, also when two are filed at once.
             models.UniqueConstraint(
-                fields=["team", "kind", "name"],
+                fields=["cluster", "team", "kind", "name"],
                 condition=models.Q(
                     action="create", state__in=["pending_approval", "approved", "provisioning", "active"]
                 ),
-                name="requests_one_live_create_per_name",
+                name="requests_one_live_create_per_name_per_cluster",
             ),
             # One app per Ingress host across all teams, from filing until the app is reclaimed, also
             # when two requests for the same host are filed at once (the service checks first, for the
@@ -308,7 +426,7 @@ class ResourceState(models.TextChoices):
     FAILED = "failed"
 
 
-class Resource(ConcurrentTransitionMixin, models.Model):
+class Resource(ConcurrentTransitionMixin, PlacedOnCluster):
     """Something that exists in the cluster because a create request was approved."""
 
     TERMINAL = (ResourceState.RECLAIMED, ResourceState.FAILED)
@@ -336,6 +454,12 @@ class Resource(ConcurrentTransitionMixin, models.Model):
         on_delete=models.PROTECT,
         related_name="children",
         help_text="The namespace resource a database or app lives in.",
+    )
+    cluster = models.ForeignKey(
+        Cluster,
+        on_delete=models.PROTECT,
+        related_name="resources",
+        help_text="The cluster it lives on.",
     )
     created_by_request = models.OneToOneField(
         ResourceRequest, on_delete=models.PROTECT, related_name="created_resource"

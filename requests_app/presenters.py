@@ -69,8 +69,8 @@ class RequestSummary:
 
     @property
     def brief(self) -> list[Fact]:
-        """The facts a queue row shows (its own columns give the environment and the lease)."""
-        return [f for f in self.facts if f.label not in ("Environment", "Lease")]
+        """The facts a queue row shows (its own columns give the environment, the cluster and the lease)."""
+        return [f for f in self.facts if f.label not in ("Environment", "Cluster", "Lease")]
 
 
 @dataclass
@@ -168,6 +168,8 @@ def _summary(request: ResourceRequest, lookups: _Lookups, *, costs: bool) -> Req
     if kind is not None:
         facts.extend(kind.summary_facts(request, spec, lookups))
     facts.append(Fact("Environment", request.environment))
+    if request.cluster_id is not None:
+        facts.append(Fact("Cluster", request.cluster.name))
     days = "day" if request.lease_days == 1 else "days"
     lease = f"{request.lease_days} more {days}" if request.action == Action.EXTEND else f"{request.lease_days} {days}"
     facts.append(Fact("Lease", lease))

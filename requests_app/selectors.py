@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from .models import AuditEvent, Kind, MailState, OutgoingMail, Resource, ResourceRequest, Team
+from .models import AuditEvent, Cluster, Kind, MailState, OutgoingMail, Resource, ResourceRequest, Team
 from .sections import request_prefetch, request_select, request_visibility, resource_prefetch, resource_select
 
 # Lists of requests and resources, newest first; `id` breaks ties so that pages never overlap. Each
@@ -31,6 +31,19 @@ def _team_ids(user) -> list[int]:
     return list(teams_of(user).values_list("pk", flat=True))
 
 
+def clusters_placeable_by(user) -> list[Cluster]:
+    """The clusters the caller may place a namespace on: every cluster for admins; for the others, those
+    that take new requests and serve an environment, when the caller is in a team (who is in none can file
+    nothing). Every team may file for every environment, so no environment is left out for a member."""
+    if not user.is_authenticated:
+        return []
+    if user_is_admin(user):
+        return list(Cluster.objects.order_by("name"))
+    if not teams_of(user).exists():
+        return []
+    return [c for c in Cluster.objects.filter(accepting=True).order_by("name") if c.environments]
+
+
 def teams_for_filters(user) -> QuerySet[Team]:
     """The teams a list can be filtered by: the caller's (every team for admins)."""
     return Team.objects.order_by("slug") if user_is_admin(user) else teams_of(user).order_by("slug")
@@ -40,7 +53,7 @@ def requests_visible_to(user) -> QuerySet[ResourceRequest]:
     """Requests of the caller's teams, and those the caller may approve (every request for admins)."""
     # `team` and `parent__team` make the display name (`atlas-web / orders`) without a query per row.
     qs = ResourceRequest.objects.select_related(
-        "team", "requester", "resource", "parent__team", *request_select
+        "team", "requester", "resource", "parent__team", "cluster", *request_select
     ).order_by(*LIST_ORDER)
     if request_prefetch:
         qs = qs.prefetch_related(*request_prefetch)
@@ -60,9 +73,9 @@ def requests_visible_to(user) -> QuerySet[ResourceRequest]:
 
 def resources_visible_to(user) -> QuerySet[Resource]:
     """Resources of the caller's teams (every resource for admins)."""
-    qs = Resource.objects.select_related("team", "owner", "parent", "parent__team", *resource_select).order_by(
-        *LIST_ORDER
-    )
+    qs = Resource.objects.select_related(
+        "team", "owner", "parent", "parent__team", "cluster", *resource_select
+    ).order_by(*LIST_ORDER)
     if resource_prefetch:
         qs = qs.prefetch_related(*resource_prefetch)
     if user_is_admin(user):

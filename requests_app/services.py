@@ -9,7 +9,6 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,13 +21,14 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
-from . import kinds, specs
+from . import clusters, kinds, specs
 from .errors import InvalidState, NotAllowed, ValidationFailed
 from .models import (
     Action,
     AllowedRegistry,
     AppTemplate,
     AuditEvent,
+    Cluster,
     Environment,
     Heartbeat,
     Kind,
@@ -161,14 +161,10 @@ def team_for_group(*, group: Group) -> Team | None:
     return team
 
 
-LIVE_RESOURCE_STATES = (
-    ResourceState.PROVISIONING,
-    ResourceState.ACTIVE,
-    ResourceState.GRACE,
-    ResourceState.RECLAIMING,
-)
-# Requests that will become resources but are not yet: they count against budgets and headroom too.
-UNPROVISIONED_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED)
+# Namespaces count against budgets and capacity from filing until reclaimed (see clusters.namespace_totals);
+# requests that will become resources but are not yet count against headroom too.
+LIVE_RESOURCE_STATES = clusters.LIVE_RESOURCE_STATES
+UNPROVISIONED_STATES = clusters.UNPROVISIONED_STATES
 
 
 # Create requests in these states hold their name, and an app's its host (see the model's constraints):
@@ -211,15 +207,28 @@ def host_taken_message(host: str) -> str:
     return f"{host} is already used by another app, or asked for by a pending request; choose another host."
 
 
-def resolve_namespace(*, team: Team, ref: str) -> Resource | None:
-    """The team's active namespace resource named by `ref`: its resource id, `<team>-<name>`, or `<name>`."""
-    qs = Resource.objects.filter(kind=Kind.NAMESPACE, team=team, state=ResourceState.ACTIVE).select_related("team")
+def resolve_namespace(*, team: Team, ref: str, cluster: str | None = None) -> Resource | None:
+    """The team's active namespace resource named by `ref`: its resource id, `<team>-<name>`, or `<name>`
+    (on `cluster`, when given). Names are unique per cluster: a name on two clusters without `cluster`
+    is refused (ValidationFailed) rather than guessed."""
+    qs = Resource.objects.filter(kind=Kind.NAMESPACE, team=team, state=ResourceState.ACTIVE).select_related(
+        "team", "cluster"
+    )
     try:
         return qs.filter(pk=uuid.UUID(str(ref))).first()
     except ValueError:
         pass
     short = ref.removeprefix(f"{team.slug}-")
-    return qs.filter(name=short).first()
+    found = list(qs.filter(name=short, **({"cluster__name": cluster} if cluster else {}))[:2])
+    if len(found) > 1:
+        raise ValidationFailed(
+            {
+                "spec.namespace": [
+                    f"Namespace {team.slug}-{short} is on more than one cluster: give `cluster` or its id."
+                ]
+            }
+        )
+    return found[0] if found else None
 
 
 def team_budget_left(team: Team) -> dict[str, Any]:
@@ -230,20 +239,7 @@ def team_budget_left(team: Team) -> dict[str, Any]:
 def teams_budget_left(teams: Iterable[Team]) -> dict[int, dict[str, Any]]:
     """`team_budget_left` of several teams at once, in two queries (a page of the approval queue)."""
     by_id: dict[int, Team] = {team.pk: team for team in teams}
-    used = {pk: specs.Usage() for pk in by_id}
-    count = dict.fromkeys(by_id, 0)
-    live = Resource.objects.filter(team__in=list(by_id), kind=Kind.NAMESPACE, state__in=LIVE_RESOURCE_STATES)
-    waiting = ResourceRequest.objects.filter(
-        team__in=list(by_id), kind=Kind.NAMESPACE, action=Action.CREATE, state__in=UNPROVISIONED_STATES
-    )
-    # Counted per distinct spec (most namespaces take one of a few plans): the database groups each team's
-    # rows, and each spec is parsed once however many namespaces and teams share it.
-    parsed: dict[Any, specs.Usage] = {}
-    for queryset in (live, waiting):
-        for row in queryset.order_by().values("team_id", "spec").annotate(n=models.Count("pk")):
-            usage, n = _namespace_usage(row["spec"], parsed), row["n"]
-            used[row["team_id"]] += specs.Usage(usage.cpu * n, usage.memory * n, usage.storage * n)
-            count[row["team_id"]] += n
+    used, count = clusters.namespace_totals("team_id", by_id)
     out: dict[int, dict[str, Any]] = {}
     for pk, team in by_id.items():
         left: dict[str, Any] = {}
@@ -253,17 +249,6 @@ def teams_budget_left(teams: Iterable[Team]) -> dict[int, dict[str, Any]]:
         left["namespaces"] = team.budget_namespaces - count[pk] if team.budget_namespaces is not None else None
         out[pk] = left
     return out
-
-
-def _namespace_usage(spec: Any, parsed: dict[Any, specs.Usage]) -> specs.Usage:
-    """specs.quota_usage of a namespace's spec, parsed once per distinct spec (`parsed` keeps them)."""
-    try:
-        key = frozenset(spec.items())
-    except (AttributeError, TypeError):  # not a flat mapping of plain values: parsed each time
-        return specs.quota_usage(specs.namespace_quota(spec))
-    if key not in parsed:
-        parsed[key] = specs.quota_usage(specs.namespace_quota(spec))
-    return parsed[key]
 
 
 def namespace_headroom(namespace: Resource) -> specs.Usage:
@@ -306,39 +291,28 @@ def kind_usage(kind: str, spec: dict, *, frozen: dict | None = None, context: An
 
 
 def _shortfall(asked: specs.Usage, free: specs.Usage) -> list[str]:
-    out = []
-    for key in ("cpu", "memory", "storage"):
-        need, have = getattr(asked, key), getattr(free, key)
-        if need > have:
-            out.append(
-                f"{key} {specs.format_quantity(need, key)} asked, "
-                f"{specs.format_quantity(max(have, Decimal(0)), key)} left"
-            )
-    return out
+    return clusters.shortfall(asked, {key: getattr(free, key) for key in clusters.QUANTITIES})
 
 
-def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
-    """Budget, headroom, reference and binding checks; returns the parent namespace of a kind that lives
-    in one. The kind may normalise the spec in place (an app's image tag from its template)."""
+def _check_admission(
+    *, team: Team, kind: str, spec: dict, environment: str, cluster: str | None
+) -> tuple[Resource | None, Cluster]:
+    """Budget, capacity, headroom, reference and binding checks; returns the parent namespace of a kind
+    that lives in one and the cluster the request is placed on (a namespace's: the one named or chosen by
+    placement; what lives in a namespace: its namespace's). The kind may normalise the spec in place (an
+    app's image tag from its template)."""
     kind_obj = kinds.get(kind)
     if not kind_obj.in_namespace:
-        left = team_budget_left(team)
-        if left["namespaces"] is not None and left["namespaces"] < 1:
-            raise ValidationFailed(
-                {"team": [f"Team {team.slug} has used all {team.budget_namespaces} namespaces of its budget."]}
-            )
-        asked = kind_usage(kind, spec)
-        budget_free = specs.Usage(
-            *(left[k] if left[k] is not None else getattr(asked, k) for k in ("cpu", "memory", "storage"))
+        return None, _check_namespace_admission(
+            team=team, kind=kind, spec=spec, environment=environment, cluster=cluster
         )
-        short = _shortfall(asked, budget_free)
-        if short:
-            raise ValidationFailed({"spec": [f"Over team {team.slug}'s budget: {'; '.join(short)}."]})
-        return None
-
-    namespace = resolve_namespace(team=team, ref=spec["namespace"])
+    namespace = resolve_namespace(team=team, ref=spec["namespace"], cluster=cluster)
     if namespace is None:
         raise ValidationFailed({"spec.namespace": [f"Team {team.slug} has no active namespace {spec['namespace']!r}."]})
+    if cluster and namespace.cluster.name != cluster:
+        raise ValidationFailed(
+            {"cluster": [f"A {kind} goes to its namespace's cluster ({namespace.cluster.name}), not {cluster}."]}
+        )
     kind_obj.admit(spec=spec, team=team, namespace=namespace)
     for binding in kinds.bindings_from(kind):
         if spec.get(binding.spec_key):
@@ -348,7 +322,24 @@ def _check_admission(*, team: Team, kind: str, spec: dict) -> Resource | None:
         raise ValidationFailed(
             {"spec": [f"Does not fit in namespace {namespace.namespace_name}'s quota: {'; '.join(short)}."]}
         )
-    return namespace
+    return namespace, namespace.cluster
+
+
+def _check_namespace_admission(*, team: Team, kind: str, spec: dict, environment: str, cluster: str | None) -> Cluster:
+    """A namespace takes from its team's budget and its cluster's capacity: returns the cluster."""
+    left = team_budget_left(team)
+    if left["namespaces"] is not None and left["namespaces"] < 1:
+        raise ValidationFailed(
+            {"team": [f"Team {team.slug} has used all {team.budget_namespaces} namespaces of its budget."]}
+        )
+    asked = kind_usage(kind, spec)
+    budget_free = specs.Usage(
+        *(left[k] if left[k] is not None else getattr(asked, k) for k in ("cpu", "memory", "storage"))
+    )
+    short = _shortfall(asked, budget_free)
+    if short:
+        raise ValidationFailed({"spec": [f"Over team {team.slug}'s budget: {'; '.join(short)}."]})
+    return clusters.place(environment=environment, asked=asked, name=cluster)
 
 
 def _check_binding(binding: kinds.Binding, ref: object, *, team: Team, namespace: Resource) -> None:
@@ -375,12 +366,13 @@ def _check_binding(binding: kinds.Binding, ref: object, *, team: Team, namespace
         )
 
 
-def _active_name_holder(team: Team, kind: str, name: str) -> ResourceRequest | None:
-    """The team's live create request that holds this name, if any; the kinds that become a Service of
-    their name (databases, apps, caches) share one name space."""
+def _active_name_holder(team: Team, kind: str, name: str, cluster: Cluster) -> ResourceRequest | None:
+    """The team's live create request on `cluster` that holds this name, if any (names are unique per
+    cluster); the kinds that become a Service of their name (databases, apps, caches) share one name space."""
     found = kinds.find(kind)
     shared = [k.name for k in kinds.all() if k.service_named] if found is not None and found.service_named else [kind]
     open_requests = ResourceRequest.objects.filter(
+        cluster=cluster,
         team=team,
         kind__in=shared,
         name=name,
@@ -409,8 +401,12 @@ def request_build(
     justification: str = "",
     spec: dict | None = None,
     frozen: dict | None = None,
+    cluster: str | None = None,
 ) -> ResourceRequest:
     """Validate a create request and return it unsaved (the plan preview renders it as is).
+
+    `cluster` names the cluster (a namespace: placement chooses without it; what lives in a namespace goes
+    to its namespace's, and a different one is refused).
 
     `frozen` replaces the inputs frozen from the catalog now (a restore re-creates what ran then).
 
@@ -442,7 +438,9 @@ def request_build(
         name_errors = specs.validate_dns_label(name)
     if name_errors:
         errors["name"] = name_errors
-    parent = None
+    parent = placed = None
+    if cluster is not None and not isinstance(cluster, str):
+        errors["cluster"] = ["Must be a cluster's name."]
     if kind_obj is not None:
         try:
             spec = kind_obj.validate_spec(
@@ -452,12 +450,18 @@ def request_build(
             errors.update(exc.errors)
         else:
             errors.update(kind_obj.conflicts(spec))
-            if team_obj is not None and not errors.get("team"):
+            if team_obj is not None and not errors.get("team") and not errors.get("cluster"):
                 try:
-                    parent = _check_admission(team=team_obj, kind=kind, spec=spec)
+                    parent, placed = _check_admission(
+                        team=team_obj, kind=kind, spec=spec, environment=environment, cluster=cluster
+                    )
                 except ValidationFailed as exc:
                     errors.update(exc.errors)
-    holder = _active_name_holder(team_obj, kind, name) if not errors and team_obj is not None else None
+    holder = (
+        _active_name_holder(team_obj, kind, name, placed)
+        if not errors and team_obj is not None and placed is not None
+        else None
+    )
     if holder is not None:
         errors["name"] = [_name_taken_message(holder)]
     if errors:
@@ -473,6 +477,7 @@ def request_build(
         justification=justification or "",
         spec=spec,
         parent=parent,
+        cluster=placed,
         frozen=frozen if frozen is not None else kinds.get(kind).frozen_inputs(spec),
     )
 
@@ -490,7 +495,7 @@ def request_submit(*, requester, **fields) -> ResourceRequest:
         # Another request filed at the same moment won the race for the host or the name.
         if HOST_CONSTRAINT in str(exc):
             raise ValidationFailed({"spec.host": [host_taken_message(request.spec.get("host", ""))]}) from exc
-        holder = _active_name_holder(request.team, request.kind, request.name) or request
+        holder = _active_name_holder(request.team, request.kind, request.name, request.cluster) or request
         raise ValidationFailed({"name": [_name_taken_message(holder)]}) from exc
     audit_record(actor=requester, verb="submitted", target=request, to_state=request.state)
     request_submitted.send(sender=ResourceRequest, request=request)
@@ -579,6 +584,7 @@ def request_file_followup(
         frozen=frozen if frozen is not None else resource.created_by_request.frozen,
         parent=resource.parent,
         resource=resource,
+        cluster_id=resource.cluster_id,
     )
     audit_record(actor=requester, verb="submitted", target=request, resource=resource, to_state=request.state)
     request_submitted.send(sender=ResourceRequest, request=request)
@@ -792,7 +798,7 @@ def _owner_label(user, resource: Resource) -> str:
 
 
 # What admins keep editing in place: each save and delete is audited with every changed field.
-CATALOG_MODELS = (Team, AppTemplate, AllowedRegistry)
+CATALOG_MODELS = (Team, AppTemplate, AllowedRegistry, Cluster)
 _NOT_AUDITED = ("id", "created_at")
 
 
@@ -807,7 +813,7 @@ def _field_values(obj: models.Model) -> dict[str, str]:
 
 
 @transaction.atomic
-def catalog_save(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
+def catalog_save(*, obj: Team | AppTemplate | AllowedRegistry | Cluster, actor) -> None:
     """Save a team, app template or allowed registry that an admin added or changed, and audit it with
     every field that changed, before and after (a team's group decides who may file for it and who gets
     `edit` in its namespaces; its budget what it may ask for). Requests filed earlier are not touched:
@@ -820,7 +826,7 @@ def catalog_save(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
     stored = model.objects.select_for_update().filter(pk=obj.pk).first() if obj.pk else None
     before = _field_values(stored) if stored is not None else None
     obj.save()
-    after = _field_values(obj)
+    after = _field_values(model.objects.get(pk=obj.pk))  # as stored: a decimal's 1.5 is read back as 1.50
     name = model._meta.model_name
     if before is None:
         detail = "; ".join(f"{k}: {v!r}" for k, v in after.items())
@@ -832,7 +838,7 @@ def catalog_save(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
 
 
 @transaction.atomic
-def catalog_delete(*, obj: Team | AppTemplate | AllowedRegistry, actor) -> None:
+def catalog_delete(*, obj: Team | AppTemplate | AllowedRegistry | Cluster, actor) -> None:
     """Delete a team, app template or allowed registry (admins), audited with what it was."""
     if not isinstance(obj, CATALOG_MODELS):
         raise TypeError(f"{type(obj).__name__} is not deleted in place.")

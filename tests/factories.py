@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from leases.models import Lease
-from requests_app.models import AllowedRegistry, AppTemplate, RequestState, Resource, ResourceRequest, Team
+from requests_app.models import AllowedRegistry, AppTemplate, Cluster, RequestState, Resource, ResourceRequest, Team
 
 
 class GroupFactory(factory.django.DjangoModelFactory):
@@ -99,6 +99,8 @@ class ResourceRequestFactory(factory.django.DjangoModelFactory):
     lease_days = 14
     spec = factory.LazyAttribute(lambda o: default_spec(o.kind, o.parent))
     state = "pending_approval"
+    # What lives in a namespace is on its cluster; None: the default cluster (see PlacedOnCluster).
+    cluster = factory.LazyAttribute(lambda o: o.parent.cluster if o.parent is not None else None)
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
@@ -128,6 +130,7 @@ class ResourceFactory(factory.django.DjangoModelFactory):
     lease_days = 14
     spec = factory.LazyAttribute(lambda o: default_spec(o.kind, o.parent))
     state = "active"
+    cluster = factory.LazyAttribute(lambda o: o.parent.cluster if o.parent is not None else None)
     activated_at = factory.LazyAttribute(lambda o: timezone.now() if o.state != "provisioning" else None)
     created_by_request = factory.SubFactory(
         ResourceRequestFactory,
@@ -139,6 +142,7 @@ class ResourceFactory(factory.django.DjangoModelFactory):
         lease_days=factory.SelfAttribute("..lease_days"),
         spec=factory.SelfAttribute("..spec"),
         parent=factory.SelfAttribute("..parent"),
+        cluster=factory.SelfAttribute("..cluster"),
         state=factory.LazyAttribute(
             lambda o: REQUEST_STATE_OF[_checked(o.factory_parent.state, REQUEST_STATE_OF, "resource state")]
         ),
@@ -195,9 +199,14 @@ class AppTemplateFactory(factory.django.DjangoModelFactory):
         return super()._create(model_class, *args, **kwargs)
 
 
-def active_namespace(team_obj: Team, owner, name: str = "checkout", plan: str = "small", **spec):
-    """A namespace that is already active (as the worker leaves it), without a cluster."""
-    return ResourceFactory(kind="namespace", team=team_obj, owner=owner, name=name, spec=spec or {"plan": plan})
+def active_namespace(
+    team_obj: Team, owner, name: str = "checkout", plan: str = "small", *, cluster: Cluster | None = None, **spec
+):
+    """A namespace that is already active (as the worker leaves it) on `cluster` (None: the default one),
+    without objects in a real cluster."""
+    return ResourceFactory(
+        kind="namespace", team=team_obj, owner=owner, name=name, spec=spec or {"plan": plan}, cluster=cluster
+    )
 
 
 def active_child(namespace, kind: str, name: str, spec: dict, *, owner=None, lease_days: int = 14, frozen=None):

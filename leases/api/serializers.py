@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leases.models import LEASE_SECTION_FIELDS, Lease
-from requests_app.api.serializers import DISPLAY_NAME_HELP, NULLABLE_OBJECT, api_datetime
+from requests_app.api.serializers import CLUSTER_HELP, DISPLAY_NAME_HELP, NULLABLE_OBJECT, api_datetime
 from requests_app.models import Resource
 from requests_app.sections import resource_sections
 
@@ -50,6 +50,7 @@ class ResourceSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True, allow_null=True)
     owned_by = serializers.SerializerMethodField()
     namespace = serializers.CharField(source="namespace_name", read_only=True)
+    cluster = serializers.CharField(source="cluster.name", read_only=True, help_text=CLUSTER_HELP)
     lease = serializers.SerializerMethodField()
     objects = serializers.SerializerMethodField()
     connection = serializers.SerializerMethodField()
@@ -67,6 +68,7 @@ class ResourceSerializer(serializers.ModelSerializer):
             "owner",
             "owned_by",
             "environment",
+            "cluster",
             "state",
             "spec",
             "lease_days",
@@ -124,6 +126,7 @@ class ResourceSerializer(serializers.ModelSerializer):
             "owner": str(owner.username) if owner is not None else None,
             "owned_by": "user" if instance.owner_id is not None else "team",
             "environment": str(instance.environment),
+            "cluster": str(instance.cluster.name),
             "state": str(instance.state),
             "spec": instance.spec,
             "lease_days": int(instance.lease_days),

@@ -45,6 +45,7 @@ RESOURCE_ROW_FIELDS = (
     "parent__name",
     "parent__state",
     "parent__team__slug",
+    "cluster__name",
 )
 
 

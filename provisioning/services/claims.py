@@ -163,6 +163,7 @@ def _claim(request_id) -> Claim | None:
             lease_days=request.lease_days,
             created_by_request=request,
             parent=request.parent,
+            cluster_id=request.cluster_id,
             activated_at=now,
         )
         claim = Claim(request, resource, job, job.claim_token)

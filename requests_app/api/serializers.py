@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema_field
 from rest_framework import serializers
 
-from requests_app import kinds
-from requests_app.models import AuditEvent, Environment, ResourceRequest
+from requests_app import kinds, specs
+from requests_app.models import AuditEvent, Cluster, Environment, ResourceRequest
 from requests_app.sections import request_pages, request_sections
 
 # A section another app renders; null when it has nothing to say (no approval chain, no lease yet, not a database).
@@ -60,11 +61,15 @@ class EventSerializer(serializers.ModelSerializer):
         return event_row(instance, timezone.get_current_timezone())
 
 
+CLUSTER_HELP = "The name of the cluster it is placed on (GET /api/v1/clusters/; CONTRACT.md §6)."
+
+
 class RequestSummarySerializer(serializers.ModelSerializer):
     """A request's own fields, for lists that show requests beside something else (the approval queue)."""
 
     team = serializers.CharField(source="team.slug", read_only=True)
     requester = serializers.CharField(source="requester.username", read_only=True)
+    cluster = serializers.CharField(source="cluster.name", read_only=True, help_text=CLUSTER_HELP)
 
     class Meta:
         model = ResourceRequest
@@ -75,6 +80,7 @@ class RequestSummarySerializer(serializers.ModelSerializer):
             "team",
             "name",
             "environment",
+            "cluster",
             "lease_days",
             "justification",
             "spec",
@@ -168,6 +174,7 @@ class RequestSerializer(RequestSummarySerializer):
             "team": str(instance.team.slug),
             "name": str(instance.name),
             "environment": str(instance.environment),
+            "cluster": str(instance.cluster.name),
             "lease_days": int(instance.lease_days),
             "justification": str(instance.justification),
             "spec": instance.spec,
@@ -209,6 +216,12 @@ class RequestCreateSerializer(serializers.Serializer):
     lease_days = serializers.IntegerField(required=False, min_value=1)
     justification = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     spec = serializers.JSONField(required=False, default=dict)
+    cluster = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="A namespace: the cluster to place it on (without it, placement chooses); a database, app "
+        "or cache goes to its namespace's cluster.",
+    )
 
     def get_fields(self):
         fields = super().get_fields()
@@ -219,3 +232,38 @@ class RequestCreateSerializer(serializers.Serializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be an object.")
         return value
+
+
+QUANTITIES_SCHEMA = {
+    "type": "object",
+    "properties": {key: {"type": "string", "nullable": True} for key in ("cpu", "memory", "storage")},
+    "required": ["cpu", "memory", "storage"],
+}
+
+
+def api_quantity(value: Decimal | None, key: str) -> str | None:
+    """A quantity as the API gives it: CPU in cores ("12.5"), memory and storage in Gi ("64Gi"); None: no limit."""
+    return None if value is None else specs.format_quantity(value, key)
+
+
+class ClusterSerializer(serializers.Serializer):
+    """A cluster one may place a namespace on (CONTRACT.md §6). Never its API server or credentials."""
+
+    name = serializers.CharField()
+    environments = serializers.ListField(child=serializers.ChoiceField(choices=Environment.choices))
+    region = serializers.CharField()
+    accepting = serializers.BooleanField()
+    capacity = serializers.SerializerMethodField(help_text="Allocatable × overcommit; null: no limit.")
+    committed = serializers.SerializerMethodField(help_text="The quota of its live namespaces and those on their way.")
+    healthy = serializers.BooleanField(
+        allow_null=True, help_text="The last known health; null until a health check has run (a later step)."
+    )
+
+    @extend_schema_field(QUANTITIES_SCHEMA)
+    def get_capacity(self, obj: Cluster) -> dict[str, str | None]:
+        return {key: api_quantity(value, key) for key, value in obj.capacity().items()}
+
+    @extend_schema_field(QUANTITIES_SCHEMA)
+    def get_committed(self, obj: Cluster) -> dict[str, str | None]:
+        committed = self.context["committed"][obj.pk]
+        return {key: api_quantity(getattr(committed, key), key) for key in ("cpu", "memory", "storage")}

@@ -8,13 +8,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from requests_app import services
+from requests_app.clusters import clusters_committed
 from requests_app.filtersets import RequestFilter
 from requests_app.models import ResourceRequest
 from requests_app.sections import request_select, request_select_fields
-from requests_app.selectors import catalog, requests_visible_to, teams_of, user_is_admin
+from requests_app.selectors import catalog, clusters_placeable_by, requests_visible_to, teams_of, user_is_admin
 
 from .pagination import UncountedLimitOffsetPagination
-from .serializers import REQUEST_BODY_EXAMPLE, RequestCreateSerializer, RequestSerializer
+from .serializers import REQUEST_BODY_EXAMPLE, ClusterSerializer, RequestCreateSerializer, RequestSerializer
 
 # The columns a row of `GET /api/v1/requests/` shows, with what `display_name` reads (the parent namespace
 # and its team): the request's `frozen` inputs, whole user rows (password hashes) and the resource's row
@@ -27,13 +28,14 @@ REQUEST_ROW_FIELDS = (
     "parent__name",
     "parent__state",
     "parent__team__slug",
+    "cluster__name",
 )
 
 
 def request_list_rows(visible: QuerySet[ResourceRequest]) -> QuerySet[ResourceRequest]:
     return (
         visible.select_related(None)
-        .select_related("team", "requester", "parent", "parent__team", *request_select)
+        .select_related("team", "requester", "parent", "parent__team", "cluster", *request_select)
         .only(*REQUEST_ROW_FIELDS, *request_select_fields)
         .prefetch_related(None)  # the sections are read for the page (RequestRowsSerializer, request_pages)
     )
@@ -50,7 +52,7 @@ class RequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         visible = requests_visible_to(self.request.user)
         if self.action == "list":
             return request_list_rows(visible)
-        return visible.select_related("parent", "parent__team").prefetch_related("events")
+        return visible.select_related("parent", "parent__team", "cluster").prefetch_related("events")
 
     @extend_schema(request=RequestCreateSerializer, responses={201: RequestSerializer}, examples=[REQUEST_BODY_EXAMPLE])
     def create(self, request: Request) -> Response:
@@ -106,3 +108,14 @@ def me(request: Request) -> Response:
 def catalog_view(request: Request) -> Response:
     """Resource kinds with their spec JSON schemas and plans, environments and app templates."""
     return Response(catalog())
+
+
+@extend_schema(responses={200: ClusterSerializer(many=True)})
+@api_view(["GET"])
+def clusters_view(request: Request) -> Response:
+    """The clusters the caller may place a namespace on, with their capacity and what is committed on
+    them: every cluster for admins; for team members, those that take new requests. Not paginated (a
+    fleet has tens of clusters, not thousands)."""
+    clusters = clusters_placeable_by(request.user)
+    committed = clusters_committed(clusters)
+    return Response(ClusterSerializer(clusters, many=True, context={"committed": committed}).data)

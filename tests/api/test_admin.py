@@ -24,6 +24,7 @@ from requests_app.models import (
     AllowedRegistry,
     AppTemplate,
     AuditEvent,
+    Cluster,
     Resource,
     ResourceRequest,
     Team,
@@ -38,7 +39,7 @@ admin.autodiscover()
 OUR_APPS = ("requests_app", "approvals", "provisioning", "leases", "accounts")
 
 # Edited in place by admins (every save and delete audited).
-CATALOG = {Team, AppTemplate, AllowedRegistry}
+CATALOG = {Team, AppTemplate, AllowedRegistry, Cluster}
 # Ended from the admin (deleted, audited), never added or changed there.
 REVOCABLE = {ApiToken}
 # Everything else: never deleted from the admin; added only through a service where that is a workflow

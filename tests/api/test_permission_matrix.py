@@ -120,6 +120,7 @@ MATRIX = [
     api("POST", "/api/v1/auth/logout/",                               None,          "204 204 204 204 204 204 204 401"),
     api("GET",  "/api/v1/me/",                                        None,          "200 200 200 200 200 200 200 401"),
     api("GET",  "/api/v1/catalog/",                                   None,          "200 200 200 200 200 200 200 401"),
+    api("GET",  "/api/v1/clusters/",                                  None,          "200 200 200 200 200 200 200 401"),
     api("POST", "/api/v1/plan/",                                      NEW,           "200 200 400 400 400 400 400 401"),
     api("GET",  "/api/v1/requests/",                                  None,          "200 200 200 200 200 200 200 401"),
     api("GET",  "/api/v1/requests/?team=atlas",                       None,          "200 200 200 200 200 200 200 401"),

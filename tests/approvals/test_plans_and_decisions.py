@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 
 from approvals.models import ApprovalStep
+from requests_app.models import Cluster
 from requests_app.presenters import human_quantity, request_summary
 from requests_app.services import request_build, request_submit, teams_budget_left
 from tests.conftest import namespace_body
@@ -416,3 +417,12 @@ def test_the_home_page_counts_only_what_the_user_may_decide(client, requester, f
     client.force_login(rita)
     assert "1 step waits for you" in text_of(client.get(reverse("home")).content.decode())
     assert ApprovalStep.objects.filter(state="pending").count() == 1
+
+
+def test_the_preview_shows_the_cluster_the_request_would_be_placed_on(client, requester):
+    Cluster.objects.create(name="vault", environments=["dev"])
+    client.force_login(requester)
+    chosen = client.post(reverse("request-preview"), preview_form(cluster="vault")).content.decode()
+    placed = client.post(reverse("request-preview"), preview_form()).content.decode()
+    assert "<dt>Cluster</dt><dd>vault</dd>" in chosen
+    assert "<dt>Cluster</dt><dd>default</dd>" in placed  # a tie goes by name: default before vault

@@ -9,7 +9,7 @@ import pytest
 from approvals.models import ApprovalStep
 from approvals.policy import PolicyError, parse_policy
 from approvals.services import step_decide
-from requests_app.models import AuditEvent
+from requests_app.models import AuditEvent, Cluster
 
 from .conftest import pending_step, steps_of
 
@@ -129,3 +129,27 @@ def test_a_later_policy_change_does_not_rewrite_open_chains(load, file_request, 
 def test_a_bad_rule_is_refused_naming_rule_and_field(text, message):
     with pytest.raises(PolicyError, match=re.escape(message)):
         parse_policy(text)
+
+
+def test_a_cluster_rule_gives_a_regulated_cluster_its_own_chain(load, file_request):
+    """`cluster: [names]` matches the cluster the request is placed on: named, or chosen by placement."""
+    Cluster.objects.create(name="vault", environments=["dev"])
+    load(
+        """
+rules:
+  - {name: regulated, match: {cluster: [vault]}, steps: [{name: security, group: security-approvers, required: 2}]}
+  - {name: default, match: {}, steps: [{name: platform, group: platform-approvers, required: 1}]}
+"""
+    )
+    on_vault = file_request(cluster="vault")
+    on_default = file_request(cluster="default")
+    assert (on_vault.cluster.name, on_vault.approval_chain.rule) == ("vault", "regulated")
+    assert steps_of(on_vault) == [("security", "security-approvers", 2, "pending")]
+    assert (on_default.cluster.name, on_default.approval_chain.rule) == ("default", "default")
+
+
+def test_a_policy_naming_an_unregistered_cluster_is_refused(load):
+    """A typo in a cluster name would make the rule never match; loading it is refused, nothing changes."""
+    with pytest.raises(PolicyError, match="not registered: vualt"):
+        load("rules:\n  - {name: r, match: {cluster: [vualt]}, steps: []}\n")
+    assert not AuditEvent.objects.filter(verb="policy_loaded").exists()

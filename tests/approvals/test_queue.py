@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from approvals.models import ApprovalStep
 from approvals.views import QUEUE_PAGE_SIZE
-from requests_app.models import AuditEvent, ResourceRequest
+from requests_app.models import AuditEvent, Cluster, ResourceRequest
 
 from .conftest import age_step, pending_step
 
@@ -255,3 +255,12 @@ def test_the_header_counts_up_to_a_bound(file_request, queue_page, monkeypatch):
     assert "3 waiting" in queue_page() and "more than" not in queue_page()
     file_request(name="counted3")
     assert "more than 3 waiting" in queue_page()
+
+
+def test_the_queue_shows_the_cluster_of_each_request(file_request, queue_page):
+    Cluster.objects.create(name="vault", environments=["dev"])
+    file_request(name="regulated", cluster="vault")
+    file_request(name="ordinary")
+    page = queue_page()
+    assert '<td>dev<br><span class="muted">vault</span></td>' in page
+    assert '<td>dev<br><span class="muted">default</span></td>' in page

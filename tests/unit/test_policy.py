@@ -59,3 +59,21 @@ def test_quantity_matches_compare_as_quantities():
 def test_a_bad_policy_is_refused_naming_rule_and_field(text, message):
     with pytest.raises(PolicyError, match=re.escape(message)):
         parse_policy(text)
+
+
+def test_a_cluster_rule_matches_only_the_clusters_it_names():
+    policy = parse_policy(
+        "rules:\n"
+        "- {name: regulated, match: {cluster: [vault, vault-b]}, steps: [{name: s, group: security}]}\n"
+        "- {name: rest, match: {}, steps: []}\n"
+    )
+    assert policy.rule_for(facts(cluster="vault-b")).name == "regulated"
+    assert policy.rule_for(facts(cluster="default")).name == "rest"
+    assert policy.rule_for(facts()).name == "rest"  # facts without a cluster match no cluster rule
+    assert policy.cluster_names() == {"vault", "vault-b"}
+
+
+def test_a_cluster_match_takes_a_single_name_and_refuses_what_is_no_name():
+    assert parse_policy("rules:\n- {name: r, match: {cluster: vault}, steps: []}\n").cluster_names() == {"vault"}
+    with pytest.raises(PolicyError, match="match.cluster has value"):
+        parse_policy("rules:\n- {name: r, match: {cluster: ['prod a']}, steps: []}\n")
