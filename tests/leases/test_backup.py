@@ -3,6 +3,7 @@ status). The Jobs' commands themselves run against the real PostgreSQL in test_b
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -60,10 +61,26 @@ def namespace_with_database(approved_namespace, requester, approver):
 
 
 def set_job_status(kube_api, backup: Backup, succeeded: bool) -> None:
-    """Stand in for the kubelet and the Job controller: the local control plane runs no pods."""
+    """Stand in for the kubelet: the local control plane runs no pods.
+
+    The real Job controller runs, and its first sync (which sets `startTime`) writes the whole status from
+    a fresh read, so a status written before it would be overwritten: wait for it, write the outcome, and
+    write it again should a sync still overwrite it (a sync leaves a finished Job alone)."""
+    batch = client.BatchV1Api(kube_api)
+    wait_for(
+        lambda: batch.read_namespaced_job_status(backup.job_name, backup.job_namespace).status.start_time,
+        what="the Job controller's first sync",
+    )
     condition = {"type": "Complete" if succeeded else "Failed", "status": "True"}
     status = {"conditions": [condition], ("succeeded" if succeeded else "failed"): 1 if succeeded else 3}
-    client.BatchV1Api(kube_api).patch_namespaced_job_status(backup.job_name, backup.job_namespace, {"status": status})
+    wanted = [condition["type"]]
+    for _ in range(5):
+        batch.patch_namespaced_job_status(backup.job_name, backup.job_namespace, {"status": status})
+        time.sleep(0.3)
+        conditions = batch.read_namespaced_job_status(backup.job_name, backup.job_namespace).status.conditions
+        if [c.type for c in conditions or []] == wanted:
+            return
+    pytest.fail("the Job controller kept overwriting the stand-in Job status")
 
 
 def past_grace(namespace) -> object:
