@@ -1,8 +1,18 @@
 """The one seam between Leasehold and the Kubernetes API: client factory, apply, read, delete.
 
+Which cluster a call goes to is the context's: `with cluster.using(resource.cluster): ...` sends every
+call inside (threads started by `map_bounded`, `Ahead` and the reclaim batches included) to that
+registered cluster; outside any `using`, calls go to the `default` cluster. Each cluster has its own
+clients and its own timeout, so a slow one holds up only the calls made for it.
+
+The `default` cluster follows the settings, as the one cluster did before clusters were data:
 `LEASEHOLD_CLUSTER` picks the credentials: `incluster` (the pod's ServiceAccount), `kubeconfig`
 (`KUBECONFIG` or ~/.kube/config), `local` (the control plane started by `make run`/`make test`), or
-`auto`: in-cluster when running in a pod, else a kubeconfig when there is one, else the local one.
+`auto`: in-cluster when running in a pod, else a kubeconfig when there is one, else the local one; its
+timeout is LEASEHOLD_K8S_TIMEOUT. Every other cluster is what its row says (requests_app.models.Cluster):
+in-cluster, a kubeconfig file, or a token file (re-read when it changes, as a projected or rotated token
+is) with the API server's CA in `ca.crt` beside it. Only the path is in the database; no credential is
+ever logged or put in an error message.
 
 Every call is sorted into transient (429, 5xx, timeouts, dropped connections: retried here a few times
 with exponential backoff and full jitter, honouring `Retry-After`, then raised as TransientClusterError
@@ -26,8 +36,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -49,8 +60,6 @@ TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
 # (leases) scales them to zero.
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 _lock = threading.Lock()
-_clients: dict[str, DynamicClient] = {}
-_api_clients: dict[str, ApiClient] = {}
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -84,6 +93,75 @@ def cluster_mode() -> str:
     return "local"
 
 
+DEFAULT = "default"
+CONNECT_TIMEOUT_MAX = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A cluster as calls reach it: its name and, for any but `default`, how to log in (a path, never a
+    credential) and how long a call may take."""
+
+    name: str = DEFAULT
+    auth: str = ""
+    api_server: str = ""
+    credentials_path: str = ""
+    timeout: float | None = None  # None: LEASEHOLD_K8S_TIMEOUT
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_target: contextvars.ContextVar[Target] = contextvars.ContextVar("leasehold_cluster", default=Target())  # noqa: B039 (frozen)
+_clients: dict[tuple[Target, str], DynamicClient] = {}
+_api_clients: dict[tuple[Target, str], ApiClient] = {}
+
+
+def target_of(cluster: Any) -> Target:
+    """The Target of a Cluster row, of its name (read from the database), or of None (`default`)."""
+    if cluster is None or isinstance(cluster, Target):
+        return cluster or Target()
+    if isinstance(cluster, str):
+        from requests_app.models import Cluster
+
+        row = Cluster.objects.filter(name=cluster).first()
+        if row is None:
+            if cluster == DEFAULT:
+                return Target()
+            raise ClusterNotConfigured(f"No cluster named {cluster!r} is registered.")
+        cluster = row
+    if cluster.name == DEFAULT:
+        return Target()
+    return Target(
+        name=cluster.name,
+        auth=cluster.auth,
+        api_server=cluster.api_server,
+        credentials_path=cluster.credentials_path,
+        timeout=cluster.timeout_seconds,
+    )
+
+
+@contextmanager
+def using(cluster: Any) -> Iterator[Target]:
+    """Send the calls made inside to `cluster` (a Cluster row, its name, a Target; None: `default`)."""
+    token = _target.set(target_of(cluster))
+    try:
+        yield _target.get()
+    finally:
+        _target.reset(token)
+
+
+def current() -> Target:
+    """The cluster the calls made here go to."""
+    return _target.get()
+
+
+def _timeout() -> tuple[float, float]:
+    """(connect, read) seconds for one call to the current cluster."""
+    limit = current().timeout or settings.LEASEHOLD_K8S_TIMEOUT
+    return (min(CONNECT_TIMEOUT_MAX, limit), limit)
+
+
 def load_client() -> None:
     """Import the Kubernetes client now, in a process that will talk to a cluster (a worker, before
     its pool starts; the web server, before it serves)."""
@@ -99,12 +177,16 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     return (ApiException, DynamicApiError, urllib3.exceptions.HTTPError, OSError)
 
 
-def api_client(mode: str | None = None) -> ApiClient:
-    """A fresh ApiClient for the configured cluster."""
+def api_client(mode: str | None = None, target: Target | None = None) -> ApiClient:
+    """A fresh ApiClient for `target` (default: the current cluster); `mode` for `default` only."""
     from kubernetes import client, config
 
-    mode = mode or cluster_mode()
+    target = target or current()
     configuration = client.Configuration()
+    if target.name != DEFAULT:
+        _configure_registered(target, configuration)
+        return _finish_client(configuration)
+    mode = mode or cluster_mode()
     try:
         if mode == "incluster":
             config.load_incluster_config(client_configuration=configuration)
@@ -122,6 +204,12 @@ def api_client(mode: str | None = None) -> ApiClient:
             config.load_kube_config(config_file=path, client_configuration=configuration)
     except config.ConfigException as exc:
         raise ClusterNotConfigured(f"Kubernetes client configuration ({mode}): {exc}") from exc
+    return _finish_client(configuration)
+
+
+def _finish_client(configuration: Any) -> ApiClient:
+    from kubernetes import client
+
     # No hidden retries in urllib3: the retry policy (and its bound) is ours, below.
     configuration.retries = False
     # Enough pooled connections for map_bounded's calls in flight, so that none waits for a socket.
@@ -130,26 +218,81 @@ def api_client(mode: str | None = None) -> ApiClient:
     return client.ApiClient(configuration)
 
 
+def _configure_registered(target: Target, configuration: Any) -> None:
+    """Fill `configuration` from a registered cluster's row: in-cluster, a kubeconfig file, or a token
+    file (the CA in `ca.crt` beside it; else the system's). Errors name the cluster and the path only."""
+    from kubernetes import config
+
+    path = Path(target.credentials_path) if target.credentials_path else None
+    where = f"cluster {target.name}"
+    try:
+        if target.auth == "in-cluster":
+            config.load_incluster_config(client_configuration=configuration)
+        elif path is None or not path.is_file():
+            raise ClusterNotConfigured(f"{where}: no credentials file at {target.credentials_path or '(no path)'}.")
+        elif target.auth == "kubeconfig":
+            config.load_kube_config(config_file=str(path), client_configuration=configuration)
+        else:
+            configuration.host = target.api_server
+            configuration.api_key_prefix = {"authorization": "Bearer"}
+            configuration.refresh_api_key_hook = _TokenFile(path, where)
+            configuration.refresh_api_key_hook(configuration)
+            if (path.parent / "ca.crt").is_file():
+                configuration.ssl_ca_cert = str(path.parent / "ca.crt")
+    except config.ConfigException as exc:
+        raise ClusterNotConfigured(
+            f"{where}: its {target.auth} credentials cannot be used ({type(exc).__name__})."
+        ) from exc
+    if target.api_server:
+        configuration.host = target.api_server.rstrip("/")
+
+
+class _TokenFile:
+    """The token of a token file, read again when the file changes (a rotated or projected token)."""
+
+    def __init__(self, path: Path, where: str) -> None:
+        self.path, self.where, self.seen = path, where, -1.0
+
+    def __call__(self, configuration: Any) -> None:
+        try:
+            changed = self.path.stat().st_mtime
+            if changed != self.seen:
+                token = self.path.read_text().strip()
+                if not token:
+                    raise ClusterNotConfigured(f"{self.where}: the token file {self.path} is empty.")
+                configuration.api_key = {"authorization": token}
+                self.seen = changed
+        except OSError as exc:
+            raise ClusterNotConfigured(
+                f"{self.where}: cannot read the token file {self.path}: {exc.strerror}."
+            ) from exc
+
+
+def _client_key() -> tuple[Target, str]:
+    target = current()
+    return (target, cluster_mode() if target.name == DEFAULT else "")
+
+
 def _shared_api_client() -> ApiClient:
-    mode = cluster_mode()
+    key = _client_key()
     with _lock:
-        if mode not in _api_clients:
-            _api_clients[mode] = api_client(mode)
-        return _api_clients[mode]
+        if key not in _api_clients:
+            _api_clients[key] = api_client(key[1] or None, key[0])
+        return _api_clients[key]
 
 
 def dynamic_client() -> DynamicClient:
-    """One DynamicClient per process and mode (API discovery is done once); only for unknown kinds."""
+    """One DynamicClient per process and cluster (API discovery is done once); only for unknown kinds."""
     from kubernetes.dynamic import DynamicClient
 
-    mode = cluster_mode()
+    key = _client_key()
     with _lock:
-        if mode not in _clients:
+        if key not in _clients:
             try:
-                _clients[mode] = DynamicClient(api_client(mode))
+                _clients[key] = DynamicClient(api_client(key[1] or None, key[0]))
             except _transport_errors() as exc:
                 raise _classify(exc) from exc
-        return _clients[mode]
+        return _clients[key]
 
 
 def reset_clients() -> None:
@@ -253,7 +396,8 @@ def map_bounded(call: Callable[[U], T], items: Iterable[U], *, limit: int | None
     if limit == 1:
         return [call(item) for item in items]
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="leasehold-k8s") as pool:
-        futures = [pool.submit(call, item) for item in items]
+        # Each call in a copy of the caller's context: its cluster (`using`) and its log fields.
+        futures = [pool.submit(contextvars.copy_context().run, call, item) for item in items]
     return [future.result() for future in futures]
 
 
@@ -292,7 +436,7 @@ def _request(
         params = api.param_serialize(
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        response = api.call_api(*params, _request_timeout=settings.LEASEHOLD_K8S_TIMEOUT)
+        response = api.call_api(*params, _request_timeout=_timeout())
         data = response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
@@ -405,7 +549,7 @@ def ping() -> None:
     api = _shared_api_client()
     try:
         params = api.param_serialize("GET", "/readyz", header_params={}, auth_settings=["BearerToken"])
-        response = api.call_api(*params, _request_timeout=5)
+        response = api.call_api(*params, _request_timeout=(_timeout()[0], min(5.0, _timeout()[1])))
         response.read()
         if response.status != 200:
             raise ApiException(http_resp=response)

@@ -95,6 +95,7 @@ class ClusterForm(forms.ModelForm):
             "allocatable_storage",
             "overcommit",
             "accepting",
+            "timeout_seconds",
         ]
 
 
@@ -108,7 +109,15 @@ class ClusterAdmin(CatalogAdmin):
     list_display = ["name", "api_server", "auth", "region", "environments", "accepting", "overcommit", "healthy"]
     list_filter = ["accepting", "auth", "region"]
     search_fields = ["name", "region"]
-    readonly_fields = ["healthy", "created_at"]
+    readonly_fields = [
+        "healthy",
+        "unhealthy_since",
+        "health_checked_at",
+        "health_detail",
+        "nodes_cpu",
+        "nodes_memory",
+        "created_at",
+    ]
 
     def get_readonly_fields(self, request, obj=None):
         # The name is what requests, resources and the policy file name: fixed once the cluster exists.

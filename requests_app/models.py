@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.fields.json import KeyTextTransform
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
@@ -162,8 +163,20 @@ class Cluster(models.Model):
         max_digits=5, decimal_places=2, default=Decimal("1.00"), help_text="Quota admitted per allocatable unit."
     )
     accepting = models.BooleanField(default=True, help_text="Takes new namespace requests.")
-    # The last known health, written by the health check (a later step); null: not known yet.
-    healthy = models.BooleanField(null=True, blank=True, editable=False)
+    timeout_seconds = models.FloatField(
+        default=15.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(120.0)],
+        help_text="How long one call to its API server may take (connecting: at most 5 s of it).",
+    )
+    # Written by the health check (provisioning.services.health), never by hand.
+    healthy = models.BooleanField(null=True, blank=True, editable=False, help_text="Null: not checked yet.")
+    health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    unhealthy_since = models.DateTimeField(null=True, blank=True, editable=False)
+    health_detail = models.CharField(max_length=500, blank=True, editable=False)
+    # The nodes' allocatable, summed, as the health check last read it (blank: not readable); the
+    # allocatable_* fields above override it.
+    nodes_cpu = models.CharField(max_length=20, blank=True, editable=False)
+    nodes_memory = models.CharField(max_length=20, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -206,9 +219,14 @@ class Cluster(models.Model):
 
         out: dict[str, Decimal | None] = {}
         for key in ("cpu", "memory", "storage"):
-            value = getattr(self, f"allocatable_{key}")
+            value = self.allocatable(key)
             out[key] = parse_quantity(value) * self.overcommit if value else None
         return out
+
+    def allocatable(self, key: str) -> str:
+        """The allocatable `key` admission counts on: the admin's value, else what the nodes said
+        (storage is never read from the nodes: volumes are not node storage); blank: no limit."""
+        return getattr(self, f"allocatable_{key}") or getattr(self, f"nodes_{key}", "")
 
 
 def default_cluster_pk() -> int:

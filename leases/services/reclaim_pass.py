@@ -3,6 +3,7 @@ dry run, and following the leases still going away."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -311,7 +312,10 @@ class _ReclaimBatch:
             except BaseException as exc:  # handed to the caller's thread in wait()
                 self.failure = exc
 
-        self.thread = threading.Thread(target=tear_down, name="leasehold-reclaim", daemon=True)
+        # In a copy of this context: the calls go to this pass's cluster (`cluster.using`).
+        self.thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(tear_down,), name="leasehold-reclaim", daemon=True
+        )
         self.thread.start()
 
     def wait(self) -> None:

@@ -262,6 +262,7 @@ ADMIN_BODY = {
     "allocatable_storage": "",
     "overcommit": "1.5",
     "accepting": "on",
+    "timeout_seconds": "10",
 }
 
 
