@@ -16,6 +16,16 @@ app = Celery("leasehold")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+def _add_cluster_queues(app: Celery) -> None:
+    """A worker also consumes the queues of the clusters it serves (provisioning/queues.py)."""
+    from provisioning.queues import ClusterQueues
+
+    app.steps["consumer"].add(ClusterQueues)
+
+
+_add_cluster_queues(app)
+
 log = logging.getLogger(__name__)
 
 

@@ -328,6 +328,19 @@ LEASEHOLD_K8S_TIMEOUT = env.float("LEASEHOLD_K8S_TIMEOUT", default=15.0)
 LEASEHOLD_K8S_CONCURRENCY = env.int("LEASEHOLD_K8S_CONCURRENCY", default=8)
 if LEASEHOLD_K8S_CONCURRENCY < 1:
     raise ImproperlyConfigured("LEASEHOLD_K8S_CONCURRENCY must be at least 1.")
+# The clusters whose queues (`cluster.<name>`, provisioning/queues.py) a worker consumes besides Celery's
+# default queue: `*`, every registered cluster (one registered later within
+# LEASEHOLD_WORKER_QUEUE_REFRESH_SECONDS), or a comma-separated list of cluster names.
+LEASEHOLD_WORKER_CLUSTERS = env.str("LEASEHOLD_WORKER_CLUSTERS", default="*")
+if not all(
+    part == "*" or re.fullmatch(r"[-a-zA-Z0-9_]+", part)
+    for part in (p.strip() for p in LEASEHOLD_WORKER_CLUSTERS.split(","))
+):
+    raise ImproperlyConfigured(
+        "LEASEHOLD_WORKER_CLUSTERS must be * or a comma-separated list of cluster names, "
+        f"not {LEASEHOLD_WORKER_CLUSTERS!r}."
+    )
+LEASEHOLD_WORKER_QUEUE_REFRESH_SECONDS = env.float("LEASEHOLD_WORKER_QUEUE_REFRESH_SECONDS", default=30.0)
 # How databases are made: `statefulset` (the official image; any cluster) or `cloudnativepg` (a CNPG Cluster).
 LEASEHOLD_DATABASE_PROVIDER = env.str("LEASEHOLD_DATABASE_PROVIDER", default="statefulset")
 if LEASEHOLD_DATABASE_PROVIDER not in ("statefulset", "cloudnativepg"):

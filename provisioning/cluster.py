@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -107,6 +107,7 @@ class Target:
     api_server: str = ""
     credentials_path: str = ""
     timeout: float | None = None  # None: LEASEHOLD_K8S_TIMEOUT
+    pk: int | None = field(default=None, compare=False)  # the row's id, when built from one
 
     def __str__(self) -> str:
         return self.name
@@ -131,14 +132,38 @@ def target_of(cluster: Any) -> Target:
             raise ClusterNotConfigured(f"No cluster named {cluster!r} is registered.")
         cluster = row
     if cluster.name == DEFAULT:
-        return Target()
+        return Target(pk=cluster.pk)
     return Target(
         name=cluster.name,
         auth=cluster.auth,
         api_server=cluster.api_server,
         credentials_path=cluster.credentials_path,
         timeout=cluster.timeout_seconds,
+        pk=cluster.pk,
     )
+
+
+TARGET_TTL_SECONDS = 30.0
+_targets: dict[int, tuple[float, Target]] = {}
+
+
+def target_by_pk(pk: int | None) -> Target:
+    """The Target of the cluster with id `pk` (None: `default`), read from the database at most every
+    TARGET_TTL_SECONDS per process: what an admin changes on a cluster's row is used within that."""
+    if pk is None:
+        return Target()
+    now = time.monotonic()
+    cached = _targets.get(pk)
+    if cached is not None and now - cached[0] < TARGET_TTL_SECONDS:
+        return cached[1]
+    from requests_app.models import Cluster
+
+    row = Cluster.objects.filter(pk=pk).first()
+    if row is None:
+        raise ClusterNotConfigured(f"The cluster with id {pk} is not registered any more.")
+    target = target_of(row)
+    _targets[pk] = (now, target)
+    return target
 
 
 @contextmanager
@@ -296,10 +321,11 @@ def dynamic_client() -> DynamicClient:
 
 
 def reset_clients() -> None:
-    """Forget cached clients (after the cluster or the credentials changed)."""
+    """Forget cached clients and cluster rows (after the cluster or the credentials changed)."""
     with _lock:
         _clients.clear()
         _api_clients.clear()
+        _targets.clear()
 
 
 def _retry_after(exc: Exception) -> float | None:

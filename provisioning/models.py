@@ -46,6 +46,7 @@ class Phase(models.TextChoices):
     APPLYING = "applying"
     RETRYING = "retrying"
     READINESS = "readiness", "Waiting for readiness"
+    WAITING_CLUSTER = "waiting_cluster", "Waiting for its cluster to answer"
     DONE = "done"
     FAILED = "failed"
 

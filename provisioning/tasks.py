@@ -16,19 +16,22 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.dispatch import receiver
 from kombu.exceptions import OperationalError as BrokerError
 
 from requests_app import logs
 from requests_app.errors import InvalidState
-from requests_app.models import ResourceRequest
+from requests_app.models import Cluster, ResourceRequest
 
 from . import cluster, metrics
 from .errors import ClaimLost, PermanentClusterError, TransientClusterError
+from .queues import queue_name
 from .services.plan import resource_id_for
 from .services.provision import request_provision
 from .services.reconcile import resources_reconcile
 from .services.retries import provisioning_retry_later, request_fail, retry_delay
-from .services.sweep import RESOURCE_ID_HEADER, provisioning_sweep
+from .services.sweep import CLUSTER_ID_HEADER, RESOURCE_ID_HEADER, provisioning_resume, provisioning_sweep
+from .signals import cluster_recovered
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +63,15 @@ def provision_request(self, request_id: str) -> None:
     the run's log lines; without it (a message from before it was sent) the request is read for it.
     """
     metrics.PROVISIONING_ATTEMPTS.inc()
-    told = (self.request.headers or {}).get(RESOURCE_ID_HEADER)
-    logs.annotate(resource_id=told or _resource_id(request_id))
-    _provision(self, request_id)
+    headers = self.request.headers or {}
+    logs.annotate(resource_id=headers.get(RESOURCE_ID_HEADER) or _resource_id(request_id))
+    cluster_id = headers.get(CLUSTER_ID_HEADER)
+    _provision(self, request_id, cluster_id if isinstance(cluster_id, int) else None)
 
 
-def _provision(task: Task, request_id: str) -> None:
+def _provision(task: Task, request_id: str, cluster_id: int | None = None) -> None:
     try:
-        outcome = request_provision(request_id=request_id)
+        outcome = request_provision(request_id=request_id, cluster_id=cluster_id)
     except (TransientClusterError, SoftTimeLimitExceeded) as exc:
         delay = provisioning_retry_later(request_id=request_id, error=exc)
         if delay is None:
@@ -120,12 +124,28 @@ def sweep_when_a_worker_starts(sender, **kwargs) -> None:
 
 
 @shared_task(acks_late=True)
-def reconcile_resources() -> dict:
-    """Converge active resources with the cluster and finish the teardown of failed ones."""
-    report = resources_reconcile()
+def reconcile_resources() -> list[str]:
+    """The periodic reconcile: one `reconcile_cluster` per registered cluster, each on that cluster's
+    queue, so that a slow or unreachable cluster delays only its own. Returns the clusters published."""
+    names = list(Cluster.objects.order_by("name").values_list("name", flat=True))
+    for name in names:
+        reconcile_cluster.apply_async((name,), queue=queue_name(name))
+    return names
+
+
+@shared_task(acks_late=True)
+def reconcile_cluster(cluster_name: str) -> dict:
+    """Converge one cluster's active resources and finish the teardown of its failed ones."""
+    report = resources_reconcile(cluster_name=cluster_name)
     return {
         "checked": report.checked,
         "findings": report.findings,
         "errors": report.errors,
         "outcomes": report.counts(),  # by each entry's outcome
     }
+
+
+@receiver(cluster_recovered, dispatch_uid="provisioning.resume_on_recovery")
+def resume_when_a_cluster_recovers(sender, cluster, **kwargs) -> None:
+    """The health check saw a cluster answer again: its waiting requests are enqueued at once."""
+    provisioning_resume(cluster_name=cluster.name)

@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from requests_app.errors import InvalidState
-from requests_app.models import Action, RequestState, Resource, ResourceRequest, ResourceState
+from requests_app.models import Action, Cluster, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.services import transition_apply
 
 from .. import cluster
@@ -27,6 +27,15 @@ from .plan import PROVISIONED_ACTIONS, resource_id_for
 
 class DeliveriesExhausted(Exception):
     """The request was delivered LEASEHOLD_MAX_DELIVERIES times without finishing: it is failed."""
+
+
+class NotHere(Exception):
+    """The request is not for the cluster of the context (`cluster.using`), or its cluster is known to be
+    down: nothing was claimed or called. `cluster` is the request's Cluster row."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster.name)
+        self.cluster = cluster
 
 
 @dataclass
@@ -87,7 +96,7 @@ def _locked(request_id) -> tuple[ResourceRequest | None, ProvisioningJob | None]
     requests. What rendering reads (team and group, requester, parent, resource) comes in the same
     query. The condition on the job makes its join an inner one (PostgreSQL locks no row on the nullable
     side of an outer join): without a job the request is read and locked again on its own."""
-    rendering = ("team__group", "requester", "parent", "resource")
+    rendering = ("team__group", "requester", "parent", "resource", "cluster")
     request = (
         ResourceRequest.objects.select_for_update(of=("self", "provisioning_job"))
         .select_related(*rendering, "provisioning_job")
@@ -118,6 +127,8 @@ def _claim(request_id) -> Claim | None:
         or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING)
     ):
         return None
+    if request.cluster.name != cluster.current().name or request.cluster.healthy is False:
+        raise NotHere(request.cluster)
     if job is None:
         job, _ = ProvisioningJob.objects.select_for_update().get_or_create(request=request)
     now = timezone.now()

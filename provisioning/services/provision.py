@@ -8,12 +8,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from .. import cluster
 from ..errors import PermanentClusterError
 from ..models import Phase
 from .apply import _apply_all
-from .claims import DeliveriesExhausted, _claim, _release, _renew
+from .claims import DeliveriesExhausted, NotHere, _claim, _release, _renew
 from .readiness import _activate, _unready
-from .retries import request_fail
+from .retries import provisioning_wait_for_cluster, request_fail
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ProvisionOutcome:
     retry_in: float | None = None
 
 
-def request_provision(*, request_id) -> ProvisionOutcome:
+def request_provision(*, request_id, cluster_id: int | None = None) -> ProvisionOutcome:
     """Apply an approved request's objects, record them, wait for readiness, and mark request and
     resource active.
 
@@ -33,6 +34,26 @@ def request_provision(*, request_id) -> ProvisionOutcome:
     objects. Raises TransientClusterError (retry later), PermanentClusterError or InvalidState (fail),
     or returns how long to wait before checking readiness again.
     """
+    target = cluster.target_by_pk(cluster_id) if cluster_id is not None else cluster.Target()
+    for _ in range(2):
+        with cluster.using(target):
+            try:
+                return _provision_on_cluster(request_id)
+            except NotHere as exc:
+                row = exc.cluster
+        if row.healthy is False:
+            # Known down (the health check): no attempt, no claim; it waits and resumes when it answers.
+            when = f" since {row.unhealthy_since:%Y-%m-%d %H:%M} UTC" if row.unhealthy_since else ""
+            reason = f"cluster {row.name} does not answer{when}" + (
+                f": {row.health_detail}" if row.health_detail else ""
+            )
+            provisioning_wait_for_cluster(request_id=request_id, reason=reason)
+            return ProvisionOutcome()
+        target = cluster.target_of(row)  # the message named another cluster (or none): run on the request's
+    raise AssertionError("unreachable: the second run is on the request's own cluster")
+
+
+def _provision_on_cluster(request_id) -> ProvisionOutcome:
     try:
         claim = _claim(request_id)
     except DeliveriesExhausted as exc:

@@ -10,7 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from requests_app.errors import InvalidState
-from requests_app.models import Resource, ResourceState
+from requests_app.models import Cluster, Resource, ResourceState
 from requests_app.reports import Entries, ReportEntry, texts_of
 from requests_app.services import audit_record
 
@@ -160,12 +160,29 @@ def resource_reconcile(*, resource_id) -> list[DriftEntry]:
     return findings
 
 
-def resources_reconcile() -> ReconcileReport:
-    """One reconcile pass: every active resource (namespaces first), then the teardown of failed
-    resources whose objects could not all be removed when they failed."""
+def resources_reconcile(*, cluster_name: str | None = None) -> ReconcileReport:
+    """One reconcile pass per cluster (or over `cluster_name` only): see `cluster_reconcile`."""
     report = ReconcileReport()
+    clusters = Cluster.objects.order_by("name")
+    if cluster_name is not None:
+        clusters = clusters.filter(name=cluster_name)
+    for row in clusters:
+        if row.healthy is False:
+            # Known down: nothing to compare with. Its resources are checked once the cluster answers.
+            detail = f"does not answer ({row.health_detail}); its resources are checked once it does"
+            report.entries.append(DriftEntry(DriftOutcome.ERROR, f"cluster {row.name}", f"cluster {row.name}", detail))
+            continue
+        with cluster.using(row):
+            cluster_reconcile(row, report)
+    return report
+
+
+def cluster_reconcile(row: Cluster, report: ReconcileReport) -> None:
+    """Reconcile the resources of one cluster (the calls go to the context's cluster, `cluster.using`):
+    every active resource (namespaces first), then the teardown of failed resources whose objects could
+    not all be removed when they failed."""
     active = (
-        Resource.objects.filter(state=ResourceState.ACTIVE)
+        Resource.objects.filter(state=ResourceState.ACTIVE, cluster=row)
         .order_by(F("parent_id").asc(nulls_first=True), "created_at")
         .values_list("pk", flat=True)
     )
@@ -176,7 +193,9 @@ def resources_reconcile() -> ReconcileReport:
         except (ClusterError, InvalidState) as exc:
             report.entries.append(DriftEntry(DriftOutcome.ERROR, str(resource_id), str(resource_id), str(exc)))
             log.warning("reconcile of %s: %s", resource_id, exc)
-    failed = Resource.objects.filter(state=ResourceState.FAILED, managed_objects__deleted_at__isnull=True).distinct()
+    failed = Resource.objects.filter(
+        state=ResourceState.FAILED, cluster=row, managed_objects__deleted_at__isnull=True
+    ).distinct()
     for resource in failed:
         try:
             torn = resource_teardown(resource=resource)
@@ -188,4 +207,3 @@ def resources_reconcile() -> ReconcileReport:
         report.entries += [
             DriftEntry(DriftOutcome.CLEANED, str(resource.pk), name) for name in torn.deleted + torn.gone
         ]
-    return report

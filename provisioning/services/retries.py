@@ -7,13 +7,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from requests_app.models import Action, RequestState, ResourceRequest, ResourceState
 from requests_app.services import audit_record, transition_apply
 
 from .. import cluster
-from ..errors import ClusterError
+from ..errors import ClusterError, TransientClusterError
 from ..models import Phase, ProvisioningJob
 from .teardown import resource_teardown
 
@@ -34,8 +35,19 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
 
 def provisioning_retry_later(*, request_id, error: Exception) -> float | None:
     """After a transient failure: the seconds until the next attempt (recorded, so the sweep leaves the
-    request alone meanwhile), or None when the attempts are used up and the request was failed."""
+    request alone meanwhile); None when the request now waits for its cluster (the cluster does not
+    answer at all: `provisioning_wait_for_cluster`) or the attempts are used up and it was failed."""
     reason = str(error) or error.__class__.__name__
+    if isinstance(error, TransientClusterError):
+        cluster_id = ResourceRequest.objects.filter(pk=request_id).values_list("cluster_id", flat=True).first()
+        try:
+            with cluster.using(cluster.target_by_pk(cluster_id)):
+                cluster.ping()
+        except ClusterError as down:
+            provisioning_wait_for_cluster(
+                request_id=request_id, reason=f"{reason} (and /readyz: {down})", attempted=True
+            )
+            return None
     with transaction.atomic():
         request = ResourceRequest.objects.select_for_update().get(pk=request_id)
         if request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
@@ -62,6 +74,35 @@ def provisioning_retry_later(*, request_id, error: Exception) -> float | None:
     return None
 
 
+def provisioning_wait_for_cluster(*, request_id, reason: str, attempted: bool = False) -> bool:
+    """Park a request whose cluster does not answer: phase WAITING_CLUSTER with the reason (what its page
+    and the API show), no retry scheduled and no attempt counted against LEASEHOLD_MAX_DELIVERIES (an
+    attempt that could not reach the cluster says nothing about the request: `attempted` gives back the
+    one its claim counted). `provisioning_resume` enqueues it when the health check sees the cluster
+    answer again, and the sweep is the backstop. Audited once per wait. False when it is not waiting
+    (it was finished, failed or cancelled meanwhile)."""
+    with transaction.atomic():
+        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
+        if request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
+            return False
+        if attempted and request.deliveries > 0:
+            ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") - 1)
+        job, _ = ProvisioningJob.objects.get_or_create(request=request)
+        started = job.phase != Phase.WAITING_CLUSTER
+        ProvisioningJob.objects.filter(pk=job.pk).update(
+            phase=Phase.WAITING_CLUSTER,
+            retry_at=None,
+            enqueued_at=timezone.now(),
+            last_error=reason[:2000],
+            claim_token=None,
+            claimed_until=None,
+            claimed_by="",
+        )
+        if started:
+            audit_record(actor=None, verb="waiting_for_cluster", target=request, detail=reason[:500])
+    return True
+
+
 def request_fail(*, request_id, reason: str) -> None:
     """Mark a request (and its resource) failed with the reason, and remove what was applied."""
     with transaction.atomic():
@@ -85,7 +126,8 @@ def request_fail(*, request_id, reason: str) -> None:
     # A failed upgrade or rollback leaves the running app alone (retry it, or roll back).
     if resource is not None and request.action == Action.CREATE:
         try:
-            resource_teardown(resource=resource)
+            with cluster.using(cluster.target_by_pk(resource.cluster_id)):
+                resource_teardown(resource=resource)
         except ClusterError:
             # The periodic reconcile finishes the teardown of failed resources.
             log.exception("could not remove the objects of failed resource %s yet", resource.pk)
