@@ -18,6 +18,7 @@ from celery import bootsteps
 log = logging.getLogger(__name__)
 
 PREFIX = "cluster."
+DEFAULT_CLUSTER = "default"  # requests_app.models.DEFAULT_CLUSTER, without importing models here
 
 
 def queue_name(cluster_name: str) -> str:
@@ -26,10 +27,11 @@ def queue_name(cluster_name: str) -> str:
 
 
 def served_clusters(selection: str, registered: list[str]) -> list[str]:
-    """The clusters a worker configured with `selection` serves, of those `registered` (pure)."""
+    """The clusters a worker configured with `selection` serves, of those `registered` (pure). `*` always
+    includes `default`: its work is published before its row exists on a fresh database."""
     wanted = {part.strip() for part in selection.split(",") if part.strip()}
     if "*" in wanted:
-        return sorted(registered)
+        return sorted({*registered, DEFAULT_CLUSTER})
     return sorted(wanted)
 
 

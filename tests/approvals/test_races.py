@@ -45,9 +45,9 @@ def provisioning_enqueued():
     before_task_publish.connect(count, weak=False)
     yield published
     before_task_publish.disconnect(count)
-    from config.celery import app
+    from tests.integration.conftest import purge_queues
 
-    app.control.purge()  # nobody consumes them here; leave the test broker empty
+    purge_queues()  # nobody consumes them here; leave the test broker empty
 
 
 def race(*actions: Callable[[], object]) -> list[object]:

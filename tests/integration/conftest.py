@@ -247,8 +247,16 @@ def celery_processes(transactional_db, tmp_path) -> Callable[..., CeleryProcess]
 def worker(celery_processes):
     """A real `celery -A config worker` process on the test database and the test Redis."""
     require_env("LDAP_URI")
-    celery_app.control.purge()
+    purge_queues()
     return celery_processes("worker").proc
+
+
+def purge_queues(clusters: tuple[str, ...] = ("default", "b")) -> None:
+    """Drop the messages earlier tests left: Celery's default queue and the clusters' queues."""
+    celery_app.control.purge()
+    with celery_app.connection_for_write() as connection:
+        for name in clusters:
+            connection.default_channel.queue_purge(f"cluster.{name}")
 
 
 def file_app(namespace_request, requester, approver, lease_days: int = 7, replicas: int = 1):

@@ -7,10 +7,9 @@ import uuid
 import pytest
 from django.db import connection
 
-from config.celery import app as celery_app
 from requests_app.models import ResourceRequest
 from tests.conftest import require_env
-from tests.integration.conftest import CeleryProcess, wait_for
+from tests.integration.conftest import CeleryProcess, purge_queues, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def worker_process(celery_processes) -> CeleryProcess:
     require_env("LDAP_URI")
-    celery_app.control.purge()
+    purge_queues()
     return celery_processes("worker").wait_ready()
 
 

@@ -98,9 +98,9 @@ def published():
     before_task_publish.connect(keep, weak=False)
     yield seen
     before_task_publish.disconnect(keep)
-    from config.celery import app
+    from tests.integration.conftest import purge_queues
 
-    app.control.purge()
+    purge_queues()
 
 
 def test_the_task_message_names_the_resource_so_the_run_reads_nothing_for_its_log_lines(approved_namespace, published):
