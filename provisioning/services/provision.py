@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .. import cluster
-from ..errors import PermanentClusterError
+from ..errors import ClusterNotConfigured, PermanentClusterError
 from ..models import Phase
 from .apply import _apply_all
 from .claims import DeliveriesExhausted, NotHere, _claim, _release, _renew
@@ -34,7 +34,10 @@ def request_provision(*, request_id, cluster_id: int | None = None) -> Provision
     objects. Raises TransientClusterError (retry later), PermanentClusterError or InvalidState (fail),
     or returns how long to wait before checking readiness again.
     """
-    target = cluster.target_by_pk(cluster_id) if cluster_id is not None else cluster.Target()
+    try:
+        target = cluster.target_by_pk(cluster_id) if cluster_id is not None else cluster.Target()
+    except ClusterNotConfigured:  # the message's cluster is gone: the claim finds the request's own, if any
+        target = cluster.Target()
     for _ in range(2):
         with cluster.using(target):
             try:

@@ -49,8 +49,8 @@ def provisioning_retry_later(*, request_id, error: Exception) -> float | None:
             )
             return None
     with transaction.atomic():
-        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
-        if request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
+        request = ResourceRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
             return None
         exhausted = request.deliveries >= settings.LEASEHOLD_MAX_DELIVERIES
         if not exhausted:
@@ -82,8 +82,8 @@ def provisioning_wait_for_cluster(*, request_id, reason: str, attempted: bool = 
     answer again, and the sweep is the backstop. Audited once per wait. False when it is not waiting
     (it was finished, failed or cancelled meanwhile)."""
     with transaction.atomic():
-        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
-        if request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
+        request = ResourceRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
             return False
         if attempted and request.deliveries > 0:
             ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") - 1)
@@ -106,8 +106,8 @@ def provisioning_wait_for_cluster(*, request_id, reason: str, attempted: bool = 
 def request_fail(*, request_id, reason: str) -> None:
     """Mark a request (and its resource) failed with the reason, and remove what was applied."""
     with transaction.atomic():
-        request = ResourceRequest.objects.select_for_update().get(pk=request_id)
-        if request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
+        request = ResourceRequest.objects.select_for_update().filter(pk=request_id).first()
+        if request is None or request.state not in (RequestState.APPROVED, RequestState.PROVISIONING):
             return
         resource = request.resource
         transition_apply(request, "fail", actor=None, verb="failed", detail=reason, reason=reason)
