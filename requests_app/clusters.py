@@ -1,6 +1,5 @@
 """Clusters as data: the default cluster from today's settings, what each cluster has committed, where a
-namespace request is placed, and what its capacity admits. Provisioning (a client per cluster) is a
-later step: for now every cluster but `default` is placed on and admitted, not provisioned to."""
+namespace request is placed, and what its capacity admits. provisioning/cluster.py connects to each."""
 
 from __future__ import annotations
 

@@ -140,8 +140,8 @@ class Cluster(models.Model):
     """A Kubernetes cluster that requests are placed on. Only a path to the credentials is stored (a
     mounted file or Secret), never the credentials: the admin, the API and the audit trail show the path.
 
-    Provisioning drives the `default` cluster only for now (provisioning/cluster.py, LEASEHOLD_CLUSTER);
-    the others are placed on and admitted, not yet provisioned to."""
+    `default` connects as the settings say (LEASEHOLD_CLUSTER); every other cluster as its row says
+    (provisioning/cluster.py builds a client per cluster)."""
 
     name = models.SlugField(max_length=40, unique=True)
     api_server = models.URLField(blank=True, help_text="e.g. https://api.prod-a.example.org:6443; blank: in-cluster")
