@@ -137,3 +137,21 @@ def test_with_cluster_b_stopped_a_is_provisioned_and_b_waits_then_finishes_once(
     finally:
         if not namespace_gone(core_b, name_b):
             core_b.delete_namespace(name_b)
+
+
+def test_a_worker_started_for_one_cluster_takes_only_that_clusters_work(
+    cluster_b, core, core_b, file_namespace, celery_processes, unique_name
+):
+    purge_queues()
+    celery_processes("worker", env={"LEASEHOLD_WORKER_CLUSTERS": "b"}).wait_ready()
+    on_a = file_namespace(f"{unique_name}-a", "default")
+    on_b = file_namespace(f"{unique_name}-b", "b")
+    try:
+        wait_for(lambda: state_of(on_b) == "active", what="b's request active through b's worker")
+        assert state_of(on_a) == "approved", "a worker for b took default's work"
+        celery_processes("worker", env={"LEASEHOLD_WORKER_CLUSTERS": "default"}).wait_ready()
+        wait_for(lambda: state_of(on_a) == "active", what="default's request active once its worker runs")
+        assert core.read_namespace(f"atlas-{unique_name}-a")
+    finally:
+        if not namespace_gone(core_b, f"atlas-{unique_name}-b"):
+            core_b.delete_namespace(f"atlas-{unique_name}-b")
