@@ -135,7 +135,7 @@ def _step_context(step: ApprovalStep) -> dict:
 
 def _load_step(step_id) -> ApprovalStep:
     return ApprovalStep.objects.select_related(
-        "request", "request__team", "request__parent__team", "request__requester"
+        "request", "request__team", "request__parent__team", "request__requester", "request__cluster"
     ).get(pk=step_id)
 
 

@@ -82,7 +82,9 @@ def test_the_approval_mails_name_the_database_by_namespace_and_name(
         request = file_workload("database", "orders")
     asked = next(m for m in mailoutbox if m.to == ["frank@example.org"])
     assert asked.subject == "[Leasehold] Approval needed (platform): create database atlas-web / orders (dev)"
-    assert "dana asks to create database atlas-web / orders in dev (small, 5Gi, 7 days)." in asked.body
+    assert (
+        "dana asks to create database atlas-web / orders in dev on cluster default (small, 5Gi, 7 days)." in asked.body
+    )
 
     mailoutbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
