@@ -119,6 +119,7 @@ def test_with_the_onboarded_token_leasehold_provisions_on_b_and_nowhere_else(
         )
         # The reclaim pass's backup check reads the namespace and the claim that onboarding made.
         assert backup.backup_storage_problem() == ""
+        cluster.ping()  # the health check's GET /readyz: open to every authenticated caller
         # The optional node reader: B has no kubelets, so no nodes, but the list is allowed.
         assert cluster._request("GET", "/api/v1/nodes")["items"] == []
     core_b = client.CoreV1Api(admin_b)
