@@ -246,6 +246,7 @@ def _finish_client(configuration: Any) -> ApiClient:
 def _configure_registered(target: Target, configuration: Any) -> None:
     """Fill `configuration` from a registered cluster's row: in-cluster, a kubeconfig file, or a token
     file (the CA in `ca.crt` beside it; else the system's). Errors name the cluster and the path only."""
+    import yaml
     from kubernetes import config
 
     path = Path(target.credentials_path) if target.credentials_path else None
@@ -264,9 +265,12 @@ def _configure_registered(target: Target, configuration: Any) -> None:
             configuration.refresh_api_key_hook(configuration)
             if (path.parent / "ca.crt").is_file():
                 configuration.ssl_ca_cert = str(path.parent / "ca.crt")
-    except config.ConfigException as exc:
+    # A kubeconfig that does not parse, or is not one (a token file registered as a kubeconfig), fails in
+    # the client's loader with YAML, type or value errors: told by their type only, as a ConfigException.
+    except (config.ConfigException, yaml.YAMLError, OSError, ValueError, TypeError, AttributeError) as exc:
         raise ClusterNotConfigured(
-            f"{where}: its {target.auth} credentials cannot be used ({type(exc).__name__})."
+            f"{where}: its {target.auth} credentials at {target.credentials_path} cannot be used "
+            f"({type(exc).__name__})."
         ) from exc
     if target.api_server:
         configuration.host = target.api_server.rstrip("/")
@@ -285,6 +289,13 @@ class _TokenFile:
                 token = self.path.read_text().strip()
                 if not token:
                     raise ClusterNotConfigured(f"{self.where}: the token file {self.path} is empty.")
+                if len(token.split()) != 1:
+                    # Not a token (a kubeconfig registered as a token file, say): never sent, nor shown, as
+                    # http.client would show it, whole, in the error it raises for a header with a newline.
+                    raise ClusterNotConfigured(
+                        f"{self.where}: the token file {self.path} holds more than one word (a kubeconfig "
+                        "needs auth=kubeconfig)."
+                    )
                 configuration.api_key = {"authorization": token}
                 self.seen = changed
         except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -208,6 +209,9 @@ class Cluster(models.Model):
             errors["credentials_path"] = "An absolute path to a mounted file, e.g. /var/run/leasehold/prod-a/token."
         if self.auth != ClusterAuth.IN_CLUSTER and not self.api_server and self.auth == ClusterAuth.TOKEN:
             errors["api_server"] = "A token needs the API server's URL."
+        if "@" in urlsplit(self.api_server).netloc:
+            # It would be stored, listed in the admin and put in error messages and logs.
+            errors["api_server"] = "No user or password in the URL: credentials go in the mounted file."
         if self.overcommit is not None and not Decimal("0.1") <= self.overcommit <= Decimal("100"):
             errors["overcommit"] = "From 0.1 to 100."
         if errors:

@@ -15,13 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in (ROOT / "deploy" / "overlays").iterdir() if p.is_dir())
 
 
-def render(overlay: str) -> list[dict]:
-    """`kubectl kustomize deploy/overlays/<overlay>`, parsed."""
+def kustomize(path: Path) -> list[dict]:
+    """`kubectl kustomize <path>`, parsed."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("kubectl not found: `make test` installs Debian's kubernetes-client")
     done = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "deploy" / "overlays" / overlay)],
+        [kubectl, "kustomize", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -29,6 +29,11 @@ def render(overlay: str) -> list[dict]:
     )
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def render(overlay: str) -> list[dict]:
+    """`kubectl kustomize deploy/overlays/<overlay>`, parsed."""
+    return kustomize(ROOT / "deploy" / "overlays" / overlay)
 
 
 @pytest.fixture(scope="session")

@@ -230,7 +230,8 @@ def test_the_migration_job_runs_migrate_and_new_pods_wait_for_it(rendered, overl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_pods_use_exactly_the_rbac_of_platform_rbac(rendered, overlay):
     objects = rendered[overlay]
-    shipped = [d for d in yaml.safe_load_all((ROOT / "platform" / "rbac" / "leasehold.yaml").read_text()) if d]
+    role = ROOT / "platform" / "rbac" / "leasehold" / "leasehold.yaml"
+    shipped = [d for d in yaml.safe_load_all(role.read_text()) if d]
     rbac_kinds = {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
     assert [o for o in objects if o["kind"] in rbac_kinds] == shipped
     for where, pod in pod_templates(objects):

@@ -1,4 +1,4 @@
-"""Every flow works with a ServiceAccount token bound to exactly platform/rbac/leasehold.yaml, and what
+"""Every flow works with a ServiceAccount token bound to exactly platform/rbac/leasehold/leasehold.yaml, and what
 lies outside that role is refused — against the real API server."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from leases import backup
 from provisioning import cluster
 from provisioning.errors import PermanentClusterError
 from provisioning.models import ManagedObject
@@ -24,7 +25,7 @@ from tests.integration.conftest import file_and_provision, token_kubeconfig
 
 pytestmark = pytest.mark.django_db
 
-RBAC = Path(__file__).resolve().parents[2] / "platform" / "rbac" / "leasehold.yaml"
+RBAC = Path(__file__).resolve().parents[2] / "platform" / "rbac" / "leasehold" / "leasehold.yaml"
 
 
 @pytest.fixture
@@ -148,3 +149,14 @@ def test_binding_any_role_but_edit_is_refused(service_account_kubeconfig, approv
     with pytest.raises(PermanentClusterError) as exc:
         cluster.apply(binding)
     assert exc.value.status == 403
+
+
+def test_the_reclaim_pass_may_check_the_backup_claim(service_account_kubeconfig, core, settings):
+    # With the backup namespace there, the check reads LEASEHOLD_BACKUP_PVC: refused (403, a ClusterError)
+    # before the role granted it, which made every pass report that the backup storage cannot be checked.
+    try:
+        core.create_namespace({"metadata": {"name": settings.LEASEHOLD_BACKUP_NAMESPACE}})
+    except ApiException as exc:
+        assert exc.status == 409
+    problem = backup.backup_storage_problem()
+    assert problem == "" or problem.startswith("persistentvolumeclaims"), problem
