@@ -34,7 +34,7 @@ from requests_app.quantities import parse_quantity
 from requests_app.services import audit_record
 
 from .. import cluster
-from ..errors import ClusterError, PermanentClusterError
+from ..errors import ClusterError, ClusterNotConfigured, PermanentClusterError
 from ..signals import cluster_recovered
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class ClusterHealth:
 
 def error_detail(exc: BaseException) -> str:
     """An error as health_detail keeps it: its text, without what looks like a credential, truncated."""
-    text = str(exc) if isinstance(exc, ClusterError) else f"{type(exc).__name__}: {exc}"
+    ours = isinstance(exc, ClusterError | ClusterNotConfigured)  # their messages say what happened
+    text = str(exc) if ours else f"{type(exc).__name__}: {exc}"
     for pattern, replacement in _CREDENTIALS:
         text = pattern.sub(replacement, text)
     text = " ".join(text.split())
@@ -193,8 +194,7 @@ def _record(row: Cluster, probe: Probe, fields: dict[str, object], now: datetime
     was = row.healthy
     same_state = Cluster.objects.filter(pk=row.pk, **({"healthy__isnull": True} if was is None else {"healthy": was}))
     if not same_state.update(health_checked_at=now, **fields):
-        row.refresh_from_db()
-        return _health(row, change="")
+        return _health(Cluster.objects.filter(pk=row.pk).first() or row, change="")  # (or deleted meanwhile)
     down_since = row.unhealthy_since
     for field, value in fields.items():
         setattr(row, field, value)
