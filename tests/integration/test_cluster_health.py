@@ -172,3 +172,24 @@ def test_a_cluster_without_its_credentials_file_is_down_with_the_path_and_never_
     assert lines[1].startswith("default  up  ")
     with pytest.raises(CommandError, match="No cluster named nowhere is registered."):
         call_command("check_clusters", "nowhere")
+
+
+def test_beat_and_a_real_worker_run_the_check_on_its_schedule(celery_processes, transactional_db):
+    from requests_app.models import Heartbeat
+    from tests.integration.conftest import wait_for
+
+    default_cluster_pk()
+    b = Cluster.objects.create(
+        name="b", auth="kubeconfig", credentials_path=os.environ["LEASEHOLD_K8S_B_KUBECONFIG"], environments=["dev"]
+    )
+    fast = {"LEASEHOLD_CLUSTER_CHECK_SECONDS": "1"}
+    celery_processes("worker", env=fast).wait_ready()
+    celery_processes("beat", env=fast).wait_ready()
+    wait_for(
+        lambda: Cluster.objects.filter(healthy=True).count() == 2, timeout=60, what="both clusters checked by beat"
+    )
+    first = Cluster.objects.get(pk=b.pk).health_checked_at
+    wait_for(
+        lambda: Cluster.objects.get(pk=b.pk).health_checked_at > first, timeout=30, what="a second scheduled check"
+    )
+    assert Heartbeat.objects.filter(task="provisioning.health_tasks.check_clusters").exists()
