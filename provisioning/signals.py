@@ -1,8 +1,7 @@
-"""Signals of the provisioning app that other code connects to (in an AppConfig.ready())."""
+"""Signals of the provisioning layer."""
 
 from django.dispatch import Signal
 
-# Sent once when the health check (services.health.clusters_check) finds a cluster that was down
-# answering again, after the transaction that recorded it committed. Args: cluster (the Cluster row).
-# The provisioning sweep connects here to resume the requests that waited on that cluster.
+# The health check saw a cluster answer again after it did not (sent after the change is saved):
+# `sender` is the Cluster model, `cluster` the row. provisioning.tasks resumes its waiting requests.
 cluster_recovered = Signal()
