@@ -52,10 +52,11 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         from approvals.metrics import ApprovalQueueCollector
         from leases.metrics import LeasesCollector
+        from provisioning.metrics import ClustersCollector
         from requests_app.metrics import RequestsCollector
 
         up = 1
-        for collector in (RequestsCollector(), ApprovalQueueCollector(), LeasesCollector()):
+        for collector in (RequestsCollector(), ApprovalQueueCollector(), LeasesCollector(), ClustersCollector()):
             try:
                 families = list(collector.collect())
             except DatabaseError:

@@ -306,6 +306,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("LEASEHOLD_RECONCILE_SECONDS", default=300.0),
         "options": {"expires": env.float("LEASEHOLD_RECONCILE_SECONDS", default=300.0)},
     },
+    # A cluster that stops answering is marked down (its requests shown waiting, an alert after 5 minutes)
+    # within this interval, and one that answers again resumes its work within it. Each run is one
+    # readiness call and one node list per cluster, all clusters at once: cheap for the API servers.
+    "check-clusters": {
+        "task": "provisioning.health_tasks.check_clusters",
+        "schedule": env.float("LEASEHOLD_CLUSTER_CHECK_SECONDS", default=30.0),
+        "options": {"expires": env.float("LEASEHOLD_CLUSTER_CHECK_SECONDS", default=30.0)},
+    },
 }
 if LEASEHOLD_RECLAIM_SCHEDULE == "cron":
     # The follow-up of reclaiming leases stays: it is not a pass, and keeps records close to the cluster.

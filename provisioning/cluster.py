@@ -592,3 +592,9 @@ def ping() -> None:
             raise ApiException(http_resp=response)
     except _transport_errors() as exc:
         raise _classify(exc) from exc
+
+
+def list_nodes() -> list[dict]:
+    """The current cluster's nodes: one GET /api/v1/nodes, not retried (the health check, its caller,
+    asks again at its next run). A 403 (the service may not list nodes) is a PermanentClusterError."""
+    return _request("GET", "/api/v1/nodes").get("items") or []

@@ -1,7 +1,9 @@
 """Metrics of provisioning and of the Kubernetes API calls (README "Metrics and alerts").
 
-All are events, counted in the process that makes them (the worker, or the web process with the
-embedded defaults); a failure's `reason` is a fixed category (`failure_reason`), never free text.
+The counters are events, counted in the process that makes them (the worker, or the web process with
+the embedded defaults); a failure's `reason` is a fixed category (`failure_reason`), never free text.
+`ClustersCollector` reads each cluster's health, committed quota and capacity from the database when
+/metrics is scraped (config/metrics.py), as the health check last recorded them.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from billiard.exceptions import WorkerLostError
@@ -18,10 +20,11 @@ from django.db import DatabaseError
 from django.dispatch import receiver
 from django_fsm.signals import post_transition
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from requests_app.errors import InvalidState
 from requests_app.metrics import after_commit
-from requests_app.models import RequestState, ResourceRequest
+from requests_app.models import Cluster, RequestState, ResourceRequest
 
 from .errors import ClusterError, PermanentClusterError
 
@@ -126,3 +129,42 @@ def metered(call: F) -> F:
             API_DURATION.labels(verb).observe(time.monotonic() - started)
 
     return wrapper  # type: ignore[return-value]
+
+
+class ClustersCollector:
+    """Each cluster's last known health (1 up, 0 down; none before its first check), and its committed
+    quota and capacity per resource (cpu in cores, memory and storage in bytes; no capacity series where
+    there is no limit). Three queries, however many clusters and namespaces there are."""
+
+    def collect(self) -> Iterator[Metric]:
+        from requests_app.clusters import QUANTITIES, clusters_committed
+
+        clusters = list(Cluster.objects.order_by("name"))
+        committed = clusters_committed(clusters)
+        healthy = GaugeMetricFamily(
+            "leasehold_cluster_healthy",
+            "1 if the cluster's API server answered the last health check, 0 if not.",
+            labels=["cluster"],
+        )
+        used = GaugeMetricFamily(
+            "leasehold_cluster_committed",
+            "Namespace quota committed on the cluster (live namespaces and those on their way), by resource.",
+            labels=["cluster", "resource"],
+        )
+        capacity = GaugeMetricFamily(
+            "leasehold_cluster_capacity",
+            "What admission lets be committed on the cluster (allocatable x overcommit), by resource.",
+            labels=["cluster", "resource"],
+        )
+        for cluster in clusters:
+            if cluster.healthy is not None:
+                healthy.add_metric([cluster.name], int(cluster.healthy))
+            limits = cluster.capacity()
+            for key in QUANTITIES:
+                used.add_metric([cluster.name, key], float(getattr(committed[cluster.pk], key)))
+                limit = limits[key]
+                if limit is not None:
+                    capacity.add_metric([cluster.name, key], float(limit))
+        yield healthy
+        yield used
+        yield capacity

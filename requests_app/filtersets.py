@@ -12,8 +12,9 @@ class RequestFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=kind_choices)
     team = django_filters.CharFilter(field_name="team__slug")
     environment = django_filters.ChoiceFilter(choices=Environment.choices)
+    cluster = django_filters.CharFilter(field_name="cluster__name", max_length=40, label="Cluster")
     search = django_filters.CharFilter(field_name="name", lookup_expr="icontains", max_length=63, label="Name contains")
 
     class Meta:
         model = ResourceRequest
-        fields = ["state", "kind", "team", "environment"]
+        fields = ["state", "kind", "team", "environment", "cluster"]

@@ -259,3 +259,62 @@ def _quota_cost(namespace: Resource, asked: specs.Usage, lookups: _Lookups, *, c
         url=resource_url(namespace),
         lines=tuple(_lines(asked, left, limits, counted)),
     )
+
+
+@dataclass(frozen=True)
+class ClusterQuantity:
+    """One quantity of a cluster as its page shows it: committed against what admission lets be committed."""
+
+    label: str
+    committed: str
+    capacity: str  # NO_LIMIT when there is none
+    percent: int | None
+    source: str  # "nodes" (read by the health check), "admin" (entered), "" (no limit)
+
+
+@dataclass(frozen=True)
+class ClusterWaiting:
+    label: str
+    count: int
+    url: str
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """A cluster on the Clusters page: itself, its quantities, and the requests it has still to do."""
+
+    cluster: Any
+    quantities: list[ClusterQuantity]
+    waiting: list[ClusterWaiting]
+
+
+def cluster_row(cluster: Any, committed: specs.Usage, waiting: dict[str, int]) -> ClusterRow:
+    """The page's row of `cluster` from its committed quota (requests_app.clusters.clusters_committed) and
+    its waiting requests by state (selectors.requests_waiting_on). No query."""
+    from urllib.parse import urlencode
+
+    from .models import RequestState
+
+    capacity = cluster.capacity()
+    quantities = []
+    for key, label in QUANTITY_LABELS.items():
+        used, limit = getattr(committed, key), capacity[key]
+        quantities.append(
+            ClusterQuantity(
+                label=label,
+                committed=human_quantity(used, key),
+                capacity=NO_LIMIT if limit is None else human_quantity(limit, key),
+                percent=int(used * 100 / limit) if limit else None,
+                source="admin" if getattr(cluster, f"allocatable_{key}") else ("nodes" if limit is not None else ""),
+            )
+        )
+    states = ((RequestState.APPROVED, "approved, waiting for a worker"), (RequestState.PROVISIONING, "provisioning"))
+    rows = [
+        ClusterWaiting(
+            label=label,
+            count=waiting.get(state, 0),
+            url=reverse("request-list") + "?" + urlencode({"cluster": cluster.name, "state": state}),
+        )
+        for state, label in states
+    ]
+    return ClusterRow(cluster=cluster, quantities=quantities, waiting=rows)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet, TextField
+from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
-from .models import AuditEvent, Cluster, Kind, MailState, OutgoingMail, Resource, ResourceRequest, Team
+from .models import AuditEvent, Cluster, Kind, MailState, OutgoingMail, RequestState, Resource, ResourceRequest, Team
 from .sections import request_prefetch, request_select, request_visibility, resource_prefetch, resource_select
 
 # Lists of requests and resources, newest first; `id` breaks ties so that pages never overlap. Each
 # model has an index on these columns (and one on team plus these) so a page reads only its rows.
 LIST_ORDER = ("-created_at", "-id")
+# The requests a cluster has work to do for: approved and waiting for a worker, or being provisioned.
+WAITING_STATES = (RequestState.APPROVED, RequestState.PROVISIONING)
 
 
 def user_is_admin(user) -> bool:
@@ -42,6 +44,33 @@ def clusters_placeable_by(user) -> list[Cluster]:
     if not teams_of(user).exists():
         return []
     return [c for c in Cluster.objects.filter(accepting=True).order_by("name") if c.environments]
+
+
+def clusters_visible_to(user) -> list[Cluster]:
+    """The clusters the Clusters page shows: every cluster to admins and to approvers (whose queue holds
+    requests for any of them), to others those they may place on (as GET /api/v1/clusters/)."""
+    if user_is_admin(user) or (
+        user.is_authenticated and any(also_visible(user) is not None for also_visible in request_visibility)
+    ):
+        return list(Cluster.objects.order_by("name"))
+    return clusters_placeable_by(user)
+
+
+def requests_waiting_on(user, clusters: list[Cluster]) -> dict[int, dict[str, int]]:
+    """How many of the requests the caller may see are approved or provisioning, per cluster and state:
+    the work each cluster has still to do (one query)."""
+    counts: dict[int, dict[str, int]] = {c.pk: {} for c in clusters}
+    rows = (
+        requests_visible_to(user)
+        .prefetch_related(None)
+        .filter(cluster__in=[c.pk for c in clusters], state__in=WAITING_STATES)
+        .order_by()
+        .values_list("cluster_id", "state")
+        .annotate(n=Count("pk"))
+    )
+    for cluster_id, state, n in rows:
+        counts[cluster_id][state] = n
+    return counts
 
 
 def teams_for_filters(user) -> QuerySet[Team]:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("requests/preview/", views.request_preview, name="request-preview"),
     path("requests/<uuid:pk>/", views.request_detail, name="request-detail"),
     path("requests/<uuid:pk>/cancel/", views.request_cancel_view, name="request-cancel"),
+    path("clusters/", views.cluster_list, name="cluster-list"),
 ]

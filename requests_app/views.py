@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -12,12 +13,14 @@ from .filtersets import RequestFilter
 from .forms import form_for
 from .models import Environment, Kind, RequestState
 from .pages import filtered_page
-from .presenters import request_summary
+from .presenters import cluster_row, request_summary
 from .sections import request_sections
 from .selectors import (
     catalog,
+    clusters_visible_to,
     request_events,
     requests_visible_to,
+    requests_waiting_on,
     resources_visible_to,
     teams_for_filters,
     teams_of,
@@ -51,8 +54,24 @@ def request_list(request: HttpRequest) -> HttpResponse:
             "kinds": kinds.choices(),
             "environments": Environment.choices,
             "teams": teams_for_filters(request.user),
+            "cluster_filter": True,
         },
     )
+
+
+@login_required
+def cluster_list(request: HttpRequest) -> HttpResponse:
+    """Each cluster the caller may see (every one for admins and approvers, else those they may place on):
+    its health as the last check found it, committed quota against capacity, and the requests waiting on
+    it. A constant number of queries, however many clusters and requests there are."""
+    from .clusters import clusters_committed
+
+    clusters = clusters_visible_to(request.user)
+    committed = clusters_committed(clusters)
+    waiting = requests_waiting_on(request.user, clusters)
+    rows = [cluster_row(c, committed[c.pk], waiting[c.pk]) for c in clusters]
+    check_seconds = int(settings.CELERY_BEAT_SCHEDULE.get("check-clusters", {}).get("schedule", 30))
+    return render(request, "requests_app/cluster_list.html", {"rows": rows, "check_seconds": check_seconds})
 
 
 def _form_for(request: HttpRequest, data=None):

@@ -256,7 +256,13 @@ class ClusterSerializer(serializers.Serializer):
     capacity = serializers.SerializerMethodField(help_text="Allocatable × overcommit; null: no limit.")
     committed = serializers.SerializerMethodField(help_text="The quota of its live namespaces and those on their way.")
     healthy = serializers.BooleanField(
-        allow_null=True, help_text="The last known health; null until a health check has run (a later step)."
+        allow_null=True,
+        help_text="Whether its API server answered the last health check (every LEASEHOLD_CLUSTER_CHECK_SECONDS); "
+        "null until the first check.",
+    )
+    health_checked_at = serializers.DateTimeField(allow_null=True, help_text="When the last health check ran.")
+    unhealthy_since = serializers.DateTimeField(
+        allow_null=True, help_text="Since when it has not answered; null while it is healthy (or not checked yet)."
     )
 
     @extend_schema_field(QUANTITIES_SCHEMA)

@@ -217,10 +217,25 @@ def test_the_cluster_list_gives_capacity_and_committed_and_never_the_connection(
         "capacity": {"cpu": "96", "memory": "384Gi", "storage": None},
         "committed": {"cpu": "4", "memory": "8Gi", "storage": "50Gi"},
         "healthy": None,
+        "health_checked_at": None,
+        "unhealthy_since": None,
     }
     text = api.as_(admin_user).get("/api/v1/clusters/").content.decode()
     assert [c["name"] for c in api.as_(admin_user).get("/api/v1/clusters/").json()] == ["closed", "dc-b", "default"]
     assert dc.credentials_path not in text and "example.org" not in text
+
+
+def test_the_cluster_list_gives_the_health_the_check_recorded(api, requester):
+    from django.utils import timezone
+
+    since = timezone.now().replace(microsecond=0)
+    Cluster.objects.filter(pk=default().pk).update(healthy=False, unhealthy_since=since, health_checked_at=since)
+    (got,) = api.as_(requester).get("/api/v1/clusters/").json()
+    assert (got["healthy"], got["unhealthy_since"], got["health_checked_at"]) == (
+        False,
+        since.isoformat().replace("+00:00", "Z"),
+        since.isoformat().replace("+00:00", "Z"),
+    )
 
 
 def test_who_is_in_no_team_may_place_nowhere(api):
@@ -242,8 +257,11 @@ def test_the_openapi_schema_describes_the_cluster_list(client):
         "capacity",
         "committed",
         "healthy",
+        "health_checked_at",
+        "unhealthy_since",
     }
-    assert cluster["properties"]["healthy"]["nullable"] is True
+    for nullable in ("healthy", "health_checked_at", "unhealthy_since"):
+        assert cluster["properties"][nullable]["nullable"] is True
     assert "cluster" in schema["components"]["schemas"]["Request"]["properties"]
     assert "cluster" in schema["components"]["schemas"]["RequestCreateRequest"]["properties"]
 

@@ -156,6 +156,7 @@ MATRIX = [
     web("GET",  "/login/",                                            None,          "200 200 200 200 200 200 200 200"),
     web("POST", "/logout/",                                           None,          "302 302 302 302 302 302 302 302"),
     web("GET",  "/catalog/",                                          None,          "200 200 200 200 200 200 200 302"),
+    web("GET",  "/clusters/",                                         None,          "200 200 200 200 200 200 200 302"),
     web("GET",  "/requests/",                                         None,          "200 200 200 200 200 200 200 302"),
     web("GET",  "/requests/new/",                                     None,          "200 200 200 200 200 200 200 302"),
     web("POST", "/requests/new/",                                     NEW_FORM,      "302 302 200 200 200 200 200 302"),

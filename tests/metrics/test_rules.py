@@ -26,6 +26,7 @@ ALERTS = {
     "LeaseholdBackupFailed",
     "LeaseholdBeatNotRunning",
     "LeaseholdMetricsDatabaseDown",
+    "LeaseholdClusterUnreachable",
 }
 
 
