@@ -144,3 +144,19 @@ def test_a_request_the_approver_filed_is_refused_and_audited_without_undoing_its
     assert not Decision.objects.filter(step__request=mine).exists()
     assert AuditEvent.objects.filter(request=mine, verb="decision_refused", actor=filer).count() == 1
     assert all(ResourceRequest.objects.get(pk=r.pk).state == "approved" for r in others)
+
+
+def test_the_notices_of_a_batch_are_queued_in_one_insert_and_each_delivered(file_request, approver):
+    filed = [file_request() for _ in range(3)]
+    steps = [str(r.approval_steps.get().pk) for r in filed]
+    mail.outbox.clear()
+
+    with CaptureQueriesContext(connection) as ctx:
+        steps_approve_many(step_ids=steps, user=approver)
+
+    inserts = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "requests_app_outgoingmail"')]
+    assert len(inserts) == 1
+    assert sorted(m.subject for m in mail.outbox) == sorted(
+        f"[Leasehold] Approved by frank: {r.title} (dev)" for r in filed
+    )
+    assert OutgoingMail.objects.filter(topic="decision notice", state="sent").count() == len(filed)
