@@ -105,7 +105,7 @@ def _queue(
     """Queue one mail per recipient (each is addressed by name), about `request` in the audit trail, and
     deliver them together, over one connection, once they are committed (at once: this runs after the
     decision's commit)."""
-    mails = [
+    mails: list[dict[str, Any]] = [
         {
             "topic": what,
             "subject": subject,
