@@ -9,6 +9,11 @@
     CPU count) on the same Redis and database, against 250 raw `cluster.apply` calls one after another;
     median of ROUNDS rounds.
 
+Beside the wall times, the CPU time (of this process; for (b) also of the worker's processes, with
+psutil) and the SQL statements (of this process's connection: the run and the decision in (a), the
+approve-many call in (b), BEGIN, COMMIT and savepoints included) are shown: on a shared machine they move
+less than the wall times.
+
 The requests are real (filed by a team member, routed by the built-in policy: a medium dev namespace
 needs one platform approver, decided by `frank`, whom the directory confirms). Every namespace made
 here, by Leasehold or raw, is deleted at the end.
