@@ -21,7 +21,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from requests_app.models import ResourceRequest
-from requests_app.services import mail_deliver_pending, mail_queue
+from requests_app.services import mail_deliver_pending, mail_queue, mails_queue
 
 from .models import ApprovalStep, Decision, Delegation
 from .selectors import Recipient, request_size, step_recipients
@@ -37,6 +37,8 @@ def request_link(request: ResourceRequest) -> str:
 _collected: ContextVar[list[tuple[Callable, tuple]] | None] = ContextVar("approval_notices", default=None)
 # While collected notices are composed: the outbox ids to deliver together once they are committed.
 _queued: ContextVar[list[int] | None] = ContextVar("approval_notice_mail", default=None)
+# While several decisions' notices are composed: their mails, queued together in one insert.
+_composed: ContextVar[list[dict] | None] = ContextVar("approval_notice_composed", default=None)
 
 
 def after_commit(func, *args) -> None:
@@ -103,18 +105,25 @@ def _queue(
     """Queue one mail per recipient (each is addressed by name), about `request` in the audit trail, and
     deliver them together, over one connection, once they are committed (at once: this runs after the
     decision's commit)."""
-    queued = [
-        mail_queue(
-            topic=what,
-            subject=subject,
-            body=render_to_string(template, {**context, "recipient": r}),
-            to=[r.email],
-            request_id=request.pk if request is not None else None,
-            deliver=False,
-        )
+    mails: list[dict[str, Any]] = [
+        {
+            "topic": what,
+            "subject": subject,
+            "body": render_to_string(template, {**context, "recipient": r}),
+            "to": [r.email],
+            "request_id": request.pk if request is not None else None,
+        }
         for r in recipients
     ]
-    ids = [m.pk for m in queued if m is not None]
+    composed = _composed.get()
+    if composed is not None:
+        composed.extend(mails)
+        return
+    queued = [mail_queue(**mail, deliver=False) for mail in mails]
+    _deliver_after_commit([m.pk for m in queued if m is not None])
+
+
+def _deliver_after_commit(ids: list[int]) -> None:
     together = _queued.get()
     if together is not None:
         together.extend(ids)
@@ -188,15 +197,23 @@ def notify_decisions(decision_ids: list[Any]) -> None:
         "step__request__parent__team",
         "step__request__requester",
     ).in_bulk(decision_ids)
+    if len(decision_ids) == 1:
+        _notify_decision(decisions[decision_ids[0]])
+        return
+    # Composed one by one (composing reads nothing more and writes nothing), queued in one insert.
+    mails: list[dict] = []
     for decision_id in decision_ids:
-        if len(decision_ids) == 1:
-            _notify_decision(decisions[decision_id])
-            continue
+        composed: list[dict] = []
+        token = _composed.set(composed)
         try:  # one notice that cannot be composed must not keep the others from going out
-            with transaction.atomic():
-                _notify_decision(decisions[decision_id])
+            _notify_decision(decisions[decision_id])
         except Exception:
             logger.exception("could not compose the notice of decision %s", decision_id)
+            continue
+        finally:
+            _composed.reset(token)
+        mails.extend(composed)
+    _deliver_after_commit([m.pk for m in mails_queue(mails)])
 
 
 def _notify_decision(decision: Decision) -> None:

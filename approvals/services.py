@@ -3,23 +3,20 @@ reminders and escalation; loading the policy. Every change is audited."""
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import difflib
 import logging
-import threading
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed, public_message
 from requests_app.models import Cluster, RequestState, ResourceRequest
-from requests_app.services import audit_record, request_approve, request_reject, transition_apply
+from requests_app.services import audit_batch, audit_record, request_approve, request_reject, transition_apply
 
 from . import notifications
 from .directory import groups_at_decision_time
@@ -199,13 +196,25 @@ def _principal(step: ApprovalStep, request: ResourceRequest, user, standing: Sta
     raise NotAllowed(f"Only members of {' or '.join(sorted(deciding))} decide the {step.name} step.")
 
 
+# What a decision check needs to know of the decisions already made on a request: the step, who decided,
+# on whose behalf, the verdict (read once per request, kept current while a batch decides on it).
+Decided = tuple[uuid.UUID, int, int | None, str]
+
+
+def _decided_on(request_ids) -> dict[uuid.UUID, list[Decided]]:
+    """Every decision made so far on the given requests, by request, in one query."""
+    decided: dict[uuid.UUID, list[Decided]] = {pk: [] for pk in request_ids}
+    rows = Decision.objects.filter(step__request__in=request_ids).values_list(
+        "step__request_id", "step_id", "approver_id", "on_behalf_of_id", "verdict"
+    )
+    for request_id, *decision in rows:
+        decided[request_id].append(tuple(decision))  # type: ignore[arg-type]
+    return decided
+
+
 @transaction.atomic
 def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standing) -> ApprovalStep:
-    if verdict not in Verdict.values:
-        raise ValidationFailed({"verdict": [f"Must be one of: {', '.join(Verdict.values)}."]})
-    comment = (comment or "").strip()
-    if verdict == Verdict.REJECT and not comment:
-        raise ValidationFailed({"comment": ["Say why the request is rejected."]})
+    _verdict_check(verdict, comment)
     # Lock the request first: every decision on one request (and a cancel) is serialised on this row, so
     # two approvers racing for the last approval produce exactly one transition; the loser then reads
     # the step as decided and gets a 409.
@@ -226,7 +235,32 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
     step = next(s for s in steps if s.pk == wanted)
     for each in steps:
         each.request = request
+    decided = _decided_on([request.pk])[request.pk]
+    principal, delegation = _decision_check(step, user=user, standing=standing, decided=decided)
+    with audit_batch():  # the decision's audit rows (the step closed, the request approved) in one insert
+        return _decision_write(
+            step,
+            steps,
+            user=user,
+            verdict=verdict,
+            comment=comment,
+            principal=principal,
+            delegation=delegation,
+            decided=decided,
+        )
 
+
+def _verdict_check(verdict: str, comment: str) -> None:
+    if verdict not in Verdict.values:
+        raise ValidationFailed({"verdict": [f"Must be one of: {', '.join(Verdict.values)}."]})
+    if verdict == Verdict.REJECT and not (comment or "").strip():
+        raise ValidationFailed({"comment": ["Say why the request is rejected."]})
+
+
+def _decision_check(step: ApprovalStep, *, user, standing: Standing, decided: list[Decided]):
+    """Whether `user` may decide `step` now (its request locked): (principal, delegation), or raises
+    NotAllowed or InvalidState. Writes nothing, so a refusal leaves the caller's transaction as it was."""
+    request = step.request
     if request.requester_id == user.pk:
         raise NotAllowed("Nobody may decide on a request they filed.")
     principal, delegation = _principal(step, request, user, standing)
@@ -236,16 +270,28 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
             "there is nothing to decide any more (someone else may have decided it just now)."
         )
     people = {user.pk, principal.pk}
-    involved = set(
-        Decision.objects.filter(step__request=request)
-        .filter(Q(approver_id__in=people) | Q(on_behalf_of_id__in=people))
-        .values_list("step_id", flat=True)
-    )
+    involved = {d[0] for d in decided if d[1] in people or d[2] in people}
     if involved - {step.pk}:
         raise NotAllowed("Nobody may decide two steps of the same request.")
     if step.pk in involved:
         raise InvalidState("This step has already been decided by you or by the person you stand in for.")
+    return principal, delegation
 
+
+def _decision_write(
+    step: ApprovalStep,
+    steps: list[ApprovalStep],
+    *,
+    user,
+    verdict: str,
+    comment: str,
+    principal,
+    delegation: Delegation | None,
+    decided: list[Decided],
+) -> ApprovalStep:
+    """Record the decision `_decision_check` allowed, audit it and move the chain on."""
+    request = step.request
+    comment = (comment or "").strip()
     decision = Decision.objects.create(
         step=step,
         approver=user,
@@ -254,6 +300,7 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
         verdict=verdict,
         comment=comment,
     )
+    decided.append((step.pk, user.pk, decision.on_behalf_of_id, verdict))
     audit_record(
         actor=user,
         verb="step_approved" if verdict == Verdict.APPROVE else "step_rejected",
@@ -275,8 +322,9 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
         request_reject(request=request, actor=user, detail=f"{step.name}: {comment}")
         return step
 
-    # The approval just recorded counts: a step that needs one needs no count.
-    if step.required > 1 and step.decisions.filter(verdict=Verdict.APPROVE).count() < step.required:
+    # The approval just recorded counts (it is in `decided`): a step that needs one needs no count.
+    approvals = sum(1 for d in decided if d[0] == step.pk and d[3] == Verdict.APPROVE)
+    if step.required > 1 and approvals < step.required:
         return step
     transition_apply(step, "approve", actor=user, verb="step_closed", request=request, detail=step.name)
     following = next((s for s in steps if s.state == StepState.WAITING), None)
@@ -294,78 +342,108 @@ class Outcome:
     detail: str
 
 
-# Steps that approve-many decides at once (each in its own thread, transaction and database connection).
-APPROVE_MANY_CONCURRENCY = 4
+# Steps that approve-many decides in one transaction. The chunks commit one after another, so the
+# provisioning of the first chunk's requests starts while the next chunk is decided.
+APPROVE_MANY_CHUNK = 10
 
 
 def steps_approve_many(*, step_ids, user, comment: str = "") -> list[Outcome]:
-    """Approve several steps at once (the queue's "approve selected"). Each step is its own decision in
-    its own transaction, so one refusal or lost race does not undo the others. A step the caller may not
-    see is reported as "No such step.", as an unknown one is.
+    """Approve several steps at once (the queue's "approve selected"). Each step is its own decision, with
+    the same checks, audit rows and notice as one decided alone; one refusal or lost race does not undo
+    the others. A step the caller may not see is reported as "No such step.", as an unknown one is.
 
-    Up to APPROVE_MANY_CONCURRENCY decisions run at the same time (each locks its own request row, as
-    one decision alone does); inside a caller's transaction they run one after another on its connection."""
+    The steps are decided APPROVE_MANY_CHUNK at a time, each chunk in one transaction: its requests and
+    then their steps locked in one query each, in primary-key order (as every chunk and every single
+    decision lock them: request before step, so none of them deadlock), the decisions made so far read in
+    one query, and the audit rows of the whole chunk written in one insert. Every check runs on the locked
+    rows before the decision writes anything, so a refused step leaves the others of its chunk standing.
+    The notices are composed and sent together once all chunks are committed (outside a caller's
+    transaction; inside one, the chunks are savepoints of it and each notice follows its commit)."""
     ids = list(dict.fromkeys(str(s) for s in step_ids))
     asked = {step_id: _as_uuid(step_id) for step_id in ids}
-    seen = set(steps_visible_to(user).filter(pk__in=[u for u in asked.values() if u]).values_list("pk", flat=True))
+    visible = steps_visible_to(user)
+    seen = set(visible.filter(pk__in=[u for u in asked.values() if u]).values_list("pk", flat=True))
+    # Outside any transaction: a slow directory must not hold row locks.
     standing = standing_of(user)
+    unseen = [u for u in asked.values() if u and u not in seen]
+    if unseen:  # the directory may have put the user in a group since (step_decide's second look)
+        seen |= set(steps_visible_to(user).filter(pk__in=unseen).values_list("pk", flat=True))
+    outcomes: dict[str, Outcome] = {}
+    decidable = []
+    for step_id in ids:
+        if asked[step_id] in seen:
+            decidable.append(step_id)
+            continue
+        if asked[step_id] is not None:
+            logger.warning("%s tried to decide step %s, which they may not see.", user.get_username(), step_id)
+        outcomes[step_id] = Outcome(step_id, False, "No such step.")
 
-    def approve(step_id: str) -> Outcome:
-        try:
-            step = step_decide(
-                step_id=step_id,
+    def decide_all() -> None:
+        for i in range(0, len(decidable), APPROVE_MANY_CHUNK):
+            chunk = {asked[step_id]: step_id for step_id in decidable[i : i + APPROVE_MANY_CHUNK]}
+            outcomes.update(_steps_approve_chunk(chunk, user=user, comment=comment, standing=standing))
+
+    if len(decidable) < 2 or transaction.get_connection().in_atomic_block:
+        decide_all()
+    else:
+        with notifications.collecting():
+            decide_all()
+    return [outcomes[step_id] for step_id in ids]
+
+
+@transaction.atomic
+def _steps_approve_chunk(chunk: dict, *, user, comment: str, standing: Standing) -> dict[str, Outcome]:
+    """Approve the steps `chunk` names (uuid: the id as asked) in this transaction; an outcome for each."""
+    request_ids = set(ApprovalStep.objects.filter(pk__in=list(chunk)).values_list("request_id", flat=True))
+    requests = {
+        r.pk: r
+        for r in ResourceRequest.objects.select_for_update(of=("self",))
+        .select_related("team", "requester")
+        .filter(pk__in=request_ids)
+        .order_by("pk")
+    }
+    steps_of: dict = {pk: [] for pk in requests}
+    for step in (
+        ApprovalStep.objects.select_for_update(of=("self",))
+        .select_related("chain")
+        .filter(request__in=list(requests))
+        .order_by("request_id", "order")
+    ):
+        step.request = requests[step.request_id]
+        steps_of[step.request_id].append(step)
+    found = {step.pk: step for steps in steps_of.values() for step in steps}
+    decided = _decided_on(list(requests))
+    outcomes = {}
+    with audit_batch():
+        for pk, step_id in chunk.items():
+            step = found.get(pk)
+            if step is None:  # deleted since it was seen
+                outcomes[step_id] = Outcome(step_id, False, "No such step.")
+                continue
+            try:
+                principal, delegation = _decision_check(
+                    step, user=user, standing=standing, decided=decided[step.request_id]
+                )
+            except NotAllowed as exc:
+                audit_record(actor=user, verb="decision_refused", target=step.request, detail=f"{step.name}: {exc}")
+                outcomes[step_id] = Outcome(step_id, False, public_message(exc))
+                continue
+            except LeaseholdError as exc:
+                outcomes[step_id] = Outcome(step_id, False, public_message(exc))
+                continue
+            # Nothing here is refused any more: an error now is unexpected and rolls the chunk back.
+            _decision_write(
+                step,
+                steps_of[step.request_id],
                 user=user,
                 verdict=Verdict.APPROVE,
                 comment=comment,
-                standing=standing,
-                seen=asked[step_id] in seen,
+                principal=principal,
+                delegation=delegation,
+                decided=decided[step.request_id],
             )
-        except (ApprovalStep.DoesNotExist, DjangoValidationError):
-            return Outcome(step_id, False, "No such step.")
-        except LeaseholdError as exc:
-            return Outcome(step_id, False, public_message(exc))
-        return Outcome(step_id, True, f"{step.name} approved")
-
-    if len(ids) < 2 or transaction.get_connection().in_atomic_block:
-        return [approve(step_id) for step_id in ids]
-    # The decisions' notices (each decision still has its own) are composed and sent together at the end.
-    with notifications.collecting():
-        return _each_in_threads(approve, ids, limit=APPROVE_MANY_CONCURRENCY)
-
-
-def _each_in_threads(call, items: list[str], *, limit: int) -> list[Outcome]:
-    """`[call(item) for item in items]` on at most `limit` threads; each thread closes the database
-    connection it opened when it is done, and the first unexpected error is raised once all are done."""
-    pending = iter(items)
-    lock = threading.Lock()
-    results: dict[str, Outcome] = {}
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            while not errors:
-                with lock:
-                    item = next(pending, None)
-                if item is None:
-                    return
-                results[item] = call(item)
-        except BaseException as exc:  # noqa: BLE001 (raised again in the caller's thread)
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    # Each thread in a copy of the caller's context (notifications.collecting() is seen there).
-    threads = [
-        threading.Thread(target=contextvars.copy_context().run, args=(work,), name="approve-many")
-        for _ in range(min(limit, len(items)))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return [results[item] for item in items]
+            outcomes[step_id] = Outcome(step_id, True, f"{step.name} approved")
+    return outcomes
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

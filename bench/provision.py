@@ -9,6 +9,11 @@
     CPU count) on the same Redis and database, against 250 raw `cluster.apply` calls one after another;
     median of ROUNDS rounds.
 
+Beside the wall times, the CPU time (of this process; for (b) also of the worker's processes, with
+psutil) and the SQL statements (of this process's connection: the run and the decision in (a), the
+approve-many call in (b), BEGIN, COMMIT and savepoints included) are shown: on a shared machine they move
+less than the wall times.
+
 The requests are real (filed by a team member, routed by the built-in policy: a medium dev namespace
 needs one platform approver, decided by `frank`, whom the directory confirms). Every namespace made
 here, by Leasehold or raw, is deleted at the end.
@@ -24,11 +29,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from approvals.services import step_decide, steps_approve_many
 from bench.common import Out, median, ms
@@ -113,25 +122,36 @@ def _raw_apply(manifests: list[dict]) -> float:
 
 def _one_namespace(out: Out, namespaces: Namespaces, approver) -> None:
     provision, total, raw, calls = [], [], [], []
+    cpu, raw_cpu, statements, decision_statements = [], [], [], []
     for i in range(WARMUP + RUNS):
         request = namespaces.file()
         step = request.approval_steps.get()
         raw_manifests = render_request(namespaces.file())
         with CallCounter() as counter:
-            start = time.perf_counter()
-            step_decide(step_id=step.pk, user=approver, verdict="approve")
-            decided = time.perf_counter()
-            request_provision(request_id=request.pk)
-            end = time.perf_counter()
+            with CaptureQueriesContext(connection) as deciding:
+                start = time.perf_counter()
+                step_decide(step_id=step.pk, user=approver, verdict="approve")
+                decided = time.perf_counter()
+            with CaptureQueriesContext(connection) as running:
+                cpu_start = time.process_time()
+                request_provision(request_id=request.pk)
+                end = time.perf_counter()
+                cpu_end = time.process_time()
         request.refresh_from_db()
         if request.state != RequestState.ACTIVE:
             raise RuntimeError(f"request {request.pk} ended {request.state}: {request.error}")
+        raw_cpu_start = time.process_time()
         raw_time = _raw_apply(raw_manifests)
+        raw_cpu_end = time.process_time()
         if i >= WARMUP:
             provision.append(end - decided)
             total.append(end - start)
             raw.append(raw_time)
             calls.append(len(counter.calls))
+            cpu.append(cpu_end - cpu_start)
+            raw_cpu.append(raw_cpu_end - raw_cpu_start)
+            statements.append(len(running.captured_queries))
+            decision_statements.append(len(deciding.captured_queries))
     ratio = median(provision) / median(raw)
     section = "provision"
     out.row(section, "approved → active, one namespace (the worker's provisioning run)", ms(median(provision)))
@@ -140,6 +160,12 @@ def _one_namespace(out: Out, namespaces: Namespaces, approver) -> None:
     with_decision = f"{ms(median(total))} ({median(total) / median(raw):.2f}× raw)"
     out.row(section, "  with the approval decision before it", with_decision)
     out.row(section, "API calls per namespace (5 objects)", f"{median(calls):g}")
+    out.row(section, "  CPU of this process: the run / the raw applies", f"{ms(median(cpu))} / {ms(median(raw_cpu))}")
+    out.row(
+        section,
+        "  SQL statements: the run / the decision before it",
+        f"{median(statements):g} / {median(decision_statements):g}",
+    )
     out.note(f"(a) medians of {RUNS} runs after {WARMUP} warm-up runs, in this process")
 
 
@@ -180,21 +206,55 @@ class Worker:
         self._log.close()
 
 
-def _approve_all_and_wait(requests: list[ResourceRequest], approver, timeout: float = 120) -> tuple[float, float]:
+@dataclass
+class Round:
+    """One approve-many round: seconds until the call returned and until all were active, the CPU seconds
+    of this process during the call and of the worker's processes in the round, the call's SQL statements."""
+
+    call: float
+    done: float
+    call_cpu: float = 0.0
+    worker_cpu: float = 0.0
+    statements: int = 0
+
+
+def _cpu_of(process: psutil.Process | None) -> float:
+    """CPU seconds of a process and its children so far."""
+    if process is None:
+        return 0.0
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _approve_all_and_wait(
+    requests: list[ResourceRequest], approver, timeout: float = 120, worker: psutil.Process | None = None
+) -> Round:
     """Approve every request's pending step with one approve-many call; seconds until the call returned
     and until every request was active."""
     steps = [str(r.approval_steps.get().pk) for r in requests]
     ids = [r.pk for r in requests]
-    start = time.perf_counter()
-    outcomes = steps_approve_many(step_ids=steps, user=approver)
-    returned = time.perf_counter()
+    worker_start = _cpu_of(worker)
+    with CaptureQueriesContext(connection) as calling:
+        cpu_start = time.process_time()
+        start = time.perf_counter()
+        outcomes = steps_approve_many(step_ids=steps, user=approver)
+        returned = time.perf_counter()
+        call_cpu = time.process_time() - cpu_start
     refused = [o for o in outcomes if not o.ok]
     if refused:
         raise RuntimeError(f"approve-many refused {len(refused)} steps: {refused[0].detail}")
     while True:
         states = dict(ResourceRequest.objects.filter(pk__in=ids).values_list("pk", "state"))
         if all(state == RequestState.ACTIVE for state in states.values()):
-            return returned - start, time.perf_counter() - start
+            done = time.perf_counter() - start
+            worker_cpu = _cpu_of(worker) - worker_start
+            return Round(returned - start, done, call_cpu, worker_cpu, len(calling.captured_queries))
         failed = [pk for pk, state in states.items() if state == RequestState.FAILED]
         if failed:
             raise RuntimeError(f"request {failed[0]} failed: {ResourceRequest.objects.get(pk=failed[0]).error}")
@@ -210,23 +270,32 @@ def _many_at_once(out: Out, namespaces: Namespaces, approver) -> None:
         try:
             worker.wait_ready()
             _approve_all_and_wait([namespaces.file() for _ in range(4)], approver)  # warm both worker processes
-            call, done, raw = [], [], []
+            rounds, raw, raw_cpu = [], [], []
             warm = len(worker.task_seconds())
+            process = psutil.Process(worker.proc.pid)
             for _ in range(ROUNDS):
                 requests = [namespaces.file() for _ in range(MANY)]
                 raw_manifests = [m for _ in range(MANY) for m in render_request(namespaces.file())]
-                call_time, done_time = _approve_all_and_wait(requests, approver)
-                call.append(call_time)
-                done.append(done_time)
+                rounds.append(_approve_all_and_wait(requests, approver, worker=process))
+                cpu_start = time.process_time()
                 raw.append(_raw_apply(raw_manifests))
+                raw_cpu.append(time.process_time() - cpu_start)
             tasks = worker.task_seconds()[warm:]
         finally:
             worker.stop()
+    done = [r.done for r in rounds]
     ratio = median(done) / median(raw)
     section = "provision"
     concurrency = os.cpu_count()
     out.row(section, f"{MANY} approved at once → all active (worker, prefork ×{concurrency})", ms(median(done)))
-    out.row(section, "  of which the approve-many call", ms(median(call)))
+    out.row(section, "  of which the approve-many call", ms(median([r.call for r in rounds])))
+    out.row(
+        section,
+        "  CPU: the approve-many call / the worker's processes in the round / the raw applies",
+        f"{ms(median([r.call_cpu for r in rounds]))} / {ms(median([r.worker_cpu for r in rounds]))} / "
+        f"{ms(median(raw_cpu))}",
+    )
+    out.row(section, "  SQL statements of the approve-many call", f"{median([r.statements for r in rounds]):g}")
     out.row(section, "  one provisioning task in the worker (median)", ms(median(tasks)) if tasks else "?")
     out.row(section, f"{MANY * 5} raw applies, sequentially", ms(median(raw)))
     out.row(section, f"{MANY} at once / raw", f"{ratio:.2f}×", "≤ 2×", ratio <= 2)

@@ -3,6 +3,7 @@ and the server-side apply of a claimed request's objects."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -138,20 +139,28 @@ def _record_applied(
     stored: dict[cluster.ObjectRef, dict],
     request: ResourceRequest,
     resource: Resource,
+    *,
+    ready: Collection[int] = (),
 ) -> None:
     """Note the uid of every object in `stored` (the apply answers); the first confirmed apply of an
-    object writes one audit event (two runs that race still write one). On PostgreSQL one statement for
-    the lot (_mark_applied_and_audit); elsewhere one transaction."""
-    if not stored:
-        return
+    object writes one audit event (two runs that race still write one). The rows `ready` names are
+    marked ready with them. On PostgreSQL one statement for the lot (_mark_applied_and_audit); elsewhere
+    one transaction."""
     now = timezone.now()
     applied = [rows[ref] for ref in stored]
     uids = {rows[ref].pk: (answer.get("metadata") or {}).get("uid", "") for ref, answer in stored.items()}
+    elsewhere = [pk for pk in ready if pk not in uids]  # ready, but not applied by this run
+    if elsewhere:
+        ManagedObject.objects.filter(pk__in=elsewhere).update(ready_at=now)
+    if not stored:
+        return
     if connection.vendor == "postgresql":
-        first = _mark_applied_and_audit(uids, {row.pk: str(row) for row in applied}, now, request, resource)
+        details = {row.pk: str(row) for row in applied}
+        first = _mark_applied_and_audit(uids, details, set(ready), now, request, resource)
     else:
         with transaction.atomic():
             first = _mark_applied(uids, now)
+            ManagedObject.objects.filter(pk__in=[pk for pk in ready if pk in uids]).update(ready_at=now)
             AuditEvent.objects.bulk_create(
                 AuditEvent(
                     verb="object_applied",
@@ -171,21 +180,29 @@ def _record_applied(
 
 
 def _mark_applied_and_audit(
-    uids: dict[int, str], details: dict[int, str], now: datetime, request: ResourceRequest, resource: Resource
+    uids: dict[int, str],
+    details: dict[int, str],
+    ready: set[int],
+    now: datetime,
+    request: ResourceRequest,
+    resource: Resource,
 ) -> set[int]:
-    """PostgreSQL: set `applied_at` (where it is empty) and the uid of the rows `uids` names, and write
-    the `object_applied` audit event of each row whose `applied_at` this set (its first confirmed apply;
-    `details` names the object) — one statement, atomic by itself, so no transaction round trips.
+    """PostgreSQL: set `applied_at` (where it is empty) and the uid of the rows `uids` names, `ready_at`
+    (where it is empty) of those among them that `ready` names, and write the `object_applied` audit
+    event of each row whose `applied_at` this set (its first confirmed apply; `details` names the
+    object) — one statement, atomic by itself, so no transaction round trips.
 
     The UPDATE locks each row as it updates it: a run racing this one waits, then sees `applied_at` set
     and neither sets it nor writes the event again (a compare-and-set per row, without reading the rows
     first). Returns the ids whose `applied_at` this statement set."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, uid, detail)), "
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::boolean[]) "
+            "AS v(id, uid, detail, ready)), "
             "marked AS (UPDATE provisioning_managedobject AS m "
-            "SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid FROM v "
-            "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid) "
+            "SET applied_at = COALESCE(m.applied_at, %s), uid = v.uid, "
+            "ready_at = CASE WHEN v.ready THEN COALESCE(m.ready_at, %s) ELSE m.ready_at END FROM v "
+            "WHERE m.id = v.id AND (m.applied_at IS NULL OR m.uid <> v.uid OR (v.ready AND m.ready_at IS NULL)) "
             "RETURNING m.id, m.applied_at = %s AS first), "
             "audited AS (INSERT INTO requests_app_auditevent (at, actor_id, actor_name, verb, target_type, target_id, "
             "request_id, resource_id, from_state, to_state, detail) "
@@ -196,6 +213,8 @@ def _mark_applied_and_audit(
                 list(uids),
                 list(uids.values()),
                 [details[pk] for pk in uids],
+                [pk in ready for pk in uids],
+                now,
                 now,
                 now,
                 now,
@@ -240,8 +259,12 @@ def _read_all(refs: list[cluster.ObjectRef]) -> dict[cluster.ObjectRef, dict | N
     return dict(zip(refs, cluster.map_bounded(cluster.read, refs), strict=True))
 
 
-def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
-    """Apply the request's objects once their ownership is proven; returns the apply answers.
+def _apply_all(
+    claim: Claim, *, ready_now: Callable[[dict[cluster.ObjectRef, dict]], list[int]] | None = None
+) -> dict[cluster.ObjectRef, dict]:
+    """Apply the request's objects once their ownership is proven; returns the apply answers. When every
+    apply succeeded, `ready_now` (given the answers) says which rows are ready already: they are marked
+    in the same write that records the applies.
 
     API calls: a Namespace is read (for a new resource, while its claim was written: `claim.ahead`),
     then applied. When it did not exist (and the apply created it),
@@ -255,6 +278,7 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
     rows = claim.rows or _record_intent(resource, manifests)
     stored: dict[cluster.ObjectRef, dict] = {}
     errors: list[ClusterError] = []
+    ready: list[int] = []
     try:
         namespace = next((m for m in manifests if _is_namespace(cluster.ref_of(m))), None)
         rest = [m for m in manifests if m is not namespace]
@@ -278,8 +302,10 @@ def _apply_all(claim: Claim) -> dict[cluster.ObjectRef, dict]:
             rest = _rendered(request, resource, password=password)  # such a kind has no Namespace of its own
         applied, errors = _apply_each(rest)
         stored.update(applied)
+        if not errors and ready_now is not None:
+            ready = ready_now(stored)
     finally:
-        _record_applied(rows, stored, request, resource)
+        _record_applied(rows, stored, request, resource, ready=ready)
     if errors:
         raise errors[0]
     return stored

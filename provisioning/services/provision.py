@@ -13,7 +13,7 @@ from ..errors import ClusterNotConfigured, PermanentClusterError
 from ..models import Phase
 from .apply import _apply_all
 from .claims import DeliveriesExhausted, NotHere, _claim, _release, _renew
-from .readiness import _activate, _unready
+from .readiness import _activate, _readiness, _unready
 from .retries import provisioning_wait_for_cluster, request_fail
 
 
@@ -66,8 +66,18 @@ def _provision_on_cluster(request_id) -> ProvisionOutcome:
         return ProvisionOutcome()
     try:
         applying = claim.job.phase != Phase.READINESS
-        stored = _apply_all(claim) if applying else {}
-        waiting, count = _unready(claim, stored)
+        if applying:
+            # Readiness judged on the apply answers, and what is ready marked with the applies (one write).
+            checked: list[tuple[list[str], int, list[int]]] = []
+
+            def ready_now(stored: dict) -> list[int]:
+                checked.append(_readiness(claim, stored))
+                return checked[0][2]
+
+            _apply_all(claim, ready_now=ready_now)
+            waiting, count, _ = checked[0]
+        else:
+            waiting, count = _unready(claim, {})
         if waiting:
             now = timezone.now()
             # Just applied: the readiness phase starts now (recorded with the wait below, in one write).

@@ -33,8 +33,18 @@ def workload_unready(live: dict | None) -> str:
 
 
 def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[list[str], int]:
-    """What is not ready yet, and how many objects the resource has; marks the objects that are. The
-    namespace must be Active; with LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too.
+    """What is not ready yet, and how many objects the resource has; marks the objects that are (see
+    _readiness)."""
+    waiting, count, ready = _readiness(claim, stored)
+    if ready:
+        ManagedObject.objects.filter(pk__in=ready).update(ready_at=timezone.now())
+    return waiting, count
+
+
+def _readiness(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[list[str], int, list[int]]:
+    """What is not ready yet, how many objects the resource has, and the ids of the rows that are ready
+    now but not marked so (the caller marks them). The namespace must be Active; with
+    LEASEHOLD_WAIT_FOR_READY, Deployments and StatefulSets must be available too.
 
     `stored` holds this run's apply answers, as fresh as a read: the objects in it are not read again
     (a Namespace the run applied says its phase; a workload it just applied is not available yet).
@@ -69,9 +79,7 @@ def _unready(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[list[
             waiting.append(f"{row}: {why}")
         else:
             ready.append(row.pk)
-    if ready:
-        ManagedObject.objects.filter(pk__in=ready).update(ready_at=timezone.now())
-    return waiting, len(present)
+    return waiting, len(present), ready
 
 
 @transaction.atomic

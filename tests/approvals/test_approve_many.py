@@ -1,5 +1,5 @@
-"""Approve-many decides its steps several at a time (committed data, as in production: each decision runs in
-a thread of its own with its own database connection)."""
+"""Approve-many decides its steps a chunk at a time, each chunk in one transaction (committed data, as in
+production: row locks, and the notices sent once the chunks are committed)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import uuid
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from approvals import notifications
-from approvals.services import APPROVE_MANY_CONCURRENCY
+from approvals.models import Decision
+from approvals.services import APPROVE_MANY_CHUNK, steps_approve_many
 from requests_app import services
 from requests_app.models import AuditEvent, OutgoingMail, ResourceRequest
 from tests.conftest import namespace_body
+from tests.factories import UserFactory
 
 # needs PostgreSQL: concurrent decisions, row locks and pg_stat_activity
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -30,7 +33,7 @@ def test_a_batch_larger_than_the_concurrency_decides_every_step_once_and_answers
 ):
     filed = [
         api.as_(requester).post("/api/v1/requests/", namespace_body(name=f"many{i}"), format="json").json()
-        for i in range(APPROVE_MANY_CONCURRENCY * 2 + 1)
+        for i in range(APPROVE_MANY_CHUNK * 2 + 1)
     ]
     steps = [body["approval"]["steps"][0]["id"] for body in filed]
     unknown = str(uuid.uuid4())
@@ -48,7 +51,7 @@ def test_a_batch_larger_than_the_concurrency_decides_every_step_once_and_answers
     for body in filed:
         assert ResourceRequest.objects.get(pk=body["id"]).state == "approved"
         assert AuditEvent.objects.filter(request_id=body["id"], verb="step_approved").count() == 1
-    assert open_connections() == before  # every thread closed the connection it opened
+    assert open_connections() == before  # no connection left open by the batch
 
 
 def test_a_refusal_in_a_batch_leaves_the_other_decisions_standing(api, requester, approver):
@@ -74,7 +77,7 @@ def test_each_decision_of_a_batch_has_its_notice_sent_together_after_the_decisio
     in one query and delivered over one connection; one that cannot be composed leaves the others."""
     filed = [
         api.as_(requester).post("/api/v1/requests/", namespace_body(name=f"told{i}"), format="json").json()
-        for i in range(APPROVE_MANY_CONCURRENCY + 2)
+        for i in range(APPROVE_MANY_CHUNK + 2)
     ]
     steps = [body["approval"]["steps"][0]["id"] for body in filed]
     broken = ResourceRequest.objects.get(pk=filed[2]["id"]).title
@@ -103,3 +106,57 @@ def test_each_decision_of_a_batch_has_its_notice_sent_together_after_the_decisio
     assert len(opened) == 1  # one connection for the whole batch
     assert OutgoingMail.objects.filter(topic="decision notice", state="pending").count() == 0
     assert AuditEvent.objects.filter(verb="step_approved").count() == len(steps)
+
+
+def test_a_chunk_costs_a_few_statements_of_its_own_and_four_writes_per_decision(file_request, approver):
+    """Per chunk: the step's requests, their rows and their steps locked, the decisions so far, one insert
+    of all audit rows; per decision: the decision, the step, the request and its provisioning job."""
+    filed = [file_request() for _ in range(APPROVE_MANY_CHUNK + 2)]
+    steps = [str(r.approval_steps.get().pk) for r in filed]
+
+    # Inside a caller's transaction the notices wait for its commit: only the decisions are counted.
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        outcomes = steps_approve_many(step_ids=steps, user=approver)
+
+    assert all(o.ok for o in outcomes)
+    statements = [q["sql"] for q in ctx.captured_queries]
+    audit_inserts = [sql for sql in statements if sql.startswith('INSERT INTO "requests_app_auditevent"')]
+    assert len(audit_inserts) == 2  # one per chunk, each with every row of its chunk
+    events = AuditEvent.objects.filter(request__in=filed)
+    assert events.filter(verb="step_approved").count() == events.filter(verb="approved").count() == len(filed)
+    assert events.filter(verb="step_closed").count() == len(filed)
+    chunk_reads = [sql for sql in statements if "FOR UPDATE" in sql]
+    assert len(chunk_reads) == 4  # requests, then steps, per chunk
+    assert len(statements) <= 4 * len(filed) + 2 * 8 + 6
+
+
+def test_a_request_the_approver_filed_is_refused_and_audited_without_undoing_its_chunk(file_request, approver):
+    filer = UserFactory(username="fiona", groups=["team-atlas", "platform-approvers"])
+    mine = file_request(by=filer)
+    others = [file_request() for _ in range(2)]
+    steps = [str(r.approval_steps.get().pk) for r in (others[0], mine, others[1])]
+
+    outcomes = steps_approve_many(step_ids=steps, user=filer)
+
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert "filed" in outcomes[1].detail
+    assert ResourceRequest.objects.get(pk=mine.pk).state == "pending_approval"
+    assert not Decision.objects.filter(step__request=mine).exists()
+    assert AuditEvent.objects.filter(request=mine, verb="decision_refused", actor=filer).count() == 1
+    assert all(ResourceRequest.objects.get(pk=r.pk).state == "approved" for r in others)
+
+
+def test_the_notices_of_a_batch_are_queued_in_one_insert_and_each_delivered(file_request, approver):
+    filed = [file_request() for _ in range(3)]
+    steps = [str(r.approval_steps.get().pk) for r in filed]
+    mail.outbox.clear()
+
+    with CaptureQueriesContext(connection) as ctx:
+        steps_approve_many(step_ids=steps, user=approver)
+
+    inserts = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "requests_app_outgoingmail"')]
+    assert len(inserts) == 1
+    assert sorted(m.subject for m in mail.outbox) == sorted(
+        f"[Leasehold] Approved by frank: {r.title} (dev)" for r in filed
+    )
+    assert OutgoingMail.objects.filter(topic="decision notice", state="sent").count() == len(filed)

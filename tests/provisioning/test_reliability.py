@@ -145,6 +145,11 @@ def test_with_readiness_on_a_database_waits_for_its_statefulset(active_ns, reque
     job = ProvisioningJob.objects.get(pk=db.pk)
     assert job.phase == Phase.READINESS
     assert job.last_error.startswith(f"waiting for: StatefulSet atlas-{active_ns.name}/orders: ")
+    # Everything else it applied is marked ready with the applies; the StatefulSet is not.
+    rows = ManagedObject.objects.filter(resource_id=db.resource_id)
+    assert rows.filter(applied_at__isnull=True).count() == 0
+    assert list(rows.filter(ready_at__isnull=True).values_list("kind", flat=True)) == ["StatefulSet"]
+    assert rows.filter(ready_at__isnull=False).count() == rows.count() - 1 > 0
 
     # The local control plane has no kubelet, so the StatefulSet never gets there; a second check waits
     # again without counting as a delivery.
