@@ -95,6 +95,9 @@ def cluster_mode() -> str:
 
 DEFAULT = "default"
 CONNECT_TIMEOUT_MAX = 5.0
+# The health check's node list: a cluster whose /readyz answers but whose node list hangs holds up the
+# check's write-back this long at most, whatever its own timeout.
+NODES_TIMEOUT_MAX = 10.0
 
 
 @dataclass(frozen=True)
@@ -181,9 +184,10 @@ def current() -> Target:
     return _target.get()
 
 
-def _timeout() -> tuple[float, float]:
-    """(connect, read) seconds for one call to the current cluster."""
+def _timeout(cap: float | None = None) -> tuple[float, float]:
+    """(connect, read) seconds for one call to the current cluster (at most `cap` each)."""
     limit = current().timeout or settings.LEASEHOLD_K8S_TIMEOUT
+    limit = min(limit, cap) if cap else limit
     return (min(CONNECT_TIMEOUT_MAX, limit), limit)
 
 
@@ -462,7 +466,13 @@ def _path_of(api_version: str, kind: str, namespace: str | None, name: str | Non
 
 @metered
 def _request(
-    method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None, content_type: str = ""
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: list[tuple[str, str]] | None = None,
+    content_type: str = "",
+    timeout: float | None = None,
 ) -> dict:
     """One HTTP call to the API server; the decoded JSON answer. Raises a classified ClusterError."""
     from kubernetes.client.exceptions import ApiException
@@ -473,7 +483,7 @@ def _request(
         params = api.param_serialize(
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        response = api.call_api(*params, _request_timeout=_timeout())
+        response = api.call_api(*params, _request_timeout=_timeout(timeout))
         data = response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
@@ -586,7 +596,7 @@ def ping() -> None:
     api = _shared_api_client()
     try:
         params = api.param_serialize("GET", "/readyz", header_params={}, auth_settings=["BearerToken"])
-        response = api.call_api(*params, _request_timeout=(_timeout()[0], min(5.0, _timeout()[1])))
+        response = api.call_api(*params, _request_timeout=_timeout(5.0))
         response.read()
         if response.status != 200:
             raise ApiException(http_resp=response)
@@ -597,4 +607,4 @@ def ping() -> None:
 def list_nodes() -> list[dict]:
     """The current cluster's nodes: one GET /api/v1/nodes, not retried (the health check, its caller,
     asks again at its next run). A 403 (the service may not list nodes) is a PermanentClusterError."""
-    return _request("GET", "/api/v1/nodes").get("items") or []
+    return _request("GET", "/api/v1/nodes", timeout=NODES_TIMEOUT_MAX).get("items") or []

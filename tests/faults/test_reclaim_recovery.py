@@ -52,10 +52,12 @@ def let_go(core, names: list[str]) -> None:
 def test_a_released_namespace_is_reclaimed_in_the_records_within_a_minute_of_being_gone(
     approved_namespace, celery_processes, core
 ):
+    # Provisioned here before the worker starts: the approval's message would have the worker claim the
+    # request while this test provisions it (the worker then takes the message and finds it active).
+    request = provisioned(approved_namespace)
     # Default follow-up interval (LEASEHOLD_RECLAIM_FOLLOW_SECONDS, 20 s): beat and a worker as in production.
     celery_processes("worker").wait_ready()
     celery_processes("beat").wait_ready()
-    request = provisioned(approved_namespace)
     namespace = request.resource
 
     done, _ = resource_release(resource=namespace, actor=request.requester)
