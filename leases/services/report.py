@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import QuerySet
 
+from provisioning import cluster
 from requests_app.models import (
     Kind,
 )
@@ -99,7 +100,7 @@ class ReclaimReport(Entries[Outcome]):
                 continue  # listed with the errors
             title = f"{would}{outcome.label}" if outcome in _WOULD else str(outcome.label)
             if outcome == Outcome.DEFERRED:
-                title += f" (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN})"
+                title += f" (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN} per cluster)"
             out.append((title, self.of(*ERROR_OUTCOMES) if outcome == Outcome.ERROR else self.of(outcome)))
         return out
 
@@ -123,7 +124,14 @@ def _label(lease: Lease) -> str:
 def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime) -> str:
     # The display name (CONTRACT.md §6), built from plain values: a pass may list thousands.
     where = namespace if kind == Kind.NAMESPACE else f"{namespace} / {name}"
-    return f"{kind} {where} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
+    return f"{kind} {where}{on_this_cluster()} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
+
+
+def on_this_cluster() -> str:
+    """ " on cluster NAME" while a pass works on a cluster other than `default` (`cluster.using`), so that
+    its lines say where; "" on `default` (the lines of a one-cluster install read as they always did)."""
+    name = cluster.current().name
+    return "" if name == cluster.DEFAULT else f" on cluster {name}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from provisioning import cluster
 from provisioning.errors import ClusterError
 from requests_app.errors import InvalidState, NotAllowed
 from requests_app.models import (
+    Cluster,
     Resource,
     ResourceRequest,
     ResourceState,
@@ -62,23 +63,26 @@ def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
 
 
 def restore_start(*, resource_id) -> Backup | None:
-    """Run pg_restore of the dump a recreated database was filed with (once)."""
-    database = Resource.objects.select_related("created_by_request", "parent", "team").get(pk=resource_id)
+    """Run pg_restore of the dump a recreated database was filed with (once), on the database's cluster."""
+    database = Resource.objects.select_related("created_by_request", "parent", "team", "cluster").get(pk=resource_id)
     location = database.created_by_request.frozen.get("restore_from")
     if not location or database.backups.filter(kind=BackupKind.RESTORE).exists():
         return None
     now = database_now()
-    manifests = backup.restore_manifests(
-        database=database, password=backup.database_password(database), location=location, at=now
-    )
-    return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
+    with cluster.using(database.cluster):
+        manifests = backup.restore_manifests(
+            database=database, password=backup.database_password(database), location=location, at=now
+        )
+        return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
 
 
-def check_restores(*, now: datetime, report: ReclaimReport) -> None:
-    """Record how running restore Jobs ended (a failure alerts like a failed backup)."""
+def check_restores(*, now: datetime, report: ReclaimReport, on: Cluster) -> None:
+    """Record how the running restore Jobs of the databases on cluster `on` ended (a failure alerts like
+    a failed backup); the caller is inside `cluster.using(on)`."""
     # A restore that could not start right after activation (cluster unreachable) starts here.
     waiting = (
         Resource.objects.filter(
+            cluster=on,
             kind__in=backed_up_kinds(),
             state=ResourceState.ACTIVE,
             created_by_request__frozen__has_key="restore_from",
@@ -91,7 +95,8 @@ def check_restores(*, now: datetime, report: ReclaimReport) -> None:
             restore_start(resource_id=resource_id)
         except ClusterError as exc:
             report.add(Outcome.ERROR, f"restore of {resource_id}", resource_id=resource_id, detail=str(exc))
-    for record in Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING).select_related("resource"):
+    running = Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING, resource__cluster=on)
+    for record in running.select_related("resource"):
         try:
             job = cluster.read(cluster.ObjectRef("batch/v1", "Job", record.job_namespace, record.job_name))
         except ClusterError as exc:
