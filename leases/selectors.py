@@ -313,20 +313,19 @@ def forecast_problems(user, sections: list[ForecastSection], now: datetime) -> l
         state__in=Resource.TERMINAL
     )
     problems = []
-    for row in Cluster.objects.filter(pk__in=working.values("resource__cluster")).order_by("name"):
+    clusters = list(Cluster.objects.filter(pk__in=working.values("resource__cluster")).order_by("name"))
+    for row, exc in zip(clusters, clusters_ready(clusters), strict=True):
         named = "" if row.name == cluster.DEFAULT else f" {row.name}"
+        if exc is not None:
+            problems.append(
+                f"The next pass cannot reach the cluster{named} ({exc}). It will send the notices, but "
+                "quarantine and delete nothing there until the cluster answers."
+            )
+            continue
+        on_it = due.filter(resource__cluster=row)
+        if not on_it.filter(Q(resource__kind__in=backed_up) | Exists(live_database)).exists():
+            continue
         with cluster.using(row):
-            try:
-                cluster.ping()
-            except (ClusterError, ClusterNotConfigured) as exc:
-                problems.append(
-                    f"The next pass cannot reach the cluster{named} ({exc}). It will send the notices, but "
-                    "quarantine and delete nothing there until the cluster answers."
-                )
-                continue
-            on_it = due.filter(resource__cluster=row)
-            if not on_it.filter(Q(resource__kind__in=backed_up) | Exists(live_database)).exists():
-                continue
             problem = backup.backup_storage_checked()
         if problem:
             problems.append(
@@ -335,3 +334,19 @@ def forecast_problems(user, sections: list[ForecastSection], now: datetime) -> l
                 "alerted."
             )
     return problems
+
+
+def clusters_ready(clusters: list[Cluster]) -> list[ClusterError | ClusterNotConfigured | None]:
+    """Ask each cluster's API server whether it is ready (one GET /readyz each, all at once, so that one
+    that does not answer delays the answer by its own timeout only, at most 5 s): None for a cluster that
+    is, else why not."""
+
+    def ask(row: Cluster) -> ClusterError | ClusterNotConfigured | None:
+        with cluster.using(row):
+            try:
+                cluster.ping()
+            except (ClusterError, ClusterNotConfigured) as exc:
+                return exc
+        return None
+
+    return cluster.map_bounded(ask, clusters, limit=len(clusters)) if clusters else []

@@ -33,6 +33,7 @@ from requests_app.services import (
 from .. import backup, notices
 from ..kinds import LEASE_KINDS, backed_up_kinds
 from ..models import Lease, LeaseState
+from ..selectors import clusters_ready
 from .expiry_notices import send_notices
 from .extension import extensions_sweep, lease_restore_workloads
 from .grace import _release_leases, lease_enter_grace, lease_quarantine
@@ -218,20 +219,11 @@ def _mail_deliver_queued(*, report: ReclaimReport, mail_ids: list[int]) -> None:
 
 
 def _clusters_unusable(clusters: list[Cluster], *, dry_run: bool, report: ReclaimReport) -> set[int]:
-    """Ask each cluster's API server whether it is ready (one GET /readyz each, all at once: one that does
-    not answer holds up none of the others). Returns the clusters the pass leaves alone, each one an error
+    """Ask each cluster's API server whether it is ready (`clusters_ready`: all at once, so that one that
+    does not answer holds up none of the others). Returns the clusters the pass leaves alone, each one an error
     of the report naming it. A live pass that has no usable credentials for any of its clusters raises
     ClusterNotConfigured before anything changed (a configuration to fix, not a passing fault)."""
-
-    def ask(row: Cluster) -> Exception | None:
-        with on_cluster(row):
-            try:
-                cluster.ping()
-            except (ClusterError, ClusterNotConfigured) as exc:
-                return exc
-        return None
-
-    answers = cluster.map_bounded(ask, clusters, limit=len(clusters)) if clusters else []
+    answers = clusters_ready(clusters)
     unconfigured = [exc for exc in answers if isinstance(exc, ClusterNotConfigured)]
     stops = bool(unconfigured) and len(unconfigured) == len(clusters)
     if stops and not dry_run:
@@ -241,13 +233,15 @@ def _clusters_unusable(clusters: list[Cluster], *, dry_run: bool, report: Reclai
         if exc is None:
             continue
         unusable.add(row.pk)
+        # The error may name the cluster already (a registered cluster's credentials): said once.
+        why = str(exc).removeprefix(f"cluster {row.name}: ").rstrip(".")
         if isinstance(exc, ClusterNotConfigured):
             what = "a live pass stops before changing anything" if stops else "the pass does nothing on it"
-            detail = f"{exc}: {what}; its leases wait for the next pass"
+            detail = f"{why}: {what}; its leases wait for the next pass"
         else:
             would = "would move" if dry_run else "moved"
             detail = (
-                f"{exc}: the pass {would} nothing of it into grace and deleted nothing on it (notices and "
+                f"{why}: the pass {would} nothing of it into grace and deleted nothing on it (notices and "
                 "hand-overs need no cluster); its leases wait for the next pass"
             )
         report.add(Outcome.ERROR, f"cluster {row.name}", detail=detail)

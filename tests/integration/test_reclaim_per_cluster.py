@@ -21,10 +21,15 @@ from django.core.management import CommandError, call_command
 from kubernetes import client
 
 from leases.models import Lease, ReclaimPass
+from leases.services.extension import lease_extend
+from leases.services.opening import lease_open
+from leases.services.reclaim import resource_release
 from leases.services.reclaim_pass import reclaim_follow, reclaim_pass
 from provisioning import cluster
 from provisioning.models import ManagedObject
+from provisioning.renderers import ANNOTATION_LEASE_EXPIRES, rfc3339
 from requests_app.models import AuditEvent, Cluster, Resource
+from tests.factories import active_namespace
 
 from .conftest import file_and_provision, namespace_gone, wait_for
 from .test_two_control_planes import cluster_b_client, services
@@ -184,6 +189,48 @@ def test_a_pass_never_deletes_on_the_wrong_control_plane(cluster_b, requester, a
     assert not ManagedObject.objects.filter(resource=on_a, deleted_at__isnull=False).exists()
 
 
+def test_an_extension_and_a_release_call_their_resources_cluster_only(
+    cluster_b, requester, approver, unique_name, planes
+):
+    on_a = provisioned(requester, approver, planes, name=unique_name, on="default")
+    on_b = provisioned(requester, approver, planes, name=unique_name, on="b")
+    stamped_on_a = planes.a.read_namespace(on_a.namespace_name).metadata.annotations[ANNOTATION_LEASE_EXPIRES]
+
+    outcome, lease = lease_extend(resource=on_b, actor=requester, days=3, justification="still testing")
+
+    assert outcome == "extended"
+    stamped_on_b = planes.b.read_namespace(on_b.namespace_name).metadata.annotations[ANNOTATION_LEASE_EXPIRES]
+    assert stamped_on_b == rfc3339(lease.expires_at) != stamped_on_a
+    assert planes.a.read_namespace(on_a.namespace_name).metadata.annotations[ANNOTATION_LEASE_EXPIRES] == stamped_on_a
+
+    resource_release(resource=on_b, actor=requester)
+    follow_until_reclaimed(on_b, "the released namespace on b reclaimed")
+
+    assert planes.a.read_namespace(on_a.namespace_name).status.phase == "Active"
+    assert lease_of(on_a).state == "active"
+    wait_for(lambda: namespace_gone(planes.b, on_b.namespace_name), timeout=60, what="the namespace gone on b")
+
+
+def test_a_cluster_without_usable_credentials_holds_up_only_its_own_leases(
+    atlas, requester, approver, unique_name, planes, tmp_path
+):
+    on_a = provisioned(requester, approver, planes, name=unique_name, on="default")
+    missing = str(tmp_path / "kubeconfig")
+    broken = Cluster.objects.create(name="c", auth="kubeconfig", credentials_path=missing, environments=["dev"])
+    Cluster.objects.create(name="idle", auth="kubeconfig", credentials_path=missing, environments=["dev"])
+    on_c = lease_open(resource=active_namespace(atlas, requester, name=f"{unique_name}c", cluster=broken))
+    expired = max(lease_of(on_a).expires_at, on_c.expires_at) + timedelta(minutes=1)
+
+    report = reclaim_pass(now=expired)
+
+    assert report.errors == [
+        f"cluster c: no credentials file at {missing}: the pass does nothing on it; its leases wait for the next pass"
+    ]
+    assert [line for line in report.to_grace if on_a.namespace_name in line] == report.to_grace != []
+    assert (lease_of(on_a).state, Lease.objects.get(pk=on_c.pk).state) == ("grace", "active")
+    assert not [line for line in report.lines() if "idle" in line]  # no lease there: not asked at all
+
+
 def test_a_pass_for_one_cluster_works_on_its_leases_only(cluster_b, requester, approver, unique_name, planes):
     on_a = provisioned(requester, approver, planes, name=f"{unique_name}a", on="default")
     on_b = provisioned(requester, approver, planes, name=f"{unique_name}b", on="b")
@@ -235,3 +282,13 @@ def test_the_beats_pass_sends_each_clusters_part_to_that_clusters_queue(
     }
     assert all(h["expires"] for headers in sent.values() for h in headers)
     assert ReclaimPass.objects.filter(completed=True, origin="task").count() == 1  # the shared part
+
+
+def test_the_backup_storage_is_made_on_the_cluster_named(cluster_b, planes, settings):
+    out = StringIO()
+    call_command("ensure_backup_storage", "--cluster", "b", stdout=out)
+
+    assert f"Namespace {settings.LEASEHOLD_BACKUP_NAMESPACE}: present on cluster b" in out.getvalue(), out.getvalue()
+    assert planes.b.read_namespace(settings.LEASEHOLD_BACKUP_NAMESPACE).status.phase == "Active"
+    with pytest.raises(CommandError, match="No cluster named 'nowhere' is registered"):
+        call_command("ensure_backup_storage", "--cluster", "nowhere")
