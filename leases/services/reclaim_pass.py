@@ -7,11 +7,14 @@ import contextvars
 import logging
 import threading
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from provisioning import cluster
@@ -48,16 +51,16 @@ from .reclaim import (
     _teardown_prepare,
     _teardown_quietly,
 )
-from .report import _LABEL_RELATED, Outcome, ReclaimReport, _label, _lease_rows, _LeaseRow, on_this_cluster
-from .restore import check_restores
+from .report import _LABEL_RELATED, Outcome, ReclaimReport, _label, _lease_rows, _LeaseRow, on_cluster_words
+from .restore import check_restores, restore_clusters
 
 log = logging.getLogger(__name__)
 
 
-def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: QuerySet, report: ReclaimReport) -> None:
-    """What a dry run lists of the leases it would reclaim (`resource_ids`: their resources, as a
-    subquery): the databases it would back up first and the objects it would delete, read in two
-    queries as plain values."""
+def _dry_run_reclaim(listed: list[_LeaseRow], resource_ids: list[Any], report: ReclaimReport) -> None:
+    """What a dry run lists of the leases it would reclaim (`resource_ids`: their resources): the
+    databases it would back up first and the objects it would delete, read in two queries as plain
+    values."""
     objects: dict[Any, list[str]] = {row.resource_id: [] for row in listed}
     recorded = (
         ManagedObject.objects.filter(resource_id__in=resource_ids, deleted_at__isnull=True)
@@ -96,7 +99,7 @@ def reclaim_pass(
     cluster that does not answer is one error of the report, and its leases wait, as they are, for the
     next pass, while the others go on. `cluster`: only that cluster's work (ClusterNotConfigured when no
     cluster has that name); `fan_out`: the shared work here, then one `reclaim_cluster` task per cluster
-    with live leases, on that cluster's queue (the beat's pass).
+    with work, on that cluster's queue (the beat's pass).
 
     Mail that earlier attempts could not send is retried first; the mail this pass queues is sent at its
     end, after its changes committed, and what the mail backend refused is in the report's errors (and
@@ -104,7 +107,8 @@ def reclaim_pass(
     now = now or database_now()
     report = ReclaimReport(now=now, dry_run=dry_run)
     shared = cluster is None
-    clusters = [] if fan_out else clusters_to_reclaim(cluster)
+    work = _work_by_cluster(now=now, dry_run=dry_run)
+    clusters = [] if fan_out else _clusters_of(work, name=cluster)
     # Before anything changes: a pass that cannot reach a cluster must not move a lease of it to a state
     # the cluster does not match.
     unusable = _clusters_unusable(clusters, dry_run=dry_run, report=report)
@@ -119,37 +123,73 @@ def reclaim_pass(
         for row in clusters:
             if row.pk not in unusable:
                 with on_cluster(row):
-                    _cluster_steps(now=now, dry_run=dry_run, report=report, on=row)
+                    _cluster_steps(now=now, dry_run=dry_run, report=report, on=row, work=work[row.pk])
     if not dry_run:
         _mail_deliver_queued(report=report, mail_ids=queued)
         if fan_out:
-            _publish_cluster_passes(report=report)
+            _publish_cluster_passes(_clusters_of(work), report=report)
     return report
 
 
-# The leases a pass works on in the cluster: a cluster without any of them is not asked anything.
-_LIVE = (LeaseState.ACTIVE, LeaseState.GRACE, LeaseState.RECLAIMING)
+@dataclass
+class _ClusterWork:
+    """What a pass has to do on one cluster: its leases to move into grace, to keep quarantined, whose
+    workloads to restore, and past grace (in order); a cluster with none of them but leases reclaiming or
+    restores running is followed up."""
+
+    expired: list[Lease] = field(default_factory=list)
+    in_grace: list[Lease] = field(default_factory=list)
+    unrestored: list[Lease] = field(default_factory=list)
+    due: list[_LeaseRow] = field(default_factory=list)
 
 
-def clusters_to_reclaim(name: str | None = None) -> list[Cluster]:
+def _work_by_cluster(*, now: datetime, dry_run: bool) -> dict[int, _ClusterWork]:
+    """The pass's work, by the cluster of each lease's resource: one query per step for every cluster, on
+    the leases' partial indexes, sorted here. (A filter on the cluster in SQL has PostgreSQL hash-join
+    every resource row of a large cluster, where the partial indexes find the few leases that are due.)"""
+    work: dict[int, _ClusterWork] = defaultdict(_ClusterWork)
+    for lease in Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now).select_related(*_LABEL_RELATED):
+        work[lease.resource.cluster_id].expired.append(lease)
+    if not dry_run:
+        for lease in Lease.objects.filter(state=LeaseState.GRACE, grace_until__gt=now).select_related("resource"):
+            work[lease.resource.cluster_id].in_grace.append(lease)
+        # Extended leases whose workloads could not be scaled back yet.
+        unrestored = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now).exclude(quarantined_replicas={})
+        for lease in unrestored.select_related("resource"):
+            work[lease.resource.cluster_id].unrestored.append(lease)
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk")
+    for row in _lease_rows(due):
+        work[row.cluster_id or 0].due.append(row)
+    if not dry_run:
+        for cluster_id in clusters_following():  # followed up, maybe with nothing else to do there
+            work.setdefault(cluster_id, _ClusterWork())
+    return work
+
+
+def _clusters_of(ids: Iterable[int], name: str | None = None) -> list[Cluster]:
     """The clusters a pass works on: the one named (ClusterNotConfigured when none has that name), else
-    every cluster that holds a live lease, by name."""
+    those with work, by name. A cluster without any is not asked anything."""
     if name is not None:
         row = Cluster.objects.filter(name=name).first()
         if row is None:
             known = ", ".join(Cluster.objects.order_by("name").values_list("name", flat=True)) or "none"
             raise ClusterNotConfigured(f"No cluster named {name!r} is registered (registered: {known}).")
         return [row]
-    live = Lease.objects.filter(resource__cluster=OuterRef("pk"), state__in=_LIVE)
-    return list(Cluster.objects.filter(Exists(live)).order_by("name"))
+    return list(Cluster.objects.filter(pk__in=list(ids)).order_by("name"))
 
 
-def _publish_cluster_passes(*, report: ReclaimReport) -> None:
-    """Send one `reclaim_cluster` task per cluster with live leases to that cluster's queue, where a
-    worker for that cluster runs it: a cluster that is down or slow holds up only its own."""
+def clusters_following() -> set[int]:
+    """The clusters with leases reclaiming or restores to start or to check: what a follow-up does."""
+    reclaiming = Lease.objects.filter(state=LeaseState.RECLAIMING).values_list("resource__cluster_id", flat=True)
+    return set(reclaiming.order_by().distinct()) | restore_clusters()
+
+
+def _publish_cluster_passes(clusters: list[Cluster], *, report: ReclaimReport) -> None:
+    """Send one `reclaim_cluster` task per cluster with work to that cluster's queue, where a worker for
+    that cluster runs it: a cluster that is down or slow holds up only its own."""
     from ..tasks import reclaim_cluster
 
-    for row in clusters_to_reclaim():
+    for row in clusters:
         try:
             reclaim_cluster.apply_async(args=[row.name], queue=cluster_queue(row.name), expires=CLUSTER_PASS_EXPIRES)
         except Exception as exc:  # any broker failure: the next pass sends it again
@@ -254,22 +294,20 @@ def _backup_storage_errors(report: ReclaimReport, backups: int) -> None:
     if problem := backup.backup_storage_checked():
         report.add(
             Outcome.ERROR,
-            f"back up{on_this_cluster()}",
+            f"back up{on_cluster_words(cluster.current().name)}",
             detail=f"{problem}: the {backups} backup Job(s) would fail, so those databases "
             "(and the namespaces holding them) would not be deleted",
         )
 
 
-def _cluster_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, on: Cluster) -> None:
-    """The work of a pass on one cluster that answered, inside `cluster.using(on)`, on the leases whose
-    resource is on it: restores, grace (quarantine), workloads of extended leases, backups, reclamation
-    (at most RECLAIM_MAX_PER_RUN new ones on this cluster) and the follow-up."""
-    leases = Lease.objects.filter(resource__cluster=on)
+def _cluster_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, on: Cluster, work: _ClusterWork) -> None:
+    """The work of a pass on one cluster that answered, inside `cluster.using(on)`: restores, grace
+    (quarantine), workloads of extended leases, backups, reclamation (at most RECLAIM_MAX_PER_RUN new
+    ones on this cluster) and the follow-up."""
     if not dry_run:
         check_restores(now=now, report=report, on=on)
 
-    expired = leases.filter(state=LeaseState.ACTIVE, expires_at__lte=now)
-    for lease in expired.select_related(*_LABEL_RELATED):
+    for lease in work.expired:
         if dry_run:
             report.add(Outcome.TO_GRACE, _label(lease), resource_id=lease.resource_id)
             continue
@@ -282,32 +320,28 @@ def _cluster_steps(*, now: datetime, dry_run: bool, report: ReclaimReport, on: C
         if entered:
             report.add(Outcome.TO_GRACE, _label(lease), resource_id=lease.resource_id)
             lease.refresh_from_db()
-            notices.quarantine_notice(lease.resource, lease.grace_until, len(lease.quarantined_replicas))
-    if not dry_run:
-        for lease in leases.filter(state=LeaseState.GRACE, grace_until__gt=now).select_related("resource"):
-            try:
-                lease_quarantine(lease_id=lease.pk)
-            except ClusterError as exc:
-                report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=f"quarantine: {exc}")
-        # Extended leases whose workloads could not be scaled back yet.
-        unrestored = leases.filter(state=LeaseState.ACTIVE, expires_at__gt=now).exclude(quarantined_replicas={})
-        for lease in unrestored.select_related("resource"):
-            try:
-                lease_restore_workloads(lease_id=lease.pk)
-            except ClusterError as exc:
-                detail = f"restore of its workloads: {exc}"
-                report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=detail)
+            if lease.grace_until is not None:  # set by entering grace
+                notices.quarantine_notice(lease.resource, lease.grace_until, len(lease.quarantined_replicas))
+    for lease in work.in_grace:
+        try:
+            lease_quarantine(lease_id=lease.pk)
+        except ClusterError as exc:
+            report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=f"quarantine: {exc}")
+    for lease in work.unrestored:
+        try:
+            lease_restore_workloads(lease_id=lease.pk)
+        except ClusterError as exc:
+            detail = f"restore of its workloads: {exc}"
+            report.add(Outcome.ERROR, _label(lease), resource_id=lease.resource_id, detail=detail)
 
     # The cap bounds new deletions only; leases already reclaiming are followed up below, cheaply.
-    due = leases.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk")
-    rows = _lease_rows(due)
     cap = max(0, settings.RECLAIM_MAX_PER_RUN)
-    started = rows[:cap]
-    for row in rows[cap:]:
+    started = work.due[:cap]
+    for row in work.due[cap:]:
         report.add(Outcome.DEFERRED, row.label, resource_id=row.resource_id)
     if dry_run:
         before = len(report.of(Outcome.BACKUP))
-        _dry_run_reclaim(started, due.values("resource_id")[:cap], report)
+        _dry_run_reclaim(started, [row.resource_id for row in started], report)
         if backups := len(report.of(Outcome.BACKUP)) - before:
             _backup_storage_errors(report, backups)
         return
@@ -444,12 +478,13 @@ def reclaim_follow(
     Per cluster, like the pass: each inside `cluster.using(it)` on its own leases, after its own
     readiness check (one that does not answer is an error of the report and costs one GET /readyz;
     its leases wait). `cluster`: that cluster only; else the approved extensions whose task was lost
-    are sent again first, then every cluster with live leases is followed, one after another."""
+    are sent again first, then every cluster with leases reclaiming or restores is followed, one after
+    another."""
     now = now or database_now()
     report = report or ReclaimReport(now=now, dry_run=False)
     if cluster is None:
         extensions_sweep()
-    clusters = clusters_to_reclaim(cluster)
+    clusters = _clusters_of(clusters_following(), name=cluster)
     unusable = _clusters_unusable(clusters, dry_run=False, report=report)
     for row in clusters:
         if row.pk not in unusable:

@@ -112,26 +112,27 @@ class ReclaimReport(Entries[Outcome]):
         return out
 
 
-# What `_label` reads: a namespace's name is made of its team's slug, a database's of its namespace's.
-_LABEL_RELATED = ("resource", "resource__team", "resource__parent__team")
+# What `_label` reads: a namespace's name is made of its team's slug, a database's of its namespace's;
+# and the cluster it is on.
+_LABEL_RELATED = ("resource", "resource__team", "resource__parent__team", "resource__cluster")
 
 
 def _label(lease: Lease) -> str:
     r = lease.resource
-    return _label_of(r.kind, r.namespace_name, r.name, r.pk, lease.expires_at)
+    return _label_of(r.kind, r.namespace_name, r.name, r.pk, lease.expires_at, r.cluster.name)
 
 
-def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime) -> str:
+def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime, cluster_name: str = "") -> str:
     # The display name (CONTRACT.md §6), built from plain values: a pass may list thousands.
     where = namespace if kind == Kind.NAMESPACE else f"{namespace} / {name}"
-    return f"{kind} {where}{on_this_cluster()} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
+    on = on_cluster_words(cluster_name)
+    return f"{kind} {where}{on} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
 
 
-def on_this_cluster() -> str:
-    """ " on cluster NAME" while a pass works on a cluster other than `default` (`cluster.using`), so that
-    its lines say where; "" on `default` (the lines of a one-cluster install read as they always did)."""
-    name = cluster.current().name
-    return "" if name == cluster.DEFAULT else f" on cluster {name}"
+def on_cluster_words(name: str) -> str:
+    """The words " on cluster NAME" for a cluster other than `default`, so that a pass's lines say where;
+    nothing for `default` (the lines of a one-cluster install read as they always did)."""
+    return "" if name in ("", cluster.DEFAULT) else f" on cluster {name}"
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class _LeaseRow:
     namespace: str
     name: str
     label: str
+    cluster_id: int | None = None
 
 
 # What `_lease_rows` reads: the lease's expiry and what its resource's namespace name is made of (a
@@ -157,14 +159,27 @@ _DUE_VALUES = (
     "resource__team__slug",
     "resource__parent__name",
     "resource__parent__team__slug",
+    "resource__cluster_id",
+    "resource__cluster__name",
 )
 
 
 def _lease_rows(leases: QuerySet[Lease]) -> list[_LeaseRow]:
     """The leases as a pass lists them: one query, no model instances."""
     rows = []
-    for pk, expires_at, resource_id, kind, name, team, parent, parent_team in leases.values_list(*_DUE_VALUES):
+    for (
+        pk,
+        expires_at,
+        resource_id,
+        kind,
+        name,
+        team,
+        parent,
+        parent_team,
+        cluster_id,
+        cluster_name,
+    ) in leases.values_list(*_DUE_VALUES):
         namespace = f"{team}-{name}" if kind == Kind.NAMESPACE else f"{parent_team}-{parent}" if parent else ""
-        label = _label_of(kind, namespace, name, resource_id, expires_at)
-        rows.append(_LeaseRow(pk, resource_id, kind, namespace, name, label))
+        label = _label_of(kind, namespace, name, resource_id, expires_at, cluster_name)
+        rows.append(_LeaseRow(pk, resource_id, kind, namespace, name, label, cluster_id))
     return rows

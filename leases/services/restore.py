@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import QuerySet
+
 from provisioning import cluster
 from provisioning.errors import ClusterError
 from requests_app.errors import InvalidState, NotAllowed
@@ -76,21 +78,29 @@ def restore_start(*, resource_id) -> Backup | None:
         return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
 
 
+def _restores_waiting() -> QuerySet[Resource]:
+    """Restored databases whose restore has not started (the cluster could not be reached right after
+    their activation)."""
+    return Resource.objects.filter(
+        kind__in=backed_up_kinds(),
+        state=ResourceState.ACTIVE,
+        created_by_request__frozen__has_key="restore_from",
+    ).exclude(backups__kind=BackupKind.RESTORE)
+
+
+def restore_clusters() -> set[int]:
+    """The clusters with restores to start or to check."""
+    waiting = _restores_waiting().values_list("cluster_id", flat=True)
+    running = Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING)
+    running_on = running.values_list("resource__cluster_id", flat=True).order_by().distinct()
+    return set(waiting.order_by().distinct()) | set(running_on)
+
+
 def check_restores(*, now: datetime, report: ReclaimReport, on: Cluster) -> None:
     """Record how the running restore Jobs of the databases on cluster `on` ended (a failure alerts like
     a failed backup); the caller is inside `cluster.using(on)`."""
     # A restore that could not start right after activation (cluster unreachable) starts here.
-    waiting = (
-        Resource.objects.filter(
-            cluster=on,
-            kind__in=backed_up_kinds(),
-            state=ResourceState.ACTIVE,
-            created_by_request__frozen__has_key="restore_from",
-        )
-        .exclude(backups__kind=BackupKind.RESTORE)
-        .values_list("pk", flat=True)
-    )
-    for resource_id in waiting:
+    for resource_id in _restores_waiting().filter(cluster=on).values_list("pk", flat=True):
         try:
             restore_start(resource_id=resource_id)
         except ClusterError as exc:

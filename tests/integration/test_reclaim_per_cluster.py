@@ -18,6 +18,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from kubernetes import client
 
 from leases.models import Lease, ReclaimPass
@@ -265,10 +266,13 @@ def test_the_beats_pass_sends_each_clusters_part_to_that_clusters_queue(
 
     from leases.tasks import reclaim_leases
 
-    provisioned(requester, approver, planes, name=f"{unique_name}a", on="default")
-    provisioned(requester, approver, planes, name=f"{unique_name}b", on="b")
+    on_a = provisioned(requester, approver, planes, name=f"{unique_name}a", on="default")
+    on_b = provisioned(requester, approver, planes, name=f"{unique_name}b", on="b")
+    # Both clusters have a lease that has just ended: work for their passes.
+    Lease.objects.filter(resource__in=[on_a, on_b]).update(expires_at=timezone.now() - timedelta(minutes=1))
+    Cluster.objects.create(name="nothing-due", environments=["dev"])  # no work there: no pass sent
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    queues = ("cluster.default", "cluster.b")
+    queues = ("cluster.default", "cluster.b", "cluster.nothing-due")
     broker.delete(*queues)
     try:
         reclaim_leases.apply()  # the beat's task, run here; what it sends goes to the real broker
@@ -279,9 +283,11 @@ def test_the_beats_pass_sends_each_clusters_part_to_that_clusters_queue(
     assert {q: [(h["task"], h["argsrepr"]) for h in headers] for q, headers in sent.items()} == {
         "cluster.default": [("leases.tasks.reclaim_cluster", "['default']")],
         "cluster.b": [("leases.tasks.reclaim_cluster", "['b']")],
+        "cluster.nothing-due": [],
     }
     assert all(h["expires"] for headers in sent.values() for h in headers)
     assert ReclaimPass.objects.filter(completed=True, origin="task").count() == 1  # the shared part
+    assert (lease_of(on_a).state, lease_of(on_b).state) == ("active", "active")  # left to the clusters' passes
 
 
 def test_the_backup_storage_is_made_on_the_cluster_named(cluster_b, planes, settings):
