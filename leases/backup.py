@@ -11,7 +11,7 @@ from datetime import datetime
 from django.conf import settings
 
 from provisioning import cluster
-from provisioning.errors import PermanentClusterError
+from provisioning.errors import ClusterError, PermanentClusterError
 from provisioning.kinds.database import database_spec_of
 from provisioning.renderers import LABEL_RESOURCE, POSTGRES_IMAGE, database_connection
 from provisioning.services.plan import database_secret_ref, stored_password
@@ -208,3 +208,12 @@ def backup_storage_problem() -> str:
     if cluster.read(cluster.ObjectRef("v1", "PersistentVolumeClaim", namespace, pvc)) is None:
         return f'persistentvolumeclaims "{pvc}" not found in namespace {namespace} (LEASEHOLD_BACKUP_PVC)'
     return ""
+
+
+def backup_storage_checked() -> str:
+    """`backup_storage_problem()`, with a cluster that cannot be asked as the problem (the pass's dry run
+    and the forecast report it rather than fail)."""
+    try:
+        return backup_storage_problem()
+    except ClusterError as exc:
+        return f"the backup storage cannot be checked: {exc}"

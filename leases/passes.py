@@ -30,13 +30,22 @@ def report_outcomes(report: ReclaimReport) -> dict[str, int]:
     return report.counts()
 
 
-def reclaim_pass_recorded(*, origin: str, now: datetime | None = None, dry_run: bool = False) -> ReclaimReport:
-    """Run one reclamation pass (leases.services.reclaim_pass.reclaim_pass) and record it; a dry run is not recorded.
-    A pass that raises is recorded as not completed (when the database still answers) and re-raised."""
+def reclaim_pass_recorded(
+    *,
+    origin: str,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    cluster: str | None = None,
+    fan_out: bool = False,
+) -> ReclaimReport:
+    """Run one reclamation pass (leases.services.reclaim_pass.reclaim_pass: all of it, one cluster's part
+    with `cluster`, the shared part and the per-cluster tasks with `fan_out`) and record it; a dry run is
+    not recorded. Each cluster's part sent by the beat's pass is a pass of its own (one row, its own
+    counts). A pass that raises is recorded as not completed (when the database still answers) and re-raised."""
     started, clock = timezone.now(), time.monotonic()
     with logs.bind(request_id=logs.request_id.get() or f"reclaim-{logs.new_request_id()}"):
         try:
-            report = reclaim_pass(now=now, dry_run=dry_run)
+            report = reclaim_pass(now=now, dry_run=dry_run, cluster=cluster, fan_out=fan_out)
         except Exception as exc:
             if not dry_run:
                 metrics.RECLAIM_PASSES.labels("failed").inc()

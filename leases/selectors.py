@@ -12,7 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from provisioning import cluster
 from provisioning.errors import ClusterError, ClusterNotConfigured
 from requests_app import kinds
-from requests_app.models import AppTemplate, Kind, Resource
+from requests_app.models import AppTemplate, Cluster, Kind, Resource
 from requests_app.names import kind_noun, kind_title
 from requests_app.selectors import LIST_ORDER, bound_to, bound_to_database, teams_of, user_is_admin
 
@@ -294,36 +294,59 @@ def quarantined_children(namespace: Resource) -> list[Resource]:
 
 
 def forecast_problems(user, sections: list[ForecastSection], now: datetime) -> list[str]:
-    """What the next pass will fail at, as the pass itself would find it: an API server that does not
-    answer (one GET /readyz; the pass then quarantines and deletes nothing), and backup storage that is
-    missing (two reads; every backup Job would fail, so no database is deleted). The cluster is asked
-    only when the caller's next pass has work for it."""
+    """What the next pass will fail at, as the pass itself would find it, per cluster with work due for
+    the caller: an API server that does not answer (one GET /readyz; the pass then quarantines and
+    deletes nothing on it), and backup storage that is missing (two reads; every backup Job would fail,
+    so no database is deleted). A cluster is asked only when the caller's next pass has work on it."""
     totals = {s.key: s.total for s in sections}
     if not (totals.get("grace") or totals.get("delete") or totals.get("reclaiming")):
         return []
-    try:
-        cluster.ping()
-    except (ClusterError, ClusterNotConfigured) as exc:
-        return [
-            f"The next pass cannot reach the cluster ({exc}). It will send the notices, but quarantine and "
-            "delete nothing until the cluster answers."
-        ]
-    if not totals.get("delete"):
-        return []
+    leases = leases_visible_to(user)
+    due = leases.filter(state=LeaseState.GRACE, grace_until__lte=now)
+    working = leases.filter(
+        Q(state=LeaseState.ACTIVE, expires_at__lte=now)
+        | Q(state=LeaseState.GRACE, grace_until__lte=now)
+        | Q(state=LeaseState.RECLAIMING)
+    )
     backed_up = backed_up_kinds()
     live_database = Resource.objects.filter(parent=OuterRef("resource"), kind__in=backed_up).exclude(
         state__in=Resource.TERMINAL
     )
-    due = leases_visible_to(user).filter(state=LeaseState.GRACE, grace_until__lte=now)
-    if not due.filter(Q(resource__kind__in=backed_up) | Exists(live_database)).exists():
-        return []
-    try:
-        problem = backup.backup_storage_problem()
-    except ClusterError as exc:
-        problem = f"the backup storage cannot be checked: {exc}"
-    if not problem:
-        return []
-    return [
-        f"Backups will fail: {problem}. Databases, and the namespaces that hold them, are not deleted until "
-        "their backup succeeds; the platform team is alerted."
-    ]
+    problems = []
+    clusters = list(Cluster.objects.filter(pk__in=working.values("resource__cluster")).order_by("name"))
+    for row, exc in zip(clusters, clusters_ready(clusters), strict=True):
+        named = "" if row.name == cluster.DEFAULT else f" {row.name}"
+        if exc is not None:
+            problems.append(
+                f"The next pass cannot reach the cluster{named} ({exc}). It will send the notices, but "
+                "quarantine and delete nothing there until the cluster answers."
+            )
+            continue
+        on_it = due.filter(resource__cluster=row)
+        if not on_it.filter(Q(resource__kind__in=backed_up) | Exists(live_database)).exists():
+            continue
+        with cluster.using(row):
+            problem = backup.backup_storage_checked()
+        if problem:
+            problems.append(
+                f"Backups will fail{' on cluster' + named if named else ''}: {problem}. Databases, and the "
+                "namespaces that hold them, are not deleted until their backup succeeds; the platform team is "
+                "alerted."
+            )
+    return problems
+
+
+def clusters_ready(clusters: list[Cluster]) -> list[ClusterError | ClusterNotConfigured | None]:
+    """Ask each cluster's API server whether it is ready (one GET /readyz each, all at once, so that one
+    that does not answer delays the answer by its own timeout only, at most 5 s): None for a cluster that
+    is, else why not."""
+
+    def ask(row: Cluster) -> ClusterError | ClusterNotConfigured | None:
+        with cluster.using(row):
+            try:
+                cluster.ping()
+            except (ClusterError, ClusterNotConfigured) as exc:
+                return exc
+        return None
+
+    return cluster.map_bounded(ask, clusters, limit=len(clusters)) if clusters else []

@@ -1,4 +1,4 @@
-"""Celery entry point for the periodic reclamation pass."""
+"""Celery entry points of the reclamation: the periodic pass, its per-cluster parts, and the follow-up."""
 
 from celery import shared_task
 
@@ -10,13 +10,23 @@ from .services.restore import restore_start
 
 @shared_task(acks_late=True, ignore_result=True)
 def reclaim_leases() -> None:
-    """One reclamation pass (the beat schedule runs it; `manage.py reclaim_leases` runs the same)."""
-    reclaim_pass_recorded(origin="task")
+    """The beat's reclamation pass: the work that needs no cluster (mail, notices, hand-overs) here, then
+    one `reclaim_cluster` task per cluster with live leases, each on its cluster's queue, so that a
+    cluster that is down or slow holds up none of the others (`manage.py reclaim_leases` does it all
+    in one process)."""
+    reclaim_pass_recorded(origin="task", fan_out=True)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reclaim_cluster(name: str) -> None:
+    """One cluster's part of a reclamation pass: grace, backups and reclamation of the leases on it."""
+    reclaim_pass_recorded(origin="task", cluster=name)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def follow_reclaiming() -> None:
-    """Mark reclaiming leases reclaimed once their objects are gone (see services.reclaim_pass.reclaim_follow)."""
+    """Mark reclaiming leases reclaimed once their objects are gone, cluster by cluster (see
+    services.reclaim_pass.reclaim_follow)."""
     reclaim_follow()
 
 

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
+from provisioning import cluster
 from provisioning.errors import ClusterError
 from provisioning.services.plan import resource_reapply
 from requests_app.errors import InvalidState, NotAllowed, ValidationFailed
@@ -209,10 +210,12 @@ def _move_expiry(lease: Lease, resource: Resource, expires_at: datetime, *, acto
 
 
 def _restore_and_restamp(resource: Resource, lease_id: int) -> None:
-    """After the commit of a new expiry: bring quarantined workloads back and re-stamp the annotation."""
+    """After the commit of a new expiry: bring quarantined workloads back and re-stamp the annotation, on
+    the resource's cluster."""
     try:
-        lease_restore_workloads(lease_id=lease_id)
-        restamp_objects(resource)
+        with cluster.using(resource.cluster):
+            lease_restore_workloads(lease_id=lease_id)
+            restamp_objects(resource)
     except (ClusterError, ImproperlyConfigured) as exc:
         # The database holds the new expiry and still remembers the replica counts: the next pass
         # restores the workloads, and the next re-apply repairs the objects' annotation.
@@ -296,11 +299,12 @@ def lease_restore_workloads(*, lease_id: int) -> list[str]:
     """Scale a lease's workloads back to the remembered counts (after an extension ended its grace, or a
     quarantine that did not finish); the counts are forgotten only once the cluster has them. Raises
     ClusterError (the pass retries)."""
-    lease = Lease.objects.select_related("resource").get(pk=lease_id)
+    lease = Lease.objects.select_related("resource__cluster").get(pk=lease_id)
     counts = dict(lease.quarantined_replicas)
     if not counts or lease.state != LeaseState.ACTIVE:
         return []
-    restored = workloads.restore(lease.resource, counts)
+    with cluster.using(lease.resource.cluster):
+        restored = workloads.restore(lease.resource, counts)
     with transaction.atomic():
         if Lease.objects.filter(pk=lease_id, state=LeaseState.ACTIVE, quarantined_replicas=counts).update(
             quarantined_replicas={}

@@ -1,4 +1,5 @@
-"""Expired leases into grace: the pass's claim on a lease, and quarantine (workloads scaled to zero)."""
+"""Expired leases into grace: the pass's claim on a lease, and quarantine (workloads scaled to zero) on
+the lease's cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from provisioning import cluster
 from requests_app.models import (
     Resource,
     ResourceState,
@@ -60,10 +62,11 @@ def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
     if token is None:
         return False
     try:
-        lease = Lease.objects.select_related("resource").get(pk=lease_id)
-        counts = workloads.replica_counts(lease.resource, lease.quarantined_replicas)
-        _remember_replicas(lease_id, counts)
-        workloads.scale_to_zero(lease.resource)
+        lease = Lease.objects.select_related("resource__cluster").get(pk=lease_id)
+        with cluster.using(lease.resource.cluster):
+            counts = workloads.replica_counts(lease.resource, lease.quarantined_replicas)
+            _remember_replicas(lease_id, counts)
+            workloads.scale_to_zero(lease.resource)
         with transaction.atomic():
             lease = Lease.objects.select_for_update().get(pk=lease_id)
             due = lease.claim_token == token and lease.state == LeaseState.ACTIVE and lease.expires_at <= now
@@ -96,8 +99,9 @@ def lease_enter_grace(*, lease_id: int, now: datetime) -> bool:
 def lease_quarantine(*, lease_id: int) -> int:
     """Keep a lease in grace quarantined (a workload scaled up by hand goes back to zero; the counts to
     restore are kept). Returns how many workloads it has."""
-    lease = Lease.objects.select_related("resource").get(pk=lease_id)
-    counts = workloads.replica_counts(lease.resource, lease.quarantined_replicas)
-    if counts != lease.quarantined_replicas:
-        Lease.objects.filter(pk=lease_id, state=LeaseState.GRACE).update(quarantined_replicas=counts)
-    return workloads.scale_to_zero(lease.resource)
+    lease = Lease.objects.select_related("resource__cluster").get(pk=lease_id)
+    with cluster.using(lease.resource.cluster):
+        counts = workloads.replica_counts(lease.resource, lease.quarantined_replicas)
+        if counts != lease.quarantined_replicas:
+            Lease.objects.filter(pk=lease_id, state=LeaseState.GRACE).update(quarantined_replicas=counts)
+        return workloads.scale_to_zero(lease.resource)

@@ -15,6 +15,7 @@ from django.db.models import Prefetch, Q, prefetch_related_objects
 from django.utils import timezone
 from django_fsm import can_proceed
 
+from provisioning import cluster
 from provisioning.errors import ClusterError
 from provisioning.models import ManagedObject
 from provisioning.services.plan import resource_manifests
@@ -24,6 +25,7 @@ from requests_app.errors import InvalidState, NotAllowed, Unavailable
 from requests_app.models import (
     Action,
     AuditEvent,
+    Cluster,
     RequestState,
     Resource,
     ResourceRequest,
@@ -309,14 +311,15 @@ def _teardown_complete(lease: Lease, job: _Teardown, note: str, now: datetime) -
 
 def _teardown_and_finish(*, lease_id: int, token: uuid.UUID, now: datetime) -> tuple[bool, str]:
     """Back up, keep the manifests, delete the objects (outside any transaction, the lease claimed);
-    when all are gone, mark everything reclaimed in one short transaction."""
-    job = _teardown_prepare([lease_id], token=token, now=now)[lease_id]
-    if job.error is not None:
-        raise job.error
-    if job.outcome is not None or job.plan is None:
-        step = job.outcome or ReclaimStep(False, "")
-    else:
-        step = _teardown_finish([(job, teardown_run(job.plan))], now=now)[0]
+    when all are gone, mark everything reclaimed in one short transaction. On the lease's cluster."""
+    with cluster.using(Cluster.objects.get(resources__lease=lease_id)):
+        job = _teardown_prepare([lease_id], token=token, now=now)[lease_id]
+        if job.error is not None:
+            raise job.error
+        if job.outcome is not None or job.plan is None:
+            step = job.outcome or ReclaimStep(False, "")
+        else:
+            step = _teardown_finish([(job, teardown_run(job.plan))], now=now)[0]
     return step.done, step.note
 
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import QuerySet
 
+from provisioning import cluster
 from requests_app.models import (
     Kind,
 )
@@ -99,7 +100,7 @@ class ReclaimReport(Entries[Outcome]):
                 continue  # listed with the errors
             title = f"{would}{outcome.label}" if outcome in _WOULD else str(outcome.label)
             if outcome == Outcome.DEFERRED:
-                title += f" (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN})"
+                title += f" (RECLAIM_MAX_PER_RUN={settings.RECLAIM_MAX_PER_RUN} per cluster)"
             out.append((title, self.of(*ERROR_OUTCOMES) if outcome == Outcome.ERROR else self.of(outcome)))
         return out
 
@@ -111,19 +112,27 @@ class ReclaimReport(Entries[Outcome]):
         return out
 
 
-# What `_label` reads: a namespace's name is made of its team's slug, a database's of its namespace's.
-_LABEL_RELATED = ("resource", "resource__team", "resource__parent__team")
+# What `_label` reads: a namespace's name is made of its team's slug, a database's of its namespace's;
+# and the cluster it is on.
+_LABEL_RELATED = ("resource", "resource__team", "resource__parent__team", "resource__cluster")
 
 
 def _label(lease: Lease) -> str:
     r = lease.resource
-    return _label_of(r.kind, r.namespace_name, r.name, r.pk, lease.expires_at)
+    return _label_of(r.kind, r.namespace_name, r.name, r.pk, lease.expires_at, r.cluster.name)
 
 
-def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime) -> str:
+def _label_of(kind: str, namespace: str, name: str, resource_id, expires_at: datetime, cluster_name: str = "") -> str:
     # The display name (CONTRACT.md §6), built from plain values: a pass may list thousands.
     where = namespace if kind == Kind.NAMESPACE else f"{namespace} / {name}"
-    return f"{kind} {where} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
+    on = on_cluster_words(cluster_name)
+    return f"{kind} {where}{on} (resource {resource_id}, lease expires {expires_at:%Y-%m-%d %H:%M})"
+
+
+def on_cluster_words(name: str) -> str:
+    """The words " on cluster NAME" for a cluster other than `default`, so that a pass's lines say where;
+    nothing for `default` (the lines of a one-cluster install read as they always did)."""
+    return "" if name in ("", cluster.DEFAULT) else f" on cluster {name}"
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,7 @@ class _LeaseRow:
     namespace: str
     name: str
     label: str
+    cluster_id: int | None = None
 
 
 # What `_lease_rows` reads: the lease's expiry and what its resource's namespace name is made of (a
@@ -149,14 +159,27 @@ _DUE_VALUES = (
     "resource__team__slug",
     "resource__parent__name",
     "resource__parent__team__slug",
+    "resource__cluster_id",
+    "resource__cluster__name",
 )
 
 
 def _lease_rows(leases: QuerySet[Lease]) -> list[_LeaseRow]:
     """The leases as a pass lists them: one query, no model instances."""
     rows = []
-    for pk, expires_at, resource_id, kind, name, team, parent, parent_team in leases.values_list(*_DUE_VALUES):
+    for (
+        pk,
+        expires_at,
+        resource_id,
+        kind,
+        name,
+        team,
+        parent,
+        parent_team,
+        cluster_id,
+        cluster_name,
+    ) in leases.values_list(*_DUE_VALUES):
         namespace = f"{team}-{name}" if kind == Kind.NAMESPACE else f"{parent_team}-{parent}" if parent else ""
-        label = _label_of(kind, namespace, name, resource_id, expires_at)
-        rows.append(_LeaseRow(pk, resource_id, kind, namespace, name, label))
+        label = _label_of(kind, namespace, name, resource_id, expires_at, cluster_name)
+        rows.append(_LeaseRow(pk, resource_id, kind, namespace, name, label, cluster_id))
     return rows

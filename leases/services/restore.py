@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import QuerySet
+
 from provisioning import cluster
 from provisioning.errors import ClusterError
 from requests_app.errors import InvalidState, NotAllowed
 from requests_app.models import (
+    Cluster,
     Resource,
     ResourceRequest,
     ResourceState,
@@ -62,36 +65,48 @@ def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
 
 
 def restore_start(*, resource_id) -> Backup | None:
-    """Run pg_restore of the dump a recreated database was filed with (once)."""
-    database = Resource.objects.select_related("created_by_request", "parent", "team").get(pk=resource_id)
+    """Run pg_restore of the dump a recreated database was filed with (once), on the database's cluster."""
+    database = Resource.objects.select_related("created_by_request", "parent", "team", "cluster").get(pk=resource_id)
     location = database.created_by_request.frozen.get("restore_from")
     if not location or database.backups.filter(kind=BackupKind.RESTORE).exists():
         return None
     now = database_now()
-    manifests = backup.restore_manifests(
-        database=database, password=backup.database_password(database), location=location, at=now
-    )
-    return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
-
-
-def check_restores(*, now: datetime, report: ReclaimReport) -> None:
-    """Record how running restore Jobs ended (a failure alerts like a failed backup)."""
-    # A restore that could not start right after activation (cluster unreachable) starts here.
-    waiting = (
-        Resource.objects.filter(
-            kind__in=backed_up_kinds(),
-            state=ResourceState.ACTIVE,
-            created_by_request__frozen__has_key="restore_from",
+    with cluster.using(database.cluster):
+        manifests = backup.restore_manifests(
+            database=database, password=backup.database_password(database), location=location, at=now
         )
-        .exclude(backups__kind=BackupKind.RESTORE)
-        .values_list("pk", flat=True)
-    )
-    for resource_id in waiting:
+        return _launch_job(database=database, manifests=manifests, kind=BackupKind.RESTORE, location=location, now=now)
+
+
+def _restores_waiting() -> QuerySet[Resource]:
+    """Restored databases whose restore has not started (the cluster could not be reached right after
+    their activation)."""
+    return Resource.objects.filter(
+        kind__in=backed_up_kinds(),
+        state=ResourceState.ACTIVE,
+        created_by_request__frozen__has_key="restore_from",
+    ).exclude(backups__kind=BackupKind.RESTORE)
+
+
+def restore_clusters() -> set[int]:
+    """The clusters with restores to start or to check."""
+    waiting = _restores_waiting().values_list("cluster_id", flat=True)
+    running = Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING)
+    running_on = running.values_list("resource__cluster_id", flat=True).order_by().distinct()
+    return set(waiting.order_by().distinct()) | set(running_on)
+
+
+def check_restores(*, now: datetime, report: ReclaimReport, on: Cluster) -> None:
+    """Record how the running restore Jobs of the databases on cluster `on` ended (a failure alerts like
+    a failed backup); the caller is inside `cluster.using(on)`."""
+    # A restore that could not start right after activation (cluster unreachable) starts here.
+    for resource_id in _restores_waiting().filter(cluster=on).values_list("pk", flat=True):
         try:
             restore_start(resource_id=resource_id)
         except ClusterError as exc:
             report.add(Outcome.ERROR, f"restore of {resource_id}", resource_id=resource_id, detail=str(exc))
-    for record in Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING).select_related("resource"):
+    running = Backup.objects.filter(kind=BackupKind.RESTORE, state=BackupState.RUNNING, resource__cluster=on)
+    for record in running.select_related("resource"):
         try:
             job = cluster.read(cluster.ObjectRef("batch/v1", "Job", record.job_namespace, record.job_name))
         except ClusterError as exc:

@@ -48,7 +48,7 @@ def test_a_pass_whose_api_server_does_not_answer_moves_nothing_into_grace(
         report = reclaim_pass(now=expired + timedelta(minutes=1))
 
         assert down.fired == 1  # the readiness check, and nothing after it
-        assert [e for e in report.errors if e.startswith("cluster: ")], report.errors
+        assert [e for e in report.errors if e.startswith("cluster default: ")], report.errors
         assert report.to_grace == []
         # The namespace has no workload to scale: without the check it went into grace unasked.
         assert states(namespace, app) == [("active", "active"), ("active", "active")]

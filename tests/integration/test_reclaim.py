@@ -95,7 +95,7 @@ def test_a_pass_stops_after_the_cap(approved_namespace, settings, unique_name):
     far = max(lease.expires_at for lease in leases) + timedelta(days=30)
     reclaim(far)  # both into grace
     output = reclaim(far + timedelta(days=30))
-    assert "left for the next pass (RECLAIM_MAX_PER_RUN=1): 1" in output
+    assert "left for the next pass (RECLAIM_MAX_PER_RUN=1 per cluster): 1" in output
     assert Lease.objects.filter(pk__in=[lease.pk for lease in leases], state="grace").count() == 1
 
 

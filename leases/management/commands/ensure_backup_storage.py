@@ -1,12 +1,13 @@
-"""`manage.py ensure_backup_storage`: create the backup namespace and volume claim when they are missing."""
+"""`manage.py ensure_backup_storage [--cluster NAME]`: create the backup namespace and volume claim when they
+are missing (each cluster backs up its databases on its own storage)."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
 from leases.backup import backup_storage_manifests
-from provisioning import cluster
-from provisioning.errors import ClusterError
+from provisioning import cluster as k8s
+from provisioning.errors import ClusterError, ClusterNotConfigured
 
 
 class Command(BaseCommand):
@@ -15,10 +16,19 @@ class Command(BaseCommand):
         "idempotent). `make run` does it on its local control plane; on a real cluster deploy/ makes them."
     )
 
-    def handle(self, *args, **options) -> None:
-        for manifest in backup_storage_manifests():
-            try:
-                cluster.apply(manifest)
-            except ClusterError as exc:
-                raise CommandError(f"{cluster.ref_of(manifest)}: {exc}") from exc
-            self.stdout.write(f"{cluster.ref_of(manifest)}: present")
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--cluster", metavar="NAME", default=k8s.DEFAULT, help="The cluster (default: default).")
+
+    def handle(self, *args, cluster: str = "", **options) -> None:
+        try:
+            target = k8s.target_of(cluster or k8s.DEFAULT)
+        except ClusterNotConfigured as exc:
+            raise CommandError(str(exc)) from exc
+        where = "" if target.name == k8s.DEFAULT else f" on cluster {target.name}"
+        with k8s.using(target):
+            for manifest in backup_storage_manifests():
+                try:
+                    k8s.apply(manifest)
+                except ClusterError as exc:
+                    raise CommandError(f"{k8s.ref_of(manifest)}{where}: {exc}") from exc
+                self.stdout.write(f"{k8s.ref_of(manifest)}: present{where}")
