@@ -20,8 +20,8 @@ def open_lease_on_activation(sender, instance: Resource, name: str, **kwargs) ->
         if restores and instance.created_by_request.frozen.get("restore_from"):
             from .tasks import start_restore  # Celery is imported by what sends a task, not at start-up
 
-            resource_id = str(instance.pk)
-            transaction.on_commit(lambda: publish(start_restore, resource_id), robust=True)
+            resource_id, cluster_id = str(instance.pk), instance.cluster_id
+            transaction.on_commit(lambda: publish(start_restore, resource_id, cluster_id=cluster_id), robust=True)
 
 
 @receiver(post_transition, sender=ResourceRequest, dispatch_uid="leases.fulfil_extension")
@@ -29,5 +29,5 @@ def fulfil_extension_on_approval(sender, instance: ResourceRequest, name: str, *
     if name == "approve" and instance.action == Action.EXTEND:
         from .tasks import fulfil_extension  # Celery is imported by what sends a task, not at start-up
 
-        request_id = str(instance.pk)
-        transaction.on_commit(lambda: publish(fulfil_extension, request_id), robust=True)
+        request_id, cluster_id = str(instance.pk), instance.cluster_id
+        transaction.on_commit(lambda: publish(fulfil_extension, request_id, cluster_id=cluster_id), robust=True)

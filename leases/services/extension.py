@@ -361,19 +361,23 @@ def extensions_sweep(*, older_than: timedelta = timedelta(minutes=1)) -> list[st
 
     cutoff = timezone.now() - older_than
     stuck = [
-        str(pk)
-        for pk in ResourceRequest.objects.filter(
+        (str(pk), cluster_id)
+        for pk, cluster_id in ResourceRequest.objects.filter(
             action=Action.EXTEND, state=RequestState.APPROVED, updated_at__lt=cutoff
-        ).values_list("pk", flat=True)[:200]
+        ).values_list("pk", "cluster_id")[:200]
     ]
-    for request_id in stuck:
-        publish(fulfil_extension, request_id)
-    return stuck
+    for request_id, cluster_id in stuck:
+        publish(fulfil_extension, request_id, cluster_id=cluster_id)
+    return [request_id for request_id, _ in stuck]
 
 
-def publish(task, *args) -> None:
-    """Send a task; when the broker is down, the sweeps send it again later."""
+def publish(task, *args, cluster_id: int | None = None) -> None:
+    """Send a task, on the queue of the cluster it calls (`cluster_id`; None: Celery's default queue);
+    when the broker is down, the sweeps send it again later."""
+    from provisioning.queues import queue_name
+
     try:
-        task.delay(*args)
+        queue = queue_name(cluster.target_by_pk(cluster_id).name) if cluster_id is not None else None
+        task.apply_async(args, queue=queue)
     except Exception:  # any broker failure: the database still says what is due
         log.warning("could not enqueue %s%s; a sweep will", task.name, args, exc_info=True)

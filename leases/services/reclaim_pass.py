@@ -21,6 +21,7 @@ from provisioning import cluster
 from provisioning.cluster import using as on_cluster
 from provisioning.errors import ClusterError, ClusterNotConfigured
 from provisioning.models import ManagedObject
+from provisioning.queues import queue_name
 from provisioning.services.teardown import TeardownPlan, TeardownReport
 from requests_app.models import (
     Cluster,
@@ -191,7 +192,7 @@ def _publish_cluster_passes(clusters: list[Cluster], *, report: ReclaimReport) -
 
     for row in clusters:
         try:
-            reclaim_cluster.apply_async(args=[row.name], queue=cluster_queue(row.name), expires=CLUSTER_PASS_EXPIRES)
+            reclaim_cluster.apply_async(args=[row.name], queue=queue_name(row.name), expires=CLUSTER_PASS_EXPIRES)
         except Exception as exc:  # any broker failure: the next pass sends it again
             log.warning("could not send the reclamation pass of cluster %s", row.name, exc_info=True)
             report.add(
@@ -199,11 +200,6 @@ def _publish_cluster_passes(clusters: list[Cluster], *, report: ReclaimReport) -
                 f"cluster {row.name}",
                 detail=f"its pass could not be sent ({type(exc).__name__}); its leases wait for the next pass",
             )
-
-
-def cluster_queue(name: str) -> str:
-    """The Celery queue of a cluster's work (the workers of LEASEHOLD_WORKER_CLUSTERS consume it)."""
-    return f"cluster.{name}"
 
 
 # A cluster's pass that waited longer than the beat's interval (its worker down) is dropped: the next

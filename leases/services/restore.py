@@ -59,6 +59,9 @@ def resource_restore(*, resource: Resource, actor) -> ResourceRequest:
         justification=f"restore of {resource} ({resource.pk})",
         spec=spec,
         frozen=frozen,
+        # Back where it was (its backups and its namespace are there): a cluster that no longer takes new
+        # requests refuses the restore with that reason instead of it landing elsewhere.
+        cluster=resource.cluster.name,
     )
     audit_record(actor=actor, verb="restore_requested", target=resource, request=old, detail=f"request {request.pk}")
     return request

@@ -124,3 +124,48 @@ def test_a_request_on_a_cluster_known_down_waits_visibly_without_an_attempt(requ
     # Long past the sweep's cutoff, a cluster known down is still not swept: its requests wait for it.
     ProvisioningJob.objects.filter(pk=request.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
     assert str(request.pk) not in provisioning_sweep()
+
+
+def test_lease_work_is_published_on_its_clusters_queue(unreachable_b):
+    """Extensions and restores call their resource's cluster: they go to its queue."""
+    require_env("REDIS_URL")
+    from leases.services.extension import publish
+    from leases.tasks import fulfil_extension, start_restore
+
+    seen: list[tuple[str, str]] = []
+
+    def keep(sender=None, routing_key=None, **kwargs):
+        seen.append((sender, routing_key))
+
+    before_task_publish.connect(keep, weak=False)
+    try:
+        publish(fulfil_extension, str(uuid.uuid4()), cluster_id=unreachable_b.pk)
+        publish(start_restore, str(uuid.uuid4()), cluster_id=default_cluster_pk())
+    finally:
+        before_task_publish.disconnect(keep)
+        from tests.integration.conftest import purge_queues
+
+        purge_queues()
+    assert seen == [("leases.tasks.fulfil_extension", "cluster.b"), ("leases.tasks.start_restore", "cluster.default")]
+
+
+def test_a_reclaimed_namespace_is_restored_on_its_own_cluster_or_not_at_all(unreachable_b):
+    from leases.services.restore import resource_restore
+    from requests_app.errors import ValidationFailed
+    from tests.factories import ResourceFactory
+
+    # b has committed part of its capacity and `default` nothing: placement alone would choose `default`.
+    Cluster.objects.filter(pk=unreachable_b.pk).update(allocatable_cpu="64")
+    ResourceFactory(state="active", cluster=unreachable_b, environment="test")
+    gone = ResourceFactory(state="reclaimed", cluster=unreachable_b, environment="test")
+    from requests_app.clusters import place
+    from requests_app.specs import Usage
+
+    assert place(environment="test", asked=Usage(), name=None).name == "default"
+    restored = resource_restore(resource=gone, actor=gone.owner)
+    assert restored.cluster_id == unreachable_b.pk
+    other = ResourceFactory(state="reclaimed", cluster=unreachable_b, environment="test")
+    Cluster.objects.filter(pk=unreachable_b.pk).update(accepting=False)
+    with pytest.raises(ValidationFailed) as refused:
+        resource_restore(resource=other, actor=other.owner)
+    assert refused.value.errors == {"cluster": ["Cluster b does not take new requests."]}
