@@ -16,7 +16,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.dispatch import receiver
 from kombu.exceptions import OperationalError as BrokerError
 
 from requests_app import logs
@@ -30,8 +29,7 @@ from .services.plan import resource_id_for
 from .services.provision import request_provision
 from .services.reconcile import resources_reconcile
 from .services.retries import provisioning_retry_later, request_fail, retry_delay
-from .services.sweep import CLUSTER_ID_HEADER, RESOURCE_ID_HEADER, provisioning_resume, provisioning_sweep
-from .signals import cluster_recovered
+from .services.sweep import CLUSTER_ID_HEADER, RESOURCE_ID_HEADER, provisioning_sweep
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +141,3 @@ def reconcile_cluster(cluster_name: str) -> dict:
         "errors": report.errors,
         "outcomes": report.counts(),  # by each entry's outcome
     }
-
-
-@receiver(cluster_recovered, dispatch_uid="provisioning.resume_on_recovery")
-def resume_when_a_cluster_recovers(sender, cluster, **kwargs) -> None:
-    """The health check saw a cluster answer again: its waiting requests are enqueued at once."""
-    provisioning_resume(cluster_name=cluster.name)

@@ -13,7 +13,8 @@ from kubernetes import client
 from approvals.services import step_decide
 from provisioning import cluster
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
-from provisioning.services.sweep import provisioning_resume
+from provisioning.services.health import clusters_check
+from provisioning.services.sweep import provisioning_resume, provisioning_sweep
 from requests_app.models import AuditEvent, Cluster, ClusterAuth, ResourceRequest, default_cluster_pk
 from requests_app.services import request_submit
 from tests.integration.conftest import namespace_gone, purge_queues, wait_for
@@ -106,6 +107,7 @@ def test_with_cluster_b_stopped_a_is_provisioned_and_b_waits_then_finishes_once(
     try:
         on_b = file_namespace(f"{unique_name}-b", "b")
         on_a = file_namespace(f"{unique_name}-a", "default")
+        # The first delivery finds b unreachable by itself (the health check has not run yet): it waits.
         wait_for(lambda: state_of(on_a) == "active", what="the request on the running cluster active")
         job = wait_for(
             lambda: ProvisioningJob.objects.filter(pk=on_b.pk, phase=Phase.WAITING_CLUSTER).first(),
@@ -118,12 +120,18 @@ def test_with_cluster_b_stopped_a_is_provisioned_and_b_waits_then_finishes_once(
         assert AuditEvent.objects.filter(request=on_b, verb="waiting_for_cluster").count() == 1
         assert core.read_namespace(f"atlas-{unique_name}-a")
         assert namespace_gone(core, name_b), "the stopped cluster's request landed on the other"
+        clusters_check()  # b is known down now: the sweep leaves its request alone
+        assert Cluster.objects.get(name="b").healthy is False
+        assert str(on_b.pk) not in provisioning_sweep()
     finally:
         services("start", "k8s-b")
     try:
-        # What the health check does when it sees the cluster answer again.
-        assert provisioning_resume(cluster_name="b") == [str(on_b.pk)]
-        assert provisioning_resume(cluster_name="b") == []  # a second check that saw it recover: nothing more
+        # The health check sees b answer again and enqueues its waiting request (a receiver of
+        # cluster_recovered); a second check has nothing more to resume.
+        clusters_check()
+        assert Cluster.objects.get(name="b").healthy is True
+        assert AuditEvent.objects.filter(request=on_b, verb="requeued").count() == 1
+        assert provisioning_resume(cluster_name="b") == []
         wait_for(lambda: state_of(on_b) == "active", what="the waiting request active once its cluster is back")
         assert core_b.read_namespace(name_b)
         assert namespace_gone(core, name_b)

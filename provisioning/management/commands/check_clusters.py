@@ -35,11 +35,6 @@ class Command(BaseCommand):
         unknown = sorted(set(names) - set(Cluster.objects.filter(name__in=names).values_list("name", flat=True)))
         if unknown:
             raise CommandError(f"No cluster named {', '.join(unknown)} is registered.")
-        # The task modules, as a worker has them: the receivers of `cluster_recovered` connected there
-        # (resuming a recovered cluster's requests) hear a recovery this command finds too.
-        from config.celery import app
-
-        app.loader.import_default_modules()
         results = clusters_check(names=names)
         if not results:
             self.stdout.write("No cluster is registered.")
