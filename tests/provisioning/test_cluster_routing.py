@@ -86,7 +86,9 @@ def test_a_worker_serves_the_clusters_it_is_told_and_every_one_for_a_star():
     assert served_clusters("", ["a"]) == []
 
 
-def test_a_request_on_a_cluster_known_down_waits_visibly_without_an_attempt(requester, approver, unreachable_b):
+def test_a_request_on_a_cluster_known_down_waits_visibly_without_an_attempt(
+    requester, approver, unreachable_b, client, api
+):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -121,6 +123,13 @@ def test_a_request_on_a_cluster_known_down_waits_visibly_without_an_attempt(requ
     assert (request.state, request.deliveries, job.phase) == ("approved", 0, Phase.WAITING_CLUSTER)
     assert job.last_error == f"cluster b does not answer since {since:%Y-%m-%d %H:%M} UTC: connection refused"
     assert AuditEvent.objects.filter(request=request, verb="waiting_for_cluster").count() == 1
+    # Its requester sees why, on its page and in the API.
+    client.force_login(requester)
+    page = client.get(f"/requests/{request.pk}/").content.decode()
+    assert "Waiting for its cluster to answer" in page and "cluster b does not answer since" in page
+    api.force_authenticate(requester)
+    progress = api.get(f"/api/v1/requests/{request.pk}/progress/").json()
+    assert (progress["phase"], progress["note"]) == ("waiting_cluster", job.last_error)
     # Long past the sweep's cutoff, a cluster known down is still not swept: its requests wait for it.
     ProvisioningJob.objects.filter(pk=request.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
     assert str(request.pk) not in provisioning_sweep()
