@@ -95,9 +95,10 @@ def namespace_gone(core, name: str) -> bool:
 
 @pytest.fixture
 def approved_namespace(requester, approver, unique_name, cleanup_namespaces):
-    """An approved namespace request (medium plan, one platform step), not yet provisioned."""
+    """An approved namespace request (medium plan: one platform step), not yet provisioned; on the cluster
+    named, else where placement puts it."""
 
-    def make(name: str | None = None, plan: str = "medium"):
+    def make(name: str | None = None, plan: str = "medium", cluster: str | None = None):
         name = name or unique_name
         cleanup_namespaces.append(f"atlas-{name}")
         request = request_submit(
@@ -109,9 +110,10 @@ def approved_namespace(requester, approver, unique_name, cleanup_namespaces):
             lease_days=14,
             justification="integration test",
             spec={"plan": plan},
+            **({"cluster": cluster} if cluster else {}),
         )
-        step = request.approval_steps.get()
-        step_decide(step_id=step.pk, user=approver, verdict="approve")
+        for step in request.approval_steps.all():  # one platform step for medium, none for small
+            step_decide(step_id=step.pk, user=approver, verdict="approve")
         request.refresh_from_db()
         assert request.state == "approved"
         return request

@@ -10,13 +10,11 @@ import os
 import pytest
 from kubernetes import client
 
-from approvals.services import step_decide
 from provisioning import cluster
 from provisioning.models import ManagedObject, Phase, ProvisioningJob
 from provisioning.services.health import clusters_check
 from provisioning.services.sweep import provisioning_resume, provisioning_sweep
 from requests_app.models import AuditEvent, Cluster, ClusterAuth, ResourceRequest, default_cluster_pk
-from requests_app.services import request_submit
 from tests.integration.conftest import namespace_gone, purge_queues, wait_for
 from tests.integration.test_two_control_planes import cluster_b_client, services
 
@@ -52,25 +50,11 @@ def core_b():
 
 
 @pytest.fixture
-def file_namespace(requester, approver, cleanup_namespaces):
+def file_namespace(approved_namespace):
     """File and approve a namespace request on the cluster named (the approval enqueues it)."""
 
     def make(name: str, on: str) -> ResourceRequest:
-        cleanup_namespaces.append(f"atlas-{name}")
-        request = request_submit(
-            requester=requester,
-            team="atlas",
-            kind="namespace",
-            name=name,
-            environment="dev",
-            lease_days=14,
-            justification="issue 16",
-            spec={"plan": "small"},
-            cluster=on,
-        )
-        for step in request.approval_steps.all():
-            step_decide(step_id=step.pk, user=approver, verdict="approve")
-        return request
+        return approved_namespace(name, plan="small", cluster=on)
 
     return make
 
