@@ -15,8 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("leasehold")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# The clusters' health check lives beside provisioning/tasks.py, in a module of its own.
-app.autodiscover_tasks(["provisioning"], related_name="health_tasks")
 
 
 def _add_cluster_queues(app: Celery) -> None:

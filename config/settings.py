@@ -310,7 +310,7 @@ CELERY_BEAT_SCHEDULE = {
     # within this interval, and one that answers again resumes its work within it. Each run is one
     # readiness call and one node list per cluster, all clusters at once: cheap for the API servers.
     "check-clusters": {
-        "task": "provisioning.health_tasks.check_clusters",
+        "task": "provisioning.tasks.check_clusters",
         "schedule": env.float("LEASEHOLD_CLUSTER_CHECK_SECONDS", default=30.0),
         "options": {"expires": env.float("LEASEHOLD_CLUSTER_CHECK_SECONDS", default=30.0)},
     },

@@ -25,6 +25,7 @@ from requests_app.models import Cluster, ResourceRequest
 from . import cluster, metrics
 from .errors import ClaimLost, PermanentClusterError, TransientClusterError
 from .queues import queue_name
+from .services.health import clusters_check
 from .services.plan import resource_id_for
 from .services.provision import request_provision
 from .services.reconcile import resources_reconcile
@@ -141,3 +142,12 @@ def reconcile_cluster(cluster_name: str) -> dict:
         "errors": report.errors,
         "outcomes": report.counts(),  # by each entry's outcome
     }
+
+
+@shared_task(acks_late=True)
+def check_clusters() -> dict:
+    """Check every registered cluster and record its health (services.health.clusters_check). Beat runs it
+    every LEASEHOLD_CLUSTER_CHECK_SECONDS on the default queue: it must run while any one cluster's queue is
+    stuck behind that cluster's outage."""
+    results = clusters_check()
+    return {"checked": len(results), "unhealthy": [r.name for r in results if not r.healthy]}

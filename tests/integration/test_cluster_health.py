@@ -192,4 +192,4 @@ def test_beat_and_a_real_worker_run_the_check_on_its_schedule(celery_processes, 
     wait_for(
         lambda: Cluster.objects.get(pk=b.pk).health_checked_at > first, timeout=30, what="a second scheduled check"
     )
-    assert Heartbeat.objects.filter(task="provisioning.health_tasks.check_clusters").exists()
+    assert Heartbeat.objects.filter(task="provisioning.tasks.check_clusters").exists()
