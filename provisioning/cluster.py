@@ -397,32 +397,58 @@ def with_retries(call: Callable[[], T], *, what: str) -> T:
     raise AssertionError("unreachable")
 
 
+class _Pool:
+    """The threads that run independent cluster calls (`map_bounded`, `Ahead`), started once per process
+    and kept: starting threads for every provisioning run cost more than two of its API calls (each
+    start waits for the new thread to take the interpreter lock). A forked child (a Celery prefork
+    worker) starts its own on first use; the parent's threads do not exist there."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._made_for = (0, 0)  # the process and the size it was started for
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            wanted = (os.getpid(), self.size())
+            if self._executor is None or self._made_for != wanted:
+                if self._executor is not None and self._made_for[0] == wanted[0]:
+                    self._executor.shutdown(wait=False)  # the setting changed: its idle threads end
+                self._executor = ThreadPoolExecutor(max_workers=wanted[1], thread_name_prefix="leasehold-k8s")
+                self._made_for = wanted
+            return self._executor
+
+    @staticmethod
+    def size() -> int:
+        return settings.LEASEHOLD_K8S_CONCURRENCY
+
+    def forget(self) -> None:
+        """After a fork: the executor's threads, queue and locks are the parent's; start afresh."""
+        self._lock = threading.Lock()
+        self._executor = None
+
+
+_pool = _Pool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.forget)
+
+
 class Ahead:
-    """One cluster call started in a thread of its own while the caller goes on with other work (its
+    """One cluster call started on the pool's threads while the caller goes on with other work (its
     database writes, say); `result()` waits for it and returns its answer or raises its error. Like
-    `map_bounded`, for cluster calls only: the call must not touch the database. The thread runs in a
-    copy of the caller's context, so its log lines carry the same task and request."""
+    `map_bounded`, for cluster calls only: the call must not touch the database. It runs in a copy of
+    the caller's context, so its log lines carry the same task and request. When every pool thread is
+    busy and the call has not started by the time its result is wanted, the caller runs it itself."""
 
     def __init__(self, call: Callable[..., Any], *args: Any) -> None:
-        self._answer: Any = None
-        self._error: BaseException | None = None
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run, args=(self._run, call, args), name="leasehold-k8s-ahead", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, call: Callable[..., Any], args: tuple) -> None:
-        try:
-            self._answer = call(*args)
-        except BaseException as exc:  # handed to whoever asks for the result
-            self._error = exc
+        self._call, self._args = call, args
+        self._context = contextvars.copy_context()
+        self._future = _pool.executor().submit(self._context.run, call, *args)
 
     def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._answer
+        if self._future.cancel():  # never started (the pool is busy): run it here
+            return self._context.run(self._call, *self._args)
+        return self._future.result()
 
 
 def map_bounded(call: Callable[[U], T], items: Iterable[U], *, limit: int | None = None) -> list[T]:
@@ -431,15 +457,47 @@ def map_bounded(call: Callable[[U], T], items: Iterable[U], *, limit: int | None
     For independent cluster calls only: `call` must not touch the database (a thread would open a
     connection of its own). The answers keep the order of `items`; the first error is raised once
     every call has ended, so nothing is left running behind the caller's back.
+
+    The caller's thread takes items too, beside up to `limit - 1` of the process's pool threads (see
+    _Pool), so a call always makes progress, also nested in another or while other callers keep the
+    pool busy. A `limit` above the pool's size (probing every cluster at once) gets threads of its own.
     """
     items = list(items)
     limit = max(1, min(limit or settings.LEASEHOLD_K8S_CONCURRENCY, len(items)))
     if limit == 1:
         return [call(item) for item in items]
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="leasehold-k8s") as pool:
-        # Each call in a copy of the caller's context: its cluster (`using`) and its log fields.
-        futures = [pool.submit(contextvars.copy_context().run, call, item) for item in items]
-    return [future.result() for future in futures]
+    if limit > _pool.size():
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="leasehold-k8s-wide") as wide:
+            futures = [wide.submit(contextvars.copy_context().run, call, item) for item in items]
+        return [future.result() for future in futures]
+    results: list[Any] = [None] * len(items)
+    failed: list[BaseException | None] = [None] * len(items)
+    taken = iter(range(len(items)))
+    lock = threading.Lock()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        while True:
+            with lock:
+                index = next(taken, None)
+            if index is None:
+                return
+            try:
+                # Each call in a copy of the caller's context: its cluster (`using`) and its log fields.
+                results[index] = context.copy().run(call, items[index])
+            except BaseException as exc:  # raised by the caller once every call has ended
+                failed[index] = exc
+
+    executor = _pool.executor()
+    helpers = [executor.submit(work) for _ in range(limit - 1)]
+    work()
+    for helper in helpers:
+        if not helper.cancel():  # started: it ends once the items run out; one never started is dropped
+            helper.result()
+    for error in failed:
+        if error is not None:
+            raise error
+    return results
 
 
 def _path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:

@@ -93,22 +93,28 @@ def _locked(request_id) -> tuple[ResourceRequest | None, ProvisioningJob | None]
 
     Locks the request and job rows only (`of`): the team and requester rows are shared by many requests,
     and locking them too would serialise every worker provisioning that team's or that person's
-    requests. What rendering reads (team and group, requester, parent, resource) comes in the same
-    query. The condition on the job makes its join an inner one (PostgreSQL locks no row on the nullable
-    side of an outer join): without a job the request is read and locked again on its own."""
-    rendering = ("team__group", "requester", "parent", "resource", "cluster")
-    request = (
+    requests. What rendering reads of every request (team and group, requester) and the cluster's row
+    come in the same query; the resource and the parent, which only some requests have, are read when
+    there is one (a join for them cost every run more to plan than the read costs the runs that need
+    it). The condition on the job makes its join an inner one (PostgreSQL locks no row on the nullable
+    side of an outer join): without a job the request is read and locked again on its own. No ordering:
+    the key finds one row."""
+    rendering = ("team__group", "requester", "cluster")
+    found = list(
         ResourceRequest.objects.select_for_update(of=("self", "provisioning_job"))
         .select_related(*rendering, "provisioning_job")
         .filter(pk=request_id, provisioning_job__isnull=False)
-        .first()
+        .order_by()[:1]
     )
-    if request is not None:
-        return request, request.provisioning_job
-    request = (
-        ResourceRequest.objects.select_for_update(of=("self",)).select_related(*rendering).filter(pk=request_id).first()
+    if found:
+        return found[0], found[0].provisioning_job
+    found = list(
+        ResourceRequest.objects.select_for_update(of=("self",))
+        .select_related(*rendering)
+        .filter(pk=request_id)
+        .order_by()[:1]
     )
-    return request, None
+    return (found[0] if found else None), None
 
 
 @transaction.atomic
@@ -151,7 +157,7 @@ def _claim(request_id) -> Claim | None:
     job.retry_at = None
     if job.phase not in (Phase.READINESS,):
         job.phase = Phase.APPLYING
-    job.save()
+    job.save(update_fields=["claim_token", "claimed_until", "claimed_by", "retry_at", "phase", "updated_at"])
     if request.state == RequestState.APPROVED and request.action != Action.CREATE:
         # An upgrade or rollback changes a running app: it must still be active.
         if request.resource is None or request.resource.state != ResourceState.ACTIVE:
