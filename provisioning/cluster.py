@@ -244,6 +244,10 @@ def _finish_client(configuration: Any) -> ApiClient:
     # Enough pooled connections for map_bounded's calls in flight, so that none waits for a socket.
     pool = max(configuration.connection_pool_maxsize, settings.LEASEHOLD_K8S_CONCURRENCY)
     configuration.connection_pool_maxsize = pool
+    # The proxy the environment names, resolved once: left to the environment, the kubeconfig loader's
+    # refresh hook (run before every call) sets the host again, and every such set re-reads all of
+    # os.environ for proxies (a third of a call's CPU).
+    configuration.proxy = configuration.proxy
     return client.ApiClient(configuration)
 
 

@@ -163,7 +163,7 @@ def _claim(request_id) -> Claim | None:
         if request.resource is None or request.resource.state != ResourceState.ACTIVE:
             state = request.resource.state if request.resource else "gone"
             raise InvalidState(f"The app is {state}; only an active app can be changed.")
-        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
+        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started", changed=["deliveries"])
         return Claim(request, request.resource, job, job.claim_token)
     if request.state == RequestState.APPROVED:
         # The claim that makes the resource links it to the request in the same transaction, under the
@@ -190,7 +190,9 @@ def _claim(request_id) -> Claim | None:
             _render_new(claim)
             resource.save(force_insert=True)
         request.resource = resource
-        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started")
+        transition_apply(
+            request, "start_provisioning", actor=None, verb="provisioning_started", changed=["deliveries", "resource"]
+        )
         if made:
             _record_intent_of_new(claim)
         return claim

@@ -107,7 +107,9 @@ def _activate_locked(request: ResourceRequest, resource: Resource, *, count: int
     if resource.created_by_request_id == request.pk:
         resource.created_by_request = request  # the same row, locked above: the lease's audit needs it
     if request.action == Action.CREATE:
-        transition_apply(resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects")
+        transition_apply(
+            resource, "activate", actor=None, verb="activated", request=request, detail=f"{count} objects", changed=[]
+        )
     if resource.kind == Kind.APP:
         release = _record_release(request, resource)
         if request.action != Action.CREATE:
@@ -120,4 +122,4 @@ def _activate_locked(request: ResourceRequest, resource: Resource, *, count: int
                 detail=f"release {release.number}: image tag {release.image_tag}"
                 + (f" (as release {release.rolled_back_from})" if release.rolled_back_from else ""),
             )
-    transition_apply(request, "activate", actor=None, verb="activated", resource=resource)
+    transition_apply(request, "activate", actor=None, verb="activated", resource=resource, changed=[])
