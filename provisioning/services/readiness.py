@@ -6,7 +6,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app.models import Action, Kind, RequestState, Resource, ResourceRequest
+from requests_app.errors import InvalidState
+from requests_app.models import Action, Kind, Resource, ResourceRequest
 from requests_app.services import audit_batch, audit_record, transition_apply
 
 from .. import cluster
@@ -85,25 +86,24 @@ def _readiness(claim: Claim, stored: dict[cluster.ObjectRef, dict]) -> tuple[lis
 @transaction.atomic
 def _activate(claim: Claim, *, count: int) -> None:
     """Mark request and resource active (`count`: the resource's objects, for the audit trail) and give
-    the claim up in the same transaction; ClaimLost (and nothing changed) when another worker took it."""
-    # Both rows locked and read in one query; the condition on the resource's row makes its join an
-    # inner one (PostgreSQL locks no row on the nullable side of an outer join).
-    request = (
-        ResourceRequest.objects.select_for_update(of=("self", "resource"))
-        .select_related("resource")
-        .get(pk=claim.request.pk, resource=claim.resource.pk, resource__kind=claim.resource.kind)
-    )
-    resource = request.resource
-    if request.state != RequestState.PROVISIONING:
+    the claim up in the same transaction; ClaimLost (and nothing changed) when another worker took it.
+
+    No read of the two rows first: the claim read them under its row lock, and only the claim's holder
+    changes them while it holds it. Each state change is a compare-and-set on the state that writes only
+    the columns it changed (transition_apply(changed=...)), and the claim's own update, last, proves the
+    claim was still held. A request or resource whose state someone else changed meanwhile (an admin
+    failed it, say) is left as it is: the transaction rolls back and the run ends."""
+    try:
+        with audit_batch():  # the audit rows of the activation (the lease's opening among them): one insert
+            _activate_locked(claim.request, claim.resource, count=count)
+    except InvalidState:
+        transaction.set_rollback(True)
         return
-    # The audit rows of the activation (the lease's opening among them) in one insert.
-    with audit_batch():
-        _activate_locked(request, resource, count=count)
     _renew(claim, release=True, phase=Phase.DONE, last_error="")
 
 
 def _activate_locked(request: ResourceRequest, resource: Resource, *, count: int) -> None:
-    """The state changes of an activation, on the rows `_activate` locked."""
+    """The state changes of an activation (see `_activate`)."""
     if resource.created_by_request_id == request.pk:
         resource.created_by_request = request  # the same row, locked above: the lease's audit needs it
     if request.action == Action.CREATE:

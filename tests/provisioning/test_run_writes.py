@@ -51,10 +51,34 @@ def test_a_fresh_namespace_writes_each_row_once_in_few_statements(approved_names
         ("activated", "resourcerequest"),
     ]
     # The claim's transaction (8 with BEGIN and COMMIT), the applied objects with their audit rows and
-    # readiness (1: what the apply answers show ready is marked in the same write) and the activation (8):
-    # 27 statements before these were folded, 18 before readiness joined the applied objects' write.
-    assert len(run) <= 17, "\n".join(q["sql"][:120] for q in run.captured_queries)
+    # readiness (1: what the apply answers show ready is marked in the same write) and the activation (7,
+    # no read of the rows the claim holds): 27 statements before these were folded, 18 before readiness
+    # joined the applied objects' write, 17 before the activation stopped reading the rows again.
+    assert len(run) <= 16, "\n".join(q["sql"][:120] for q in run.captured_queries)
     assert not [q for q in run.captured_queries if q["sql"].startswith('UPDATE "provisioning_managedobject"')]
+
+
+def test_a_request_failed_by_someone_else_during_the_run_is_left_as_it_is(approved_namespace, monkeypatch):
+    from provisioning.services import provision
+    from requests_app.models import ResourceRequest
+
+    request = approved_namespace()
+    real_apply_all = provision._apply_all
+
+    def apply_all_then_failed_by_an_admin(claim, **kwargs):
+        stored = real_apply_all(claim, **kwargs)
+        ResourceRequest.objects.filter(pk=claim.request.pk).update(state="failed", error="stopped by an admin")
+        return stored
+
+    monkeypatch.setattr(provision, "_apply_all", apply_all_then_failed_by_an_admin)
+    request_provision(request_id=request.pk)
+
+    request.refresh_from_db()
+    assert (request.state, request.error) == ("failed", "stopped by an admin")
+    resource = Resource.objects.get(pk=request.resource_id)
+    assert resource.state == "provisioning"  # the activation rolled back whole: no half-active pair
+    assert not Lease.objects.filter(resource=resource).exists()
+    assert not AuditEvent.objects.filter(request=request, verb="activated").exists()
 
 
 def test_an_audit_batch_writes_its_rows_in_one_insert_in_order(approved_namespace):
