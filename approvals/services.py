@@ -80,7 +80,13 @@ def chain_close(*, request: ResourceRequest, reason: str) -> int:
 def _step_open(step: ApprovalStep, *, request: ResourceRequest) -> None:
     step.pending_since = timezone.now()
     transition_apply(
-        step, "open", actor=None, verb="step_opened", request=request, detail=f"{step.name} ({step.group})"
+        step,
+        "open",
+        actor=None,
+        verb="step_opened",
+        request=request,
+        detail=f"{step.name} ({step.group})",
+        changed=["pending_since"],
     )
     notifications.after_commit(notifications.notify_step_pending, step.pk)
 
@@ -319,19 +325,20 @@ def _decision_write(
         transition_apply(step, "reject", actor=user, verb="step_closed", request=request, detail=step.name)
         for later in [s for s in steps if s.state in (StepState.WAITING, StepState.PENDING)]:
             transition_apply(later, "skip", actor=None, verb="step_closed", request=request, detail=later.name)
-        request_reject(request=request, actor=user, detail=f"{step.name}: {comment}")
+        request_reject(request=request, actor=user, detail=f"{step.name}: {comment}", changed=[])
         return step
 
     # The approval just recorded counts (it is in `decided`): a step that needs one needs no count.
     approvals = sum(1 for d in decided if d[0] == step.pk and d[3] == Verdict.APPROVE)
     if step.required > 1 and approvals < step.required:
         return step
-    transition_apply(step, "approve", actor=user, verb="step_closed", request=request, detail=step.name)
+    transition_apply(step, "approve", actor=user, verb="step_closed", request=request, detail=step.name, changed=[])
     following = next((s for s in steps if s.state == StepState.WAITING), None)
     if following is not None:
         _step_open(following, request=request)
     else:
-        request_approve(request=request, actor=user, detail=f"all steps of rule {step.chain.rule} approved")
+        # The request as the decision read it under its lock: nothing else of it changed.
+        request_approve(request=request, actor=user, detail=f"all steps of rule {step.chain.rule} approved", changed=[])
     return step
 
 

@@ -556,14 +556,15 @@ def followups_withdraw(*, resource: Resource, reason: str) -> int:
     return count
 
 
-def request_approve(*, request: ResourceRequest, actor, detail: str) -> None:
-    """Mark a request approved (called by the approval engine when its chain completes)."""
-    transition_apply(request, "approve", actor=actor, verb="approved", detail=detail)
+def request_approve(*, request: ResourceRequest, actor, detail: str, changed: Iterable[str] | None = None) -> None:
+    """Mark a request approved (called by the approval engine when its chain completes). `changed`: as
+    for transition_apply (a decision names none: it changes nothing on the request it read)."""
+    transition_apply(request, "approve", actor=actor, verb="approved", detail=detail, changed=changed)
 
 
-def request_reject(*, request: ResourceRequest, actor, detail: str) -> None:
-    """Mark a request rejected (called by the approval engine on a rejection)."""
-    transition_apply(request, "reject", actor=actor, verb="rejected", detail=detail)
+def request_reject(*, request: ResourceRequest, actor, detail: str, changed: Iterable[str] | None = None) -> None:
+    """Mark a request rejected (called by the approval engine on a rejection); `changed` as above."""
+    transition_apply(request, "reject", actor=actor, verb="rejected", detail=detail, changed=changed)
 
 
 @transaction.atomic
@@ -786,7 +787,8 @@ def _mail_record(mail: OutgoingMail, error: str | None, *, actor) -> None:
     to = ", ".join(mail.recipients)
     if error is None:
         mail.mark_sent(at=now)
-        mail.save()
+        # The outcome's columns only (mark_sent sets the state and sent_at), not the mail's body again.
+        mail.save(update_fields=["attempts", "last_attempt_at", "state", "sent_at"])
         if mail.attempts > 1:
             _mail_audit(mail, actor, "notification_sent", f"{mail.topic} to {to}: sent at attempt {mail.attempts}")
         return
