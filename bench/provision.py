@@ -42,6 +42,7 @@ from django.test.utils import CaptureQueriesContext
 from approvals.services import step_decide, steps_approve_many
 from bench.common import Out, median, ms
 from config.celery import app as celery_app
+from config.startup import freeze_loaded
 from provisioning import cluster
 from provisioning.services.plan import render_request
 from provisioning.services.provision import request_provision
@@ -309,6 +310,7 @@ def run(out: Out, sizes: list[int]) -> None:
     requester = _user("dana", ["team-atlas"])
     approver = _user("frank", ["platform-approvers"])
     namespaces = Namespaces(requester)
+    freeze_loaded()  # as the Celery worker this process stands in for in (a) does (config/startup.py)
     try:
         _one_namespace(out, namespaces, approver)
         _many_at_once(out, namespaces, approver)

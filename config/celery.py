@@ -93,11 +93,29 @@ def serve_metrics(**kwargs: Any) -> None:
     serve_worker_metrics()
 
 
+@signals.worker_init.connect(dispatch_uid="leasehold.worker_freeze")
+def freeze_loaded_before_fork(**kwargs: Any) -> None:
+    """The worker's main process, its tasks imported, before the pool forks: freeze what it loaded; the
+    pool's processes inherit it frozen (config/startup.py)."""
+    from .startup import freeze_loaded
+
+    freeze_loaded()
+
+
 @signals.worker_process_init.connect(dispatch_uid="leasehold.worker_child_socket")
 def close_metrics_socket(**kwargs: Any) -> None:
     from .metrics import close_inherited_metrics_socket
 
     close_inherited_metrics_socket()
+
+
+@signals.worker_process_init.connect(dispatch_uid="leasehold.worker_child_freeze")
+def freeze_inherited(**kwargs: Any) -> None:
+    """A pool process, just forked: freeze what it inherited and the parent loaded after its own freeze
+    (the Kubernetes client, by a later worker_init receiver), without a collection (config/startup.py)."""
+    from .startup import freeze_loaded
+
+    freeze_loaded(collect=False)
 
 
 @signals.worker_process_shutdown.connect(dispatch_uid="leasehold.worker_child_metrics")

@@ -72,6 +72,12 @@ def on_starting(server: Any) -> None:
     importlib.import_module("config.metrics_hooks").on_starting(server)
 
 
+def post_worker_init(worker: Any) -> None:
+    """A worker process has loaded the application (config/wsgi.py imports the API as it starts): freeze
+    what it loaded, so that no full garbage collection walks it again during a request (config/startup.py)."""
+    importlib.import_module("config.startup").freeze_loaded()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker process ended: drop its live gauges from the metrics sums."""
     importlib.import_module("config.metrics_hooks").child_exit(server, worker)
