@@ -95,14 +95,14 @@ def _activate(claim: Claim, *, count: int) -> None:
     failed it, say) is left as it is: the transaction rolls back and the run ends."""
     try:
         with audit_batch():  # the audit rows of the activation (the lease's opening among them): one insert
-            _activate_locked(claim.request, claim.resource, count=count)
+            _activate_changes(claim.request, claim.resource, count=count)
     except InvalidState:
         transaction.set_rollback(True)
         return
     _renew(claim, release=True, phase=Phase.DONE, last_error="")
 
 
-def _activate_locked(request: ResourceRequest, resource: Resource, *, count: int) -> None:
+def _activate_changes(request: ResourceRequest, resource: Resource, *, count: int) -> None:
     """The state changes of an activation (see `_activate`)."""
     if resource.created_by_request_id == request.pk:
         resource.created_by_request = request  # the same row, locked above: the lease's audit needs it
