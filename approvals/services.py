@@ -14,9 +14,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from requests_app.batch import write_batch
 from requests_app.errors import InvalidState, LeaseholdError, NotAllowed, ValidationFailed, public_message
 from requests_app.models import Cluster, RequestState, ResourceRequest
-from requests_app.services import audit_batch, audit_record, request_approve, request_reject, transition_apply
+from requests_app.services import audit_record, request_approve, request_reject, transition_apply
 
 from . import notifications
 from .directory import groups_at_decision_time
@@ -243,7 +244,7 @@ def _step_decide(*, step_id, user, verdict: str, comment: str, standing: Standin
         each.request = request
     decided = _decided_on([request.pk])[request.pk]
     principal, delegation = _decision_check(step, user=user, standing=standing, decided=decided)
-    with audit_batch():  # the decision's audit rows (the step closed, the request approved) in one insert
+    with write_batch():  # the decision's state changes and audit rows (step closed, request approved) in one write
         return _decision_write(
             step,
             steps,
@@ -421,7 +422,7 @@ def _steps_approve_chunk(chunk: dict, *, user, comment: str, standing: Standing)
     found = {step.pk: step for steps in steps_of.values() for step in steps}
     decided = _decided_on(list(requests))
     outcomes = {}
-    with audit_batch():
+    with write_batch():
         for pk, step_id in chunk.items():
             step = found.get(pk)
             if step is None:  # deleted since it was seen

@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +20,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from . import clusters, kinds, specs
+from .batch import batch_update_fields, in_batch, pending_events
 from .errors import InvalidState, NotAllowed, ValidationFailed
 from .models import (
     Action,
@@ -63,8 +62,8 @@ def audit_record(
     request: ResourceRequest | None = None,
     resource: Resource | None = None,
 ) -> AuditEvent:
-    """Append one event to the audit trail. `actor` None means the system. Inside `audit_batch()` the
-    event is written when the block ends (the one returned has no id until then)."""
+    """Append one event to the audit trail. `actor` None means the system. Inside `write_batch()` the
+    event is written with the block's other writes as it ends (the one returned has no id until then)."""
     if request is None and isinstance(target, ResourceRequest):
         request = target
     if resource is None and isinstance(target, Resource):
@@ -82,36 +81,12 @@ def audit_record(
         "to_state": to_state,
         "detail": detail,
     }
-    batch = _audit_batch.get()
+    batch = pending_events()
     if batch is None:
         return AuditEvent.objects.create(**fields)
     event = AuditEvent(**fields)
     batch.append(event)
     return event
-
-
-# The audit rows of the innermost `audit_batch()` block in this thread (or task), None outside one.
-_audit_batch: ContextVar[list[AuditEvent] | None] = ContextVar("audit_batch", default=None)
-
-
-@contextmanager
-def audit_batch() -> Iterator[None]:
-    """Write the audit rows recorded inside the block in one insert as the block ends, in their order
-    (their `at` is then the time of that insert): for several state changes made together, one round
-    trip instead of one per row. Only inside the transaction whose changes they record: when the block
-    raises, nothing is written and the transaction rolls back. A nested block leaves them to the outer one."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit_batch() must run inside the transaction whose changes it records")
-    if _audit_batch.get() is not None:
-        yield
-        return
-    events: list[AuditEvent] = []
-    token = _audit_batch.set(events)
-    try:
-        yield
-    finally:
-        _audit_batch.reset(token)
-    AuditEvent.objects.bulk_create(events)
 
 
 def transition_apply(
@@ -134,7 +109,9 @@ def transition_apply(
     fields the transition itself set (its method and the post_transition receivers) and the
     auto-updated timestamps are written, not the whole row (a request's spec and frozen inputs
     included, which doubled the write's cost on the provisioning path). None: the whole row, as for a
-    caller that does not say what it changed.
+    caller that does not say what it changed. With `changed`, inside `write_batch()`, that write is a
+    compare-and-set on the state sent with the block's other writes, and InvalidState is raised when
+    the block ends.
     """
     method = getattr(obj, name)
     old = obj.state
@@ -145,12 +122,18 @@ def transition_apply(
         method(**kwargs)
         if before is None:
             obj.save()
+        elif in_batch():
+            batch_update_fields(
+                obj,
+                _changed_since(obj, before, changed or ()),
+                where={"state": old},
+                on_miss=lambda: InvalidState(_changed_meanwhile(obj)),
+                done=getattr(obj, "_update_initial_state", None),
+            )
         else:
             obj.save(update_fields=_changed_since(obj, before, changed or ()))
     except (TransitionNotAllowed, ConcurrentTransition) as exc:
-        raise InvalidState(
-            f"The {obj._meta.verbose_name} changed while this was being done; reload and try again."
-        ) from exc
+        raise InvalidState(_changed_meanwhile(obj)) from exc
     return audit_record(
         actor=actor,
         verb=verb,
@@ -161,6 +144,10 @@ def transition_apply(
         request=request,
         resource=resource,
     )
+
+
+def _changed_meanwhile(obj: models.Model) -> str:
+    return f"The {obj._meta.verbose_name} changed while this was being done; reload and try again."
 
 
 def _column_values(obj: models.Model) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from requests_app.batch import batch_insert, batch_update, batch_update_fields, write_batch
 from requests_app.errors import InvalidState
 from requests_app.models import Action, Cluster, RequestState, Resource, ResourceRequest, ResourceState
 from requests_app.services import transition_apply
@@ -151,20 +152,28 @@ def _claim(request_id) -> Claim | None:
         if request.state != RequestState.APPROVED:
             # An approved request is saved by its transition below, deliveries with it.
             ResourceRequest.objects.filter(pk=request.pk).update(deliveries=F("deliveries") + 1)
-    job.claim_token = uuid.uuid4()
+    token = job.claim_token = uuid.uuid4()
     job.claimed_until = now + _claim_seconds()
     job.claimed_by = me
     job.retry_at = None
     if job.phase not in (Phase.READINESS,):
         job.phase = Phase.APPLYING
-    job.save(update_fields=["claim_token", "claimed_until", "claimed_by", "retry_at", "phase", "updated_at"])
+    # The claim's writes (the job, a new resource, the request's state change, its audit row) go in one
+    # statement on PostgreSQL as the block ends; the object rows of a new resource, whose ids the run
+    # needs, are inserted on their own.
+    with write_batch():
+        batch_update_fields(job, ["claim_token", "claimed_until", "claimed_by", "retry_at", "phase", "updated_at"])
+        return _claim_request(request, job, token, now)
+
+
+def _claim_request(request: ResourceRequest, job: ProvisioningJob, token: uuid.UUID, now) -> Claim | None:
     if request.state == RequestState.APPROVED and request.action != Action.CREATE:
         # An upgrade or rollback changes a running app: it must still be active.
         if request.resource is None or request.resource.state != ResourceState.ACTIVE:
             state = request.resource.state if request.resource else "gone"
             raise InvalidState(f"The app is {state}; only an active app can be changed.")
         transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started", changed=["deliveries"])
-        return Claim(request, request.resource, job, job.claim_token)
+        return Claim(request, request.resource, job, token)
     if request.state == RequestState.APPROVED:
         # The claim that makes the resource links it to the request in the same transaction, under the
         # request's row lock: an approved request without one has none yet (no read, no savepoint).
@@ -183,12 +192,12 @@ def _claim(request_id) -> Claim | None:
             cluster_id=request.cluster_id,
             activated_at=now,
         )
-        claim = Claim(request, resource, job, job.claim_token)
+        claim = Claim(request, resource, job, token)
         if made:
             # Rendered before the writes below, so that the read of its Namespace (see
             # _render_new) runs while they do.
             _render_new(claim)
-            resource.save(force_insert=True)
+            batch_insert(resource)
         request.resource = resource
         transition_apply(
             request, "start_provisioning", actor=None, verb="provisioning_started", changed=["deliveries", "resource"]
@@ -198,20 +207,24 @@ def _claim(request_id) -> Claim | None:
         return claim
     if request.resource is None:
         return None
-    return Claim(request, request.resource, job, job.claim_token)
+    return Claim(request, request.resource, job, token)
 
 
 def _renew(claim: Claim, *, release: bool = False, **fields) -> None:
     """Extend the claim (and save `fields` on the job); ClaimLost when another worker took it over.
     With `release`, the same write gives the claim up instead (the run's last write: one update)."""
     held = {"claim_token": None, "claimed_until": None, "claimed_by": ""} if release else {}
-    updated = ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token).update(
-        **{"claimed_until": timezone.now() + _claim_seconds(), **held}, updated_at=timezone.now(), **fields
+
+    def renewed() -> None:
+        for name, value in fields.items():
+            setattr(claim.job, name, value)
+
+    batch_update(  # inside a write_batch(), sent with its other writes
+        ProvisioningJob.objects.filter(pk=claim.job.pk, claim_token=claim.token),
+        {"claimed_until": timezone.now() + _claim_seconds(), **held, "updated_at": timezone.now(), **fields},
+        on_miss=lambda: ClaimLost(f"the claim on request {claim.request.pk} ran out and was taken over"),
+        done=renewed,
     )
-    if not updated:
-        raise ClaimLost(f"the claim on request {claim.request.pk} ran out and was taken over")
-    for name, value in fields.items():
-        setattr(claim.job, name, value)
 
 
 def _release(claim: Claim) -> None:

@@ -6,9 +6,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from requests_app.batch import write_batch
 from requests_app.errors import InvalidState
 from requests_app.models import Action, Kind, Resource, ResourceRequest
-from requests_app.services import audit_batch, audit_record, transition_apply
+from requests_app.services import audit_record, transition_apply
 
 from .. import cluster
 from ..errors import PermanentClusterError
@@ -94,12 +95,14 @@ def _activate(claim: Claim, *, count: int) -> None:
     claim was still held. A request or resource whose state someone else changed meanwhile (an admin
     failed it, say) is left as it is: the transaction rolls back and the run ends."""
     try:
-        with audit_batch():  # the audit rows of the activation (the lease's opening among them): one insert
+        # The state changes, their audit rows (the lease's opening among them) and the claim's release:
+        # one statement on PostgreSQL, after the lease's own insert.
+        with write_batch():
             _activate_changes(claim.request, claim.resource, count=count)
+            _renew(claim, release=True, phase=Phase.DONE, last_error="")
     except InvalidState:
         transaction.set_rollback(True)
         return
-    _renew(claim, release=True, phase=Phase.DONE, last_error="")
 
 
 def _activate_changes(request: ResourceRequest, resource: Resource, *, count: int) -> None:

@@ -18,9 +18,12 @@ from provisioning.services.plan import resource_id_for
 from provisioning.services.provision import request_provision
 from provisioning.services.sweep import RESOURCE_ID_HEADER
 from provisioning.tasks import provision_request
-from requests_app.models import AuditEvent, Resource
-from requests_app.services import audit_batch, audit_record
+from requests_app.batch import batch_insert, batch_update, write_batch
+from requests_app.errors import InvalidState
+from requests_app.models import AuditEvent, Resource, ResourceRequest
+from requests_app.services import audit_record, transition_apply
 from tests.conftest import require_env
+from tests.factories import ResourceFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,11 +53,12 @@ def test_a_fresh_namespace_writes_each_row_once_in_few_statements(approved_names
         ("activated", "resource"),
         ("activated", "resourcerequest"),
     ]
-    # The claim's transaction (8 with BEGIN and COMMIT), the applied objects with their audit rows and
-    # readiness (1: what the apply answers show ready is marked in the same write) and the activation (7,
-    # no read of the rows the claim holds): 27 statements before these were folded, 18 before readiness
-    # joined the applied objects' write, 17 before the activation stopped reading the rows again.
-    assert len(run) <= 16, "\n".join(q["sql"][:120] for q in run.captured_queries)
+    # The claim's transaction (5 with BEGIN and COMMIT: the locking read, the object rows, and one
+    # statement for the job, the resource, the request's state change and its audit row), the applied
+    # objects with their audit rows and readiness (1), and the activation (4: the lease's insert, then one
+    # statement for both state changes, the three audit rows and the claim's release). 27 statements
+    # before these were folded; 16 before write_batch() sent each transaction's closing writes together.
+    assert len(run) <= 10, "\n".join(q["sql"][:120] for q in run.captured_queries)
     assert not [q for q in run.captured_queries if q["sql"].startswith('UPDATE "provisioning_managedobject"')]
 
 
@@ -81,32 +85,121 @@ def test_a_request_failed_by_someone_else_during_the_run_is_left_as_it_is(approv
     assert not AuditEvent.objects.filter(request=request, verb="activated").exists()
 
 
-def test_an_audit_batch_writes_its_rows_in_one_insert_in_order(approved_namespace):
+def test_a_write_batch_sends_its_writes_together_as_it_ends_in_order(approved_namespace):
     request = approved_namespace()
-    with transaction.atomic(), CaptureQueriesContext(connection) as batch, audit_batch():
+    job = ProvisioningJob.objects.get(pk=request.pk)
+    with transaction.atomic(), CaptureQueriesContext(connection) as batch, write_batch():
         first = audit_record(actor=None, verb="one", target=request)
-        with audit_batch():  # a nested block leaves its rows to the outer one
+        with write_batch():  # a nested block leaves its writes to the outer one
             audit_record(actor=None, verb="two", target=request)
+            batch_update(ProvisioningJob.objects.filter(pk=job.pk), {"last_error": "noted"})
+            transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started", changed=[])
         assert first.pk is None
         assert not AuditEvent.objects.filter(verb__in=("one", "two")).exists()
-    assert len([q for q in batch.captured_queries if q["sql"].startswith("INSERT")]) == 1
-    assert first.pk is not None
-    assert list(AuditEvent.objects.filter(verb__in=("one", "two")).order_by("id").values_list("verb", flat=True)) == [
+        assert ProvisioningJob.objects.get(pk=job.pk).last_error == ""
+        assert ResourceRequest.objects.get(pk=request.pk).state == "approved"
+        assert all(q["sql"].startswith("SELECT") for q in batch.captured_queries)  # nothing written yet
+    writes = [q["sql"] for q in batch.captured_queries if not q["sql"].startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("WITH ")
+    assert list(AuditEvent.objects.filter(request=request).order_by("id").values_list("verb", flat=True))[-3:] == [
         "one",
         "two",
+        "provisioning_started",
     ]
+    assert ProvisioningJob.objects.get(pk=job.pk).last_error == "noted"
+    assert ResourceRequest.objects.get(pk=request.pk).state == "provisioning"
 
 
-def test_an_audit_batch_that_raises_writes_nothing_and_needs_a_transaction(approved_namespace):
+def test_a_write_batch_that_raises_writes_nothing_and_needs_a_transaction(approved_namespace):
     request = approved_namespace()
-    with pytest.raises(ZeroDivisionError), transaction.atomic(), audit_batch():
+    with pytest.raises(ZeroDivisionError), transaction.atomic(), write_batch():
         audit_record(actor=None, verb="lost", target=request)
+        batch_update(ResourceRequest.objects.filter(pk=request.pk), {"error": "lost"})
         1 / 0  # noqa: B018
     assert not AuditEvent.objects.filter(verb="lost").exists()
-    with pytest.raises(RuntimeError, match="inside the transaction"), audit_batch():
+    assert ResourceRequest.objects.get(pk=request.pk).error == ""
+    with pytest.raises(RuntimeError, match="inside the transaction"), write_batch():
         pass
-    # Outside a block the row is written at once, as before.
+    # Outside a block each write is sent at once, as before.
     assert audit_record(actor=None, verb="now", target=request).pk is not None
+    batch_update(ResourceRequest.objects.filter(pk=request.pk), {"error": "at once"})
+    assert ResourceRequest.objects.get(pk=request.pk).error == "at once"
+
+
+def test_a_condition_a_batch_missed_raises_and_the_transaction_keeps_none_of_it(approved_namespace):
+    request = approved_namespace()
+    job = ProvisioningJob.objects.get(pk=request.pk)
+    ResourceRequest.objects.filter(pk=request.pk).update(state="failed", error="failed by an admin")
+
+    # The request was read as approved: its state change is a compare-and-set that now misses.
+    with pytest.raises(InvalidState, match="changed while"), transaction.atomic(), write_batch():
+        batch_update(ProvisioningJob.objects.filter(pk=job.pk), {"last_error": "lost"})
+        transition_apply(request, "start_provisioning", actor=None, verb="provisioning_started", changed=[])
+        audit_record(actor=None, verb="lost", target=request)
+    assert ProvisioningJob.objects.get(pk=job.pk).last_error == ""
+    assert ResourceRequest.objects.get(pk=request.pk).state == "failed"
+    assert not AuditEvent.objects.filter(verb__in=("lost", "provisioning_started"), request=request).exists()
+
+    # The first condition that missed, in the order they were made, is the one raised.
+    with pytest.raises(LookupError, match="first"), transaction.atomic(), write_batch():
+        batch_update(
+            ResourceRequest.objects.filter(pk=request.pk, state="active"),
+            {"error": "x"},
+            on_miss=lambda: LookupError("first"),
+        )
+        batch_update(
+            ProvisioningJob.objects.filter(pk=job.pk, phase="gone"),
+            {"last_error": "x"},
+            on_miss=lambda: KeyError("second"),
+        )
+    # Outside a block, at once.
+    with pytest.raises(LookupError):
+        batch_update(
+            ResourceRequest.objects.filter(pk=request.pk, state="active"),
+            {"error": "x"},
+            on_miss=lambda: LookupError("no"),
+        )
+
+
+def test_a_row_written_twice_in_one_batch_gets_both_writes_in_order(approved_namespace):
+    request = approved_namespace()
+    with transaction.atomic(), CaptureQueriesContext(connection) as batch, write_batch():
+        batch_update(ResourceRequest.objects.filter(pk=request.pk), {"error": "first", "deliveries": 5})
+        batch_update(ResourceRequest.objects.filter(pk=request.pk), {"error": "second"})
+    # One statement may not update a row twice: the first write went before the second was added.
+    assert len(batch) == 2
+    assert ResourceRequest.objects.filter(pk=request.pk).values_list("error", "deliveries").get() == ("second", 5)
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "other"])
+def test_one_statement_or_one_after_another_the_batch_writes_the_same(approved_namespace, monkeypatch, vendor):
+    """The PostgreSQL statement and the path of other databases (a statement per write) write the same
+    rows: a new row, an update that points at it, the audit rows; and a missed condition raises in both."""
+    if vendor != "postgresql":
+        monkeypatch.setattr(connection, "vendor", vendor)
+    request = approved_namespace()
+    resource = ResourceFactory.build(
+        pk=resource_id_for(request), team=request.team, owner=request.requester, created_by_request=request
+    )
+    resource.cluster_id = request.cluster_id
+    with transaction.atomic(), CaptureQueriesContext(connection) as sent, write_batch():
+        batch_insert(resource)
+        batch_update(ResourceRequest.objects.filter(pk=request.pk), {"resource": resource, "error": "e"})
+        audit_record(actor=None, verb="made", target=resource, request=request)
+    assert len(sent) == (1 if vendor == "postgresql" else 3)
+    assert not resource._state.adding
+    assert Resource.objects.filter(pk=resource.pk).values_list("kind", "name", "state", "spec").get() == (
+        resource.kind,
+        resource.name,
+        "active",
+        resource.spec,
+    )
+    assert ResourceRequest.objects.filter(pk=request.pk).values_list("resource_id", "error").get() == (resource.pk, "e")
+    assert AuditEvent.objects.filter(verb="made", resource=resource, target_id=str(resource.pk)).count() == 1
+    with pytest.raises(LookupError), transaction.atomic(), write_batch():
+        batch_update(ResourceRequest.objects.filter(pk=request.pk), {"error": "lost"})
+        batch_update(ResourceRequest.objects.filter(pk=request.pk, state="gone"), {"error": "x"}, on_miss=LookupError)
+    assert ResourceRequest.objects.get(pk=request.pk).error == "e"
 
 
 @pytest.fixture
