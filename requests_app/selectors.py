@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -12,6 +15,39 @@ from .sections import request_prefetch, request_select, request_visibility, reso
 # Lists of requests and resources, newest first; `id` breaks ties so that pages never overlap. Each
 # model has an index on these columns (and one on team plus these) so a page reads only its rows.
 LIST_ORDER = ("-created_at", "-id")
+# The rows a keyset page reads (in_key_order).
+KEY_PAGE = 250
+
+
+def in_key_order(
+    queryset: QuerySet, key: str, *, key_of: Callable[[Any], tuple[Any, Any]] | None = None, page: int | None = None
+) -> Iterator[Any]:
+    """Every row of `queryset` in (`key`, pk) order, read `page` rows at a time: each page is a query with
+    ORDER BY and LIMIT that continues after the last row of the one before (keyset, never OFFSET).
+
+    For a selection on a partial index of `key` joined to large tables: with a LIMIT, PostgreSQL walks
+    the index in order and looks the joined rows up by key, whatever it estimates the selection to hold;
+    without one, an estimate of thousands (two conditions it takes for independent, "active" and
+    "expired", which never hold together) has it hash-join a scan of every joined row, and the read
+    costs what the tables hold instead of what it finds. `key_of` gives a row's (key, pk) when the rows
+    are not model instances (a values_list: put both in it)."""
+    page = page or KEY_PAGE
+    ordered = queryset.order_by(key, "pk")
+    after = None
+    while True:
+        query = ordered
+        if after is not None:
+            # The `>=` alone is what an index on `key` can start its scan at; the OR only filters.
+            rest = Q(**{f"{key}__gt": after[0]}) | Q(**{key: after[0], "pk__gt": after[1]})
+            query = ordered.filter(Q(**{f"{key}__gte": after[0]}) & rest)
+        rows = list(query[:page])
+        yield from rows
+        if len(rows) < page:
+            return
+        last = rows[-1]
+        after = key_of(last) if key_of is not None else (getattr(last, key), last.pk)
+
+
 # The requests a cluster has work to do for: approved and waiting for a worker, or being provisioned.
 WAITING_STATES = (RequestState.APPROVED, RequestState.PROVISIONING)
 

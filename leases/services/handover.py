@@ -43,6 +43,16 @@ def _current_groups(user) -> set[str] | None:
     return user_group_names(user)
 
 
+def _local_groups(users: list) -> dict[int, set[str] | None]:
+    """The groups of local (not directory) accounts, as `user_group_names` reads them, in one query for
+    them all; a directory account is re-read on its own (`_current_groups`)."""
+    groups: dict[int, set[str] | None] = {user.pk: set() for user in users}
+    through = get_user_model().groups.through
+    for user_id, name in through.objects.filter(user_id__in=list(groups)).values_list("user_id", "group__name"):
+        groups[user_id].add(name)  # type: ignore[union-attr]
+    return groups
+
+
 def _owners_to_check(*, dry_run: bool, now: datetime) -> list[int]:
     """The owners this pass checks: every deactivated one, and the LEASEHOLD_HANDOVER_BATCH owners checked
     longest ago (never checked first). Each is recorded as checked (not in a dry run), so that every owner
@@ -77,7 +87,9 @@ def hand_over_departed(*, dry_run: bool, report: ReclaimReport, now: datetime | 
     # One row per owner and team, not one per resource: an owner with many resources is checked once per team.
     pairs = list(live.order_by().values_list("owner_id", "team_id", "team__group__name").distinct())
     users = get_user_model().objects.in_bulk({owner for owner, _, _ in pairs})
-    cache: dict[int, set[str] | None] = {}
+    cache: dict[int, set[str] | None] = _local_groups(
+        [user for user in users.values() if not is_directory_account(user)]
+    )
     left = [Q(owner_id=o, team_id=t) for o, t, group in pairs if not _owner_still_in_team(users[o], group, cache)]
     if not left:
         return

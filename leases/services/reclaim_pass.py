@@ -29,7 +29,7 @@ from requests_app.models import (
     OutgoingMail,
     Resource,
 )
-from requests_app.selectors import mail_pending
+from requests_app.selectors import in_key_order, mail_pending
 from requests_app.services import (
     mail_deliver_pending,
 )
@@ -149,7 +149,10 @@ def _work_by_cluster(*, now: datetime, dry_run: bool) -> dict[int, _ClusterWork]
     the leases' partial indexes, sorted here. (A filter on the cluster in SQL has PostgreSQL hash-join
     every resource row of a large cluster, where the partial indexes find the few leases that are due.)"""
     work: dict[int, _ClusterWork] = defaultdict(_ClusterWork)
-    for lease in Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now).select_related(*_LABEL_RELATED):
+    # Paged (in_key_order): PostgreSQL takes "active" and "expired" for independent and would join a scan
+    # of every resource for the thousands it expects, where the partial index finds the few there are.
+    expired = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__lte=now).select_related(*_LABEL_RELATED)
+    for lease in in_key_order(expired, "expires_at"):
         work[lease.resource.cluster_id].expired.append(lease)
     if not dry_run:
         for lease in Lease.objects.filter(state=LeaseState.GRACE, grace_until__gt=now).select_related("resource"):
@@ -158,8 +161,8 @@ def _work_by_cluster(*, now: datetime, dry_run: bool) -> dict[int, _ClusterWork]
         unrestored = Lease.objects.filter(state=LeaseState.ACTIVE, expires_at__gt=now).exclude(quarantined_replicas={})
         for lease in unrestored.select_related("resource"):
             work[lease.resource.cluster_id].unrestored.append(lease)
-    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now).order_by("grace_until", "pk")
-    for row in _lease_rows(due):
+    due = Lease.objects.filter(state=LeaseState.GRACE, grace_until__lte=now)
+    for row in _lease_rows(due, key="grace_until"):
         work[row.cluster_id or 0].due.append(row)
     if not dry_run:
         for cluster_id in clusters_following():  # followed up, maybe with nothing else to do there

@@ -82,3 +82,35 @@ def test_a_dry_runs_queries_do_not_grow_with_the_leases_it_lists(atlas, requeste
     with_30 = queries()
     assert (with_3[1], with_30[1]) == (3, 30)
     assert with_30[0] == with_3[0]
+
+
+def test_due_and_expired_leases_are_read_a_page_at_a_time_in_order_and_none_is_missed(
+    atlas, requester, settings, monkeypatch
+):
+    """Both selections a pass makes on a lease index are read in keyset pages (in_key_order), so that
+    PostgreSQL walks the index whatever it estimates; ties on the time are ordered by id, and no lease
+    is listed twice or left out at a page's edge."""
+    from requests_app import selectors
+
+    monkeypatch.setattr(selectors, "KEY_PAGE", 2)
+    settings.RECLAIM_MAX_PER_RUN = 100
+    now = database_now()
+    due = [due_namespace(atlas, requester, f"d{i}", now, past=2 if i < 3 else 1) for i in range(5)]  # 3 tie
+    expired = [active_namespace(atlas, requester, name=f"e{i}") for i in range(3)]
+    for resource in expired:
+        lease_open(resource=resource)
+        Lease.objects.filter(resource=resource).update(expires_at=now - timedelta(minutes=5))
+
+    with CaptureQueriesContext(connection) as captured:
+        report = reclaim_pass(now=now + timedelta(hours=1), dry_run=True)
+
+    leases = {lease.resource_id: lease for lease in Lease.objects.filter(resource__in=due)}
+    in_order = sorted(due, key=lambda r: (leases[r.pk].grace_until, leases[r.pk].pk))
+    assert [line.split(" (resource ")[0] for line in report.reclaimed] == [
+        f"namespace {r.namespace_name}" for r in in_order
+    ]
+    assert sorted(line.split(" (resource ")[0] for line in report.to_grace) == [
+        f"namespace {r.namespace_name}" for r in expired
+    ]
+    paged = [q["sql"] for q in captured.captured_queries if 'FROM "leases_lease"' in q["sql"] and "LIMIT 2" in q["sql"]]
+    assert len(paged) == 3 + 2  # 5 due: pages of 2, 2 and 1; 3 expired: 2 and 1

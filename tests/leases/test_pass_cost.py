@@ -158,3 +158,20 @@ def test_a_deactivated_owner_is_handed_over_at_the_next_pass_whatever_the_batch(
     assert len(reclaim_pass(now=now + timedelta(hours=1)).handed_over) == 1
     mine.resource.refresh_from_db()
     assert mine.resource.owner is None
+
+
+def test_the_groups_of_a_batch_of_local_owners_are_read_in_one_query(atlas, requester, settings, fast_passwords):
+    """Local accounts' groups are read for the whole batch at once (a directory account is re-read from
+    LDAP on its own): a batch of 2 owners and one of 20 cost a pass the same queries."""
+    far_leases(atlas, 20)
+    now = database_now()
+
+    def with_batch(size: int) -> int:
+        settings.LEASEHOLD_HANDOVER_BATCH = size
+        return queries_of_a_pass(dry_run=True, now=now)
+
+    with_batch(2)  # caches (content types)
+    assert with_batch(2) == with_batch(20)
+    # And still judged on their groups: one who left the team is listed for hand-over.
+    UserFactory._meta.model.objects.get(username="far3").groups.clear()
+    assert len(reclaim_pass(now=now, dry_run=True).handed_over) == 1
