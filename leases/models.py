@@ -77,11 +77,16 @@ class Lease(ConcurrentTransitionMixin, models.Model):
         return f"lease of {self.resource} until {self.expires_at:%Y-%m-%d %H:%M}"
 
     def save(self, *args, **kwargs) -> None:
-        self.next_notice_at = next_notice_at(self.expires_at, self.notices_sent)
+        self.derive()
         fields = kwargs.get("update_fields")
         if fields is not None and {"expires_at", "notices_sent"} & set(fields):
             kwargs["update_fields"] = [*fields, "next_notice_at"]
         super().save(*args, **kwargs)
+
+    def derive(self) -> None:
+        """Set what the lease's other fields decide (the next notice's time), as `save()` does: for a
+        lease written without it (batch_create)."""
+        self.next_notice_at = next_notice_at(self.expires_at, self.notices_sent)
 
     @transition(field=state, source=LeaseState.ACTIVE, target=LeaseState.GRACE)
     def enter_grace(self, grace_until) -> None:

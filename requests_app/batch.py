@@ -14,7 +14,7 @@ not for writes that the same block reads back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from django.db import connection, models, transaction
 from django.db.models import sql
+from django.db.models.expressions import RawSQL
 
 from .models import AuditEvent
 
@@ -33,6 +34,7 @@ class _Write:
     row: tuple | None = None  # (table, pk) of an update by key: a second write of that row sends the batch first
     on_miss: Callable[[], Exception] | None = None  # a condition: raised when the update matched no row
     done: Callable[[], None] | None = None  # run once the write was sent
+    created: list[models.Model] | None = None  # an insert of these rows, whose keys are read back
 
 
 @dataclass
@@ -40,6 +42,7 @@ class _Batch:
     writes: list[_Write] = field(default_factory=list)
     events: list[AuditEvent] = field(default_factory=list)
     rows: set[tuple] = field(default_factory=set)
+    targets: dict[int, models.Model] = field(default_factory=dict)  # id(event) -> row inserted in the batch
 
 
 # The innermost `write_batch()` block of this thread (or task), None outside one.
@@ -54,6 +57,15 @@ def pending_events() -> list[AuditEvent] | None:
     """The audit rows of the open batch (audit_record appends to it), None outside one."""
     batch = _batch.get()
     return None if batch is None else batch.events
+
+
+def audit_pending(event: AuditEvent, target: models.Model) -> None:
+    """`event` is about `target`, a row this batch inserts (`batch_create`) and whose key it does not
+    know yet: its `target_id` is that key, taken from the insert in the same statement."""
+    batch = _batch.get()
+    if batch is None or not any(w.created is not None and target in w.created for w in batch.writes):
+        raise ValueError("audit_pending() is for an event about a row the open batch inserts")
+    batch.targets[id(event)] = target
 
 
 @contextmanager
@@ -133,6 +145,23 @@ def batch_insert(obj: models.Model) -> None:
     _add(_Write(statement, tuple(params), done=saved))
 
 
+def batch_create(objs: Sequence[models.Model]) -> None:
+    """`bulk_create(objs)` for rows whose keys the database gives, inside a batch sent with it: the keys
+    are set on `objs` once it was sent (on PostgreSQL read back by the same statement). Outside a
+    batch, at once."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if _batch.get() is None:
+        model._default_manager.bulk_create(objs)
+        return
+    fields = [f for f in model._meta.local_concrete_fields if not f.generated and not f.primary_key]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, list(objs))
+    ((statement, params),) = query.get_compiler(using=model._default_manager.db).as_sql()
+    _add(_Write(statement, tuple(params), created=list(objs)))
+
+
 def _row_of(queryset: models.QuerySet) -> tuple | None:
     where = queryset.query.where
     for child in getattr(where, "children", ()):
@@ -159,35 +188,92 @@ def _add(write: _Write) -> None:
 
 def _send(batch: _Batch) -> None:
     writes = list(batch.writes)
-    if batch.events:
-        query = sql.InsertQuery(AuditEvent)
-        fields = [f for f in AuditEvent._meta.local_concrete_fields if not f.primary_key]
-        query.insert_values(fields, cast(list[models.Model], batch.events))
-        for statement, params in query.get_compiler(using=AuditEvent.objects.db).as_sql():
-            writes.append(_Write(statement, tuple(params)))
-    if not writes:
+    if not writes and not batch.events:
         return
-    one = connection.vendor == "postgresql" and len(writes) > 1
-    matched = _send_as_one(writes) if one else _send_each(writes)
-    for write, count in zip(writes, matched, strict=True):
-        if write.on_miss is not None and not count:
+    if connection.vendor == "postgresql" and len(writes) + bool(batch.events) > 1:
+        writes += _audit_writes(batch, writes)
+        results = _send_as_one(writes)
+    else:
+        results = _send_each(writes)
+        _keys_set(writes, results)  # the keys the events' targets were given, before the events are written
+        events = _audit_writes(batch, writes)
+        writes += events
+        results += _send_each(events)
+    for write, result in zip(writes, results, strict=True):
+        if write.on_miss is not None and not result:
             raise write.on_miss()
+    _keys_set(writes, results)
+    for event_id, target in batch.targets.items():
+        event = next(e for e in batch.events if id(e) == event_id)
+        event.target_id = str(target.pk)
     for write in writes:
         if write.done is not None:
             write.done()
 
 
-def _send_as_one(writes: list[_Write]) -> list[int]:
+def _keys_set(writes: list[_Write], results: list) -> None:
+    for write, result in zip(writes, results, strict=True):
+        if write.created is not None and write.created[0]._state.adding:
+            _keys_read_back(write.created, result)
+
+
+def _audit_writes(batch: _Batch, writes: list[_Write]) -> list[_Write]:
+    """The insert of the batch's audit rows. An event about a row the batch inserts takes that row's key:
+    once it is known (one statement after another), or from the insert's RETURNING in the same statement."""
+    if not batch.events:
+        return []
+    for event in batch.events:
+        target = batch.targets.get(id(event))
+        if target is None:
+            continue
+        if target.pk is not None:
+            event.target_id = str(target.pk)
+        else:
+            index = next(i for i, w in enumerate(writes) if w.created is not None and target in w.created)
+            # The SQL is the sub-statement's name only (w0, w1, ...): no value reaches it.
+            event.target_id = RawSQL(_key_text_of(f"w{index}"), ())  # noqa: S611  # nosec B611
+    query = sql.InsertQuery(AuditEvent)
+    fields = [f for f in AuditEvent._meta.local_concrete_fields if not f.primary_key]
+    query.insert_values(fields, cast(list[models.Model], batch.events))
+    return [
+        _Write(statement, tuple(params))
+        for statement, params in query.get_compiler(using=AuditEvent.objects.db).as_sql()
+    ]
+
+
+def _keys_read_back(objs: list[models.Model], keys: list) -> None:
+    """Set the keys the database gave `objs`. One INSERT takes its rows' keys from the sequence in the
+    order of its rows, so the keys in ascending order are those of `objs` in order."""
+    if len(keys) != len(objs):
+        raise RuntimeError(f"{len(objs)} rows inserted, {len(keys)} keys read back")
+    db = type(objs[0])._default_manager.db
+    for obj, key in zip(objs, sorted(keys), strict=True):
+        obj.pk = key
+        obj._state.adding = False
+        obj._state.db = db
+
+
+def _send_as_one(writes: list[_Write]) -> list:
     """One statement: `WITH w0 AS (UPDATE ... RETURNING 1), w1 AS (INSERT ...) ... SELECT` the number of
-    rows each conditional update matched. Every sub-statement runs, whatever the others matched."""
+    rows each conditional update matched and the keys each insert that reads them back gave its rows.
+    Every sub-statement runs, whatever the others matched."""
     parts: list[str] = []
     params: list[Any] = []
+    results: list[str] = []
     for i, write in enumerate(writes):
-        returning = " RETURNING 1" if write.on_miss is not None else ""
-        parts.append(f"w{i} AS ({write.sql}{returning})")
+        name = f"w{i}"
+        if write.created is not None:  # the keys the rows were given
+            key = connection.ops.quote_name(type(write.created[0])._meta.pk.column or "id")
+            parts.append(f"{name} AS ({write.sql} RETURNING {key} AS key)")
+            results.append(_keys_of(name))
+        elif write.on_miss is not None:  # the rows a condition matched
+            parts.append(f"{name} AS ({write.sql} RETURNING 1)")
+            results.append(_rows_of(name))
+        else:
+            parts.append(f"{name} AS ({write.sql})")
+            results.append("1")
         params.extend(write.params)
-    # One count per write (1 for a write without a condition), in order.
-    counts = ", ".join(_rows_of(f"w{i}") if w.on_miss else "1" for i, w in enumerate(writes))
+    counts = ", ".join(results)
     # The sub-statements are Django's own, compiled with their parameters apart: only their names (w0,
     # w1, ...) are joined here, no value.
     statement = f"WITH {', '.join(parts)} SELECT {counts}"  # noqa: S608
@@ -196,14 +282,27 @@ def _send_as_one(writes: list[_Write]) -> list[int]:
         return list(cursor.fetchone())
 
 
+def _keys_of(name: str) -> str:
+    return f"(SELECT array_agg(key) FROM {name})"  # noqa: S608  # nosec B608 (a name: w0, w1, ...)
+
+
+def _key_text_of(name: str) -> str:
+    return f"(SELECT key::text FROM {name})"  # noqa: S608  # nosec B608 (a name: w0, w1, ...)
+
+
 def _rows_of(name: str) -> str:
     return f"(SELECT count(*) FROM {name})"  # noqa: S608  # nosec B608 (a name: w0, w1, ...)
 
 
-def _send_each(writes: list[_Write]) -> list[int]:
-    matched = []
+def _send_each(writes: list[_Write]) -> list:
+    results: list = []
     with connection.cursor() as cursor:
         for write in writes:
+            if write.created is not None:
+                model = type(write.created[0])
+                model._default_manager.bulk_create(write.created)  # sets the keys as it can on this database
+                results.append([obj.pk for obj in write.created])
+                continue
             cursor.execute(write.sql, write.params)
-            matched.append(cursor.rowcount)
-    return matched
+            results.append(cursor.rowcount)
+    return results

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed
 
 from . import clusters, kinds, specs
-from .batch import batch_update_fields, in_batch, pending_events
+from .batch import audit_pending, batch_update_fields, in_batch, pending_events
 from .errors import InvalidState, NotAllowed, ValidationFailed
 from .models import (
     Action,
@@ -86,6 +86,8 @@ def audit_record(
         return AuditEvent.objects.create(**fields)
     event = AuditEvent(**fields)
     batch.append(event)
+    if target.pk is None:  # a row the same batch inserts (batch_create): its key comes with the insert
+        audit_pending(event, target)
     return event
 
 

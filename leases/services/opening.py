@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 from django.utils import timezone
 
+from requests_app.batch import batch_create, in_batch
 from requests_app.models import (
     Resource,
 )
@@ -54,7 +55,12 @@ def lease_open(*, resource: Resource, activating: bool = False) -> Lease:
     lease = None if activating else Lease.objects.filter(resource=resource).first()
     created = lease is None
     if lease is None:
-        lease = Lease.objects.create(resource=resource, starts_at=starts, expires_at=expires)
+        lease = Lease(resource=resource, starts_at=starts, expires_at=expires)
+        if in_batch():  # the activation's write_batch(): the insert goes with its other writes
+            lease.derive()
+            batch_create([lease])
+        else:
+            lease.save(force_insert=True)
     # Opened from the activation's post_transition signal, before the caller saves this very instance:
     # without the attribute set, that save would write the expiry back to empty.
     resource.lease_expires_at = lease.expires_at

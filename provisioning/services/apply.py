@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from requests_app.batch import batch_create
 from requests_app.errors import InvalidState
 from requests_app.models import AuditEvent, Resource, ResourceRequest
 
@@ -41,7 +42,8 @@ def _render_new(claim: Claim) -> None:
 
 def _record_intent_of_new(claim: Claim) -> None:
     """A new resource has no object rows yet: record those of the manifests `_render_new` rendered in
-    the claim's transaction (one insert that returns the ids; no transaction, read or check of its own)."""
+    the claim's transaction (an insert sent with the claim's other writes, which reads their ids back;
+    no transaction, read or check of its own)."""
     if claim.manifests is not None:
         claim.rows = _record_intent(claim.resource, claim.manifests, fresh=True)
 
@@ -79,7 +81,7 @@ def _record_intent(
         for r in refs
     ]
     if fresh:
-        ManagedObject.objects.bulk_create(planned)
+        batch_create(planned)  # in the claim's write_batch(): their ids are read back with its writes
         return dict(zip(refs, planned, strict=True))
     with transaction.atomic():
         return _record_intent_again(resource, refs, planned)

@@ -158,9 +158,8 @@ def _claim(request_id) -> Claim | None:
     job.retry_at = None
     if job.phase not in (Phase.READINESS,):
         job.phase = Phase.APPLYING
-    # The claim's writes (the job, a new resource, the request's state change, its audit row) go in one
-    # statement on PostgreSQL as the block ends; the object rows of a new resource, whose ids the run
-    # needs, are inserted on their own.
+    # The claim's writes (the job, a new resource and its object rows, the request's state change, its
+    # audit row) go in one statement on PostgreSQL as the block ends.
     with write_batch():
         batch_update_fields(job, ["claim_token", "claimed_until", "claimed_by", "retry_at", "phase", "updated_at"])
         return _claim_request(request, job, token, now)

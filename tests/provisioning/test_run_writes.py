@@ -5,11 +5,13 @@ exactly once, with the round trips folded (README "Performance")."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from celery.signals import before_task_publish
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from leases.models import Lease
 from provisioning import cluster
@@ -18,7 +20,7 @@ from provisioning.services.plan import resource_id_for
 from provisioning.services.provision import request_provision
 from provisioning.services.sweep import RESOURCE_ID_HEADER
 from provisioning.tasks import provision_request
-from requests_app.batch import batch_insert, batch_update, write_batch
+from requests_app.batch import batch_create, batch_insert, batch_update, write_batch
 from requests_app.errors import InvalidState
 from requests_app.models import AuditEvent, Resource, ResourceRequest
 from requests_app.services import audit_record, transition_apply
@@ -53,12 +55,14 @@ def test_a_fresh_namespace_writes_each_row_once_in_few_statements(approved_names
         ("activated", "resource"),
         ("activated", "resourcerequest"),
     ]
-    # The claim's transaction (5 with BEGIN and COMMIT: the locking read, the object rows, and one
-    # statement for the job, the resource, the request's state change and its audit row), the applied
-    # objects with their audit rows and readiness (1), and the activation (4: the lease's insert, then one
-    # statement for both state changes, the three audit rows and the claim's release). 27 statements
-    # before these were folded; 16 before write_batch() sent each transaction's closing writes together.
-    assert len(run) <= 10, "\n".join(q["sql"][:120] for q in run.captured_queries)
+    # The claim's transaction (4 with BEGIN and COMMIT: the locking read, then one statement for the job,
+    # the resource and its object rows, the request's state change and its audit row), the applied
+    # objects with their audit rows and readiness (1), and the activation (3: one statement for the
+    # lease, both state changes, the three audit rows and the claim's release). 27 statements before
+    # these were folded; 16 before write_batch() sent each transaction's closing writes together.
+    assert len(run) <= 8, "\n".join(q["sql"][:120] for q in run.captured_queries)
+    opened = AuditEvent.objects.get(request=request, verb="lease_opened")
+    assert opened.target_id == str(lease.pk)  # the lease's id, read back by the statement that inserted it
     assert not [q for q in run.captured_queries if q["sql"].startswith('UPDATE "provisioning_managedobject"')]
 
 
@@ -182,12 +186,28 @@ def test_one_statement_or_one_after_another_the_batch_writes_the_same(approved_n
         pk=resource_id_for(request), team=request.team, owner=request.requester, created_by_request=request
     )
     resource.cluster_id = request.cluster_id
+    rows = [
+        ManagedObject(resource=resource, api_version="v1", kind="ConfigMap", namespace="x", name=f"c{i}")
+        for i in range(3)
+    ]
+    lease = Lease(resource=resource, starts_at=timezone.now(), expires_at=timezone.now() + timedelta(days=1))
+    lease.derive()
     with transaction.atomic(), CaptureQueriesContext(connection) as sent, write_batch():
         batch_insert(resource)
         batch_update(ResourceRequest.objects.filter(pk=request.pk), {"resource": resource, "error": "e"})
+        batch_create(rows)
+        batch_create([lease])
         audit_record(actor=None, verb="made", target=resource, request=request)
-    assert len(sent) == (1 if vendor == "postgresql" else 3)
+        audit_record(actor=None, verb="opened", target=lease, resource=resource)  # its key is not known yet
+        assert all(row.pk is None for row in rows) and lease.pk is None
+    assert len(sent) == (1 if vendor == "postgresql" else 5)
     assert not resource._state.adding
+    # The keys the database gave, each on its own object.
+    assert {row.pk: row.name for row in rows} == dict(
+        ManagedObject.objects.filter(resource=resource).values_list("pk", "name")
+    )
+    assert Lease.objects.get(pk=lease.pk).next_notice_at == lease.next_notice_at
+    assert AuditEvent.objects.get(verb="opened", resource=resource).target_id == str(lease.pk)
     assert Resource.objects.filter(pk=resource.pk).values_list("kind", "name", "state", "spec").get() == (
         resource.kind,
         resource.name,
