@@ -56,13 +56,14 @@ class Lease(ConcurrentTransitionMixin, models.Model):
         # What a reclamation pass selects, each by an index that leaves out the reclaimed leases (the
         # bulk of the table after a while): the pass costs what is due, not what exists.
         indexes = [
-            models.Index(fields=["expires_at"], name="lease_active_expiry", condition=Q(state="active")),
+            # With the id: the reclamation pass reads these in keyset pages of (time, id) (in_key_order).
+            models.Index(fields=["expires_at", "id"], name="lease_active_expiry", condition=Q(state="active")),
             models.Index(
                 fields=["next_notice_at"],
                 name="lease_notice_due",
                 condition=Q(state="active", next_notice_at__isnull=False),
             ),
-            models.Index(fields=["grace_until"], name="lease_grace_until", condition=Q(state="grace")),
+            models.Index(fields=["grace_until", "id"], name="lease_grace_until", condition=Q(state="grace")),
             models.Index(fields=["id"], name="lease_reclaiming", condition=Q(state="reclaiming")),
             # The dashboard's "reclaimed in the last 30 days", newest first.
             models.Index(fields=["-reclaimed_at"], name="lease_reclaimed_recent", condition=Q(state="reclaimed")),

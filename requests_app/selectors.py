@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models import Count, F, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan
 from django.db.models.functions import Cast
 
 from .models import AuditEvent, Cluster, Kind, MailState, OutgoingMail, RequestState, Resource, ResourceRequest, Team
@@ -23,7 +24,9 @@ def in_key_order(
     queryset: QuerySet, key: str, *, key_of: Callable[[Any], tuple[Any, Any]] | None = None, page: int | None = None
 ) -> Iterator[Any]:
     """Every row of `queryset` in (`key`, pk) order, read `page` rows at a time: each page is a query with
-    ORDER BY and LIMIT that continues after the last row of the one before (keyset, never OFFSET).
+    ORDER BY and LIMIT that continues after the last row of the one before (keyset, never OFFSET), on an
+    index of (`key`, id): many rows with the same `key` (the leases one pass moved to grace) cost a page
+    no more than distinct ones.
 
     For a selection on a partial index of `key` joined to large tables: with a LIMIT, PostgreSQL walks
     the index in order and looks the joined rows up by key, whatever it estimates the selection to hold;
@@ -37,9 +40,8 @@ def in_key_order(
     while True:
         query = ordered
         if after is not None:
-            # The `>=` alone is what an index on `key` can start its scan at; the OR only filters.
-            rest = Q(**{f"{key}__gt": after[0]}) | Q(**{key: after[0], "pk__gt": after[1]})
-            query = ordered.filter(Q(**{f"{key}__gte": after[0]}) & rest)
+            # (key, id) > (last key, last id): where an index on (key, id) starts its scan, ties included.
+            query = ordered.filter(TupleGreaterThan(Tuple(F(key), F("pk")), after))
         rows = list(query[:page])
         yield from rows
         if len(rows) < page:
