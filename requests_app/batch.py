@@ -1,9 +1,11 @@
 """Several writes of one transaction in one round trip: `write_batch()`.
 
 Inside the block, the audit rows (`audit_record`), the state changes of `transition_apply(changed=...)`
-and the writes made with `batch_update()` and `batch_insert()` are not sent at once; they are written
-together as the block ends, in the order they were made: on PostgreSQL in one statement (a
-data-modifying WITH, one sub-statement per write), elsewhere one statement after another.
+and the writes made with `batch_update()`, `batch_insert()` and `batch_create()` are not sent at once;
+they are written together as the block ends, in the order they were made: on PostgreSQL in one
+statement (a data-modifying WITH, one sub-statement per write), elsewhere one statement after another.
+An insert whose keys the database gives reads them back in that statement, and an audit row about such
+a row takes its key from it.
 
 An update made with a condition (a compare-and-set: a state, a claim's token) raises its own exception
 when no row matched, after the block's writes were sent; the transaction the block must run in then
@@ -60,11 +62,11 @@ def pending_events() -> list[AuditEvent] | None:
 
 
 def audit_pending(event: AuditEvent, target: models.Model) -> None:
-    """`event` is about `target`, a row this batch inserts (`batch_create`) and whose key it does not
-    know yet: its `target_id` is that key, taken from the insert in the same statement."""
+    """`event` is about `target`, a row this batch inserts (`batch_create([target])`, one row) and whose
+    key it does not know yet: its `target_id` is that key, taken from the insert in the same statement."""
     batch = _batch.get()
-    if batch is None or not any(w.created is not None and target in w.created for w in batch.writes):
-        raise ValueError("audit_pending() is for an event about a row the open batch inserts")
+    if batch is None or not any(w.created == [target] for w in batch.writes):
+        raise ValueError("audit_pending() is for an event about a row the open batch inserts on its own")
     batch.targets[id(event)] = target
 
 
@@ -229,7 +231,7 @@ def _audit_writes(batch: _Batch, writes: list[_Write]) -> list[_Write]:
         if target.pk is not None:
             event.target_id = str(target.pk)
         else:
-            index = next(i for i, w in enumerate(writes) if w.created is not None and target in w.created)
+            index = next(i for i, w in enumerate(writes) if w.created == [target])
             # The SQL is the sub-statement's name only (w0, w1, ...): no value reaches it.
             event.target_id = RawSQL(_key_text_of(f"w{index}"), ())  # noqa: S611  # nosec B611
     query = sql.InsertQuery(AuditEvent)

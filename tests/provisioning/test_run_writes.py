@@ -293,3 +293,16 @@ def test_a_new_namespace_is_read_while_its_claim_is_written_and_only_once(approv
     request.refresh_from_db()
     assert request.state == "active", request.error
     assert reads == [("Namespace", False)]  # one read, on a pool thread, not the run's own
+
+
+def test_an_audit_row_takes_a_pending_key_only_from_a_row_inserted_on_its_own(approved_namespace):
+    """Its key comes from `(SELECT key FROM wN)`: one row, or the statement could not say which."""
+    request = approved_namespace()
+    resource = Resource.objects.get(pk=request.resource_id) if request.resource_id else None
+    rows = [
+        ManagedObject(resource_id=resource_id_for(request), api_version="v1", kind="ConfigMap", name=f"m{i}")
+        for i in range(2)
+    ]
+    with pytest.raises(ValueError, match="on its own"), transaction.atomic(), write_batch():
+        batch_create(rows)
+        audit_record(actor=None, verb="made", target=rows[0], request=request, resource=resource)
