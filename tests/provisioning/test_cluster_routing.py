@@ -135,6 +135,7 @@ def test_a_request_on_a_cluster_known_down_waits_visibly_without_an_attempt(
     assert str(request.pk) not in provisioning_sweep()
 
 
+@pytest.mark.integration  # publishes to the broker: needs Redis (make test starts it)
 def test_lease_work_is_published_on_its_clusters_queue(unreachable_b):
     """Extensions and restores call their resource's cluster: they go to its queue."""
     require_env("REDIS_URL")
