@@ -95,8 +95,8 @@ def _activate(claim: Claim, *, count: int) -> None:
     claim was still held. A request or resource whose state someone else changed meanwhile (an admin
     failed it, say) is left as it is: the transaction rolls back and the run ends."""
     try:
-        # The state changes, their audit rows (the lease's opening among them) and the claim's release:
-        # one statement on PostgreSQL, after the lease's own insert.
+        # The lease (opened by leases' receiver of the resource's activation), both state changes, their
+        # audit rows and the claim's release: one statement on PostgreSQL.
         with write_batch():
             _activate_changes(claim.request, claim.resource, count=count)
             _renew(claim, release=True, phase=Phase.DONE, last_error="")
